@@ -1,0 +1,79 @@
+# popbridge — a POP3 server whose maildrop is an IMAP mailbox.
+#
+#   make            build build/popbridge
+#   make demo       install what is missing, build, run a demo Dovecot with
+#                   popbridge in front of it
+#   make check      install what is missing, build with ASan+UBSan, run the
+#                   unit tests and the integration tests
+#   make bench      benchmarks (not part of check)
+
+CC      ?= cc
+PKGS    := libuv openssl inih
+OPT     ?= -O2 -g
+CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luv -lssl -lcrypto -linih)
+ALL_CFLAGS = $(CSTD) $(WARN) $(OPT) -Iinclude $(PKG_CFLAGS) $(CFLAGS)
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRCS    := $(wildcard src/*.c)
+LIBSRCS := $(filter-out src/main.c,$(SRCS))
+TESTS   := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+
+OBJS      := $(patsubst src/%.c,build/obj/%.o,$(SRCS))
+LIBOBJS   := $(patsubst src/%.c,build/obj/%.o,$(LIBSRCS))
+SANOBJS   := $(patsubst src/%.c,build/asan/obj/%.o,$(SRCS))
+SANLIB    := $(patsubst src/%.c,build/asan/obj/%.o,$(LIBSRCS))
+SANTESTS  := $(patsubst %,build/asan/%,$(TESTS))
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+.PHONY: all deps check unit integration demo bench clean asan
+all: build/popbridge
+
+build/obj/%.o: src/%.c $(wildcard include/*.h) | build/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/asan/obj/%.o: src/%.c $(wildcard include/*.h) | build/asan/obj
+	$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
+
+build/popbridge: $(OBJS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+build/asan/popbridge: $(SANOBJS)
+	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+build/asan/test_%: tests/unit/test_%.c $(SANLIB) $(wildcard include/*.h) | build/asan/obj
+	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $< $(SANLIB) $(PKG_LIBS) -lcriterion $(LDFLAGS)
+
+build/obj build/asan/obj:
+	mkdir -p $@
+
+asan: build/asan/popbridge $(SANTESTS)
+
+deps:
+	sh tests/lib/deps.sh
+
+unit: $(SANTESTS)
+	@set -e; for t in $(SANTESTS); do echo "== $$t"; $$t --jobs 2; done
+
+integration: build/asan/popbridge
+	POPBRIDGE=$(CURDIR)/build/asan/popbridge sh tests/integration/run.sh
+
+check: deps
+	$(MAKE) asan
+	$(MAKE) unit
+	$(MAKE) integration
+
+demo: deps
+	$(MAKE) build/popbridge
+	sh tests/lib/demo.sh
+
+bench: deps
+	$(MAKE) build/popbridge
+	sh tests/bench/run.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,34 @@
+#ifndef POPBRIDGE_BUF_H
+#define POPBRIDGE_BUF_H
+
+#include <stddef.h>
+
+/*
+ * A growable byte buffer with a hard maximum. The buffer owns data; callers
+ * may read data[0..len) and must not keep the pointer across an append.
+ * Every operation returns 0 or a negative errno: -ENOBUFS when the named
+ * maximum would be exceeded, -ENOMEM when allocation fails.
+ */
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	size_t max;
+};
+
+void buf_init(struct buf *b, size_t max);
+int buf_reserve(struct buf *b, size_t more);
+int buf_append(struct buf *b, const void *p, size_t n);
+int buf_append_str(struct buf *b, const char *s);
+int buf_appendf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Drops the first n bytes (n <= len). */
+void buf_consume(struct buf *b, size_t n);
+/* Empties the buffer but keeps its memory. */
+void buf_reset(struct buf *b);
+/* Overwrites the contents with zeros (for secrets), then empties it. */
+void buf_wipe(struct buf *b);
+/* Releases the memory; the buffer is empty and usable afterwards. */
+void buf_free(struct buf *b);
+
+#endif

@@ -1,0 +1,125 @@
+#ifndef POPBRIDGE_CONFIG_H
+#define POPBRIDGE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "log.h"
+
+/* How many addresses one listen key may name, and folders one maildrop. */
+#define CONFIG_MAX_ADDRS 8
+#define CONFIG_MAX_FOLDERS 16
+/* Longest IP literal we accept in a listen address, with room for NUL. */
+#define CONFIG_HOST_MAX 64
+/* Room for one error message: "FILE:LINE: [section] key: reason". */
+#define CONFIG_ERR_MAX 512
+
+enum upstream_tls {
+	UPSTREAM_TLS_IMPLICIT = 0,
+	UPSTREAM_TLS_STARTTLS,
+	UPSTREAM_TLS_NONE,
+};
+
+enum plaintext_auth {
+	PLAINTEXT_AUTH_LOOPBACK = 0,
+	PLAINTEXT_AUTH_ALWAYS,
+	PLAINTEXT_AUTH_NEVER,
+};
+
+enum on_delete {
+	ON_DELETE_EXPUNGE = 0,
+	ON_DELETE_TRASH,
+	ON_DELETE_SEEN,
+	ON_DELETE_KEEP,
+};
+
+enum since_mode {
+	SINCE_ALL = 0,
+	SINCE_NOW,
+	SINCE_DATE,
+};
+
+/* An IP literal and a port, as written in a listen key ("127.0.0.1:1110",
+ * "[::1]:1110"). */
+struct config_addr {
+	char host[CONFIG_HOST_MAX];
+	uint16_t port;
+};
+
+/*
+ * The effective configuration: defaults from SPEC §1 overlaid with the file.
+ * Immutable once config_load() returns; strings are owned by the struct and
+ * released by config_free().
+ */
+struct config {
+	char *path;
+
+	struct {
+		struct config_addr pop3[CONFIG_MAX_ADDRS];
+		size_t n_pop3;
+		struct config_addr pop3s[CONFIG_MAX_ADDRS];
+		size_t n_pop3s;
+		bool pop3s_set;		/* pop3s was written in the file */
+		char *cert;		/* NULL when unset */
+		char *key;		/* NULL when unset */
+		int tls_min;		/* 10, 11, 12 or 13 */
+		enum plaintext_auth allow_plaintext_auth;
+	} listen;
+
+	struct {
+		char *host;
+		uint16_t port;
+		enum upstream_tls tls;
+		char *ca_file;		/* NULL: the system trust store */
+		bool verify;
+		unsigned timeout;	/* seconds, > 0 */
+	} upstream;
+
+	struct {
+		char *folders[CONFIG_MAX_FOLDERS];
+		size_t n_folders;
+		enum since_mode since;
+		char since_date[11];	/* YYYY-MM-DD when since == SINCE_DATE */
+		enum on_delete on_delete;
+		char *trash;
+		bool mark_seen;
+	} maildrop;
+
+	struct {
+		char *dir;
+	} state;
+
+	struct {
+		unsigned max_sessions;
+		unsigned max_per_ip;
+		unsigned idle_timeout;
+		unsigned auth_fail_delay;
+		unsigned shutdown_grace;
+	} limits;
+
+	struct {
+		enum log_level level;
+	} log;
+};
+
+/*
+ * Reads and validates the INI file at path. Returns 0 and a new config in
+ * *cfg_r (free it with config_free), or -1 with a one-line reason in
+ * err[0..errlen) naming file, line, section and key.
+ */
+int config_load(const char *path, struct config **cfg_r, char *err,
+		size_t errlen);
+
+/* The same for INI text held in memory; name stands in for the file name. */
+int config_load_string(const char *text, const char *name,
+		       struct config **cfg_r, char *err, size_t errlen);
+
+/* Prints the effective settings as INI, secrets masked. */
+void config_print(const struct config *cfg, FILE *out);
+
+/* Frees *cfg and sets it to NULL; NULL is allowed. */
+void config_free(struct config **cfg);
+
+#endif

@@ -1,0 +1,133 @@
+#ifndef POPBRIDGE_IMAP_PARSE_H
+#define POPBRIDGE_IMAP_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+/*
+ * Incremental parser for IMAP server responses (RFC 9051 §7, RFC 3501 §7).
+ * Bytes may arrive split at any position. A response (a line with any
+ * number of {n} literals) is assembled up to IMAP_RESP_MAX octets and then
+ * handed out parsed. Literals that carry message data in a FETCH response
+ * (the value of BODY[...], BINARY[...], RFC822, RFC822.HEADER, RFC822.TEXT)
+ * are never buffered: their bytes are passed to the body callback as they
+ * arrive, so a 50 MB message costs no memory here.
+ */
+
+/* Longest response kept in memory (text plus inline literals). A UID
+ * SEARCH answer for 100,000 messages is under 1 MB. */
+#define IMAP_RESP_MAX (4u * 1024 * 1024)
+/* Longest literal kept inline (mailbox names, ID values, ...). */
+#define IMAP_INLINE_LITERAL_MAX (64u * 1024)
+/* Deepest list nesting accepted (BODYSTRUCTURE needs about 10). */
+#define IMAP_DEPTH_MAX 32
+
+enum imap_arg_type {
+	IMAP_ARG_ATOM,		/* includes numbers and BODY[...]<...> */
+	IMAP_ARG_STRING,	/* quoted (unescaped) or inline literal */
+	IMAP_ARG_NIL,
+	IMAP_ARG_LIST,
+	IMAP_ARG_STREAMED,	/* literal whose bytes went to the body callback */
+};
+
+struct imap_arg {
+	enum imap_arg_type type;
+	const char *str;	/* ATOM, STRING; not NUL-terminated */
+	size_t len;
+	const struct imap_arg *list;	/* LIST: its elements */
+	size_t count;
+	uint64_t size;		/* STREAMED: literal size */
+};
+
+enum imap_resp_kind {
+	IMAP_RESP_TAGGED,
+	IMAP_RESP_UNTAGGED,
+	IMAP_RESP_CONTINUATION,
+};
+
+enum imap_status {
+	IMAP_STATUS_NONE = 0,	/* not a status response */
+	IMAP_STATUS_OK,
+	IMAP_STATUS_NO,
+	IMAP_STATUS_BAD,
+	IMAP_STATUS_BYE,
+	IMAP_STATUS_PREAUTH,
+};
+
+/*
+ * One parsed response. Every pointer points into the parser's memory and
+ * stays valid until the next call to imap_parse_feed or imap_parse_free.
+ *
+ * Status responses ("tag OK ...", "* NO ...", "* BYE ...", "* PREAUTH"):
+ * status is set, code is the text inside a leading [...] without brackets
+ * (NULL when absent), text is the rest of the line.
+ * Continuation ("+ ..."): text is everything after "+ ".
+ * Other untagged data: number is set when the first token is a number
+ * ("* 5 EXISTS", "* 5 FETCH (...)"), name is the keyword (EXISTS, FETCH,
+ * CAPABILITY, LIST, SEARCH, FLAGS, ...) and args are the tokens after it
+ * ("* 5 FETCH (UID 7 RFC822.SIZE 123)" has one LIST arg).
+ */
+struct imap_resp {
+	enum imap_resp_kind kind;
+	const char *tag;	/* TAGGED only */
+	size_t tag_len;
+	enum imap_status status;
+	const char *code;
+	size_t code_len;
+	const char *text;
+	size_t text_len;
+	bool has_number;
+	uint32_t number;
+	const char *name;
+	size_t name_len;
+	const struct imap_arg *args;
+	size_t nargs;
+};
+
+/*
+ * Called for message data in FETCH responses. begin is called once per
+ * streamed literal with the data item's name ("BODY[]", "BODY[HEADER]",
+ * "BODY[TEXT]<0>", ...), the literal size and the UID when the response
+ * named it before the literal (0 otherwise); then data zero or more times
+ * with the literal's bytes in order; then end. Quoted-string bodies are not
+ * streamed: they arrive in the parsed response as IMAP_ARG_STRING.
+ */
+struct imap_body_cb {
+	void (*begin)(void *ctx, const char *item, size_t item_len,
+		      uint32_t uid, uint64_t size);
+	void (*data)(void *ctx, const char *p, size_t n);
+	void (*end)(void *ctx);
+	void *ctx;
+};
+
+struct imap_parser;
+
+/* Returns a new parser or NULL when out of memory. cb may be NULL (then
+ * streamed literals are dropped). */
+struct imap_parser *imap_parse_new(const struct imap_body_cb *cb);
+void imap_parse_free(struct imap_parser **p);
+
+/*
+ * Consumes bytes from data[0..len) and stores how many in *used_r.
+ * Returns 1 when a complete response is in *resp_r (call again with the
+ * rest of the data), 0 when all of data was used and more is needed, or -1
+ * on a protocol error (malformed response, over IMAP_RESP_MAX, literal too
+ * large to inline, nesting too deep); imap_parse_error then says why and
+ * the parser must not be fed again.
+ */
+int imap_parse_feed(struct imap_parser *p, const char *data, size_t len,
+		    size_t *used_r, struct imap_resp *resp_r);
+
+/* A static description of the last error, or NULL. */
+const char *imap_parse_error(const struct imap_parser *p);
+
+/* Helpers over parsed data. */
+bool imap_arg_is_atom(const struct imap_arg *a, const char *word);  /* case-insensitive */
+int imap_arg_number(const struct imap_arg *a, uint64_t *n_r);       /* 0 or -1 */
+/* In a FETCH response's list, finds the value after key (case-insensitive). */
+const struct imap_arg *imap_fetch_item(const struct imap_resp *r, const char *key);
+
+#endif
