@@ -1,0 +1,77 @@
+#ifndef POPBRIDGE_CONN_H
+#define POPBRIDGE_CONN_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+/*
+ * A TCP stream with an output queue, seen by protocol code only through
+ * events: data arrived, output drained, connected, failed. Protocol code
+ * never touches the socket.
+ *
+ * Output is appended with conn_write and handed to the kernel by
+ * conn_flush; conn_pending says how much is still queued, which callers use
+ * for back-pressure (stop producing above a high mark, resume on drained).
+ */
+
+/* One read delivers at most this much; shared by all connections of a loop
+ * (reads are processed synchronously, so one buffer serves them all). */
+#define CONN_READ_MAX (64u * 1024)
+/* drained fires once pending output falls to this after conn_want_drained. */
+#define CONN_LOW_WATER (64u * 1024)
+/* A graceful close waits this long for queued output to reach the peer. */
+#define CONN_LINGER_MS 5000
+
+struct conn;
+
+struct conn_events {
+	/* Bytes received; p is valid only during the call. */
+	void (*data)(void *ctx, const char *p, size_t n);
+	/* Output fell to CONN_LOW_WATER after conn_want_drained. */
+	void (*drained)(void *ctx);
+	/* The outgoing connect finished: 0 or a negative libuv error. */
+	void (*connected)(void *ctx, int status);
+	/* The peer closed (UV_EOF) or an error occurred (negative libuv code).
+	 * No further events follow; the owner still calls conn_close. */
+	void (*failed)(void *ctx, int status);
+};
+
+/* Accepts a pending connection from a listening stream. NULL on failure.
+ * Reading starts with conn_start. */
+struct conn *conn_accept(uv_loop_t *loop, uv_stream_t *server);
+
+/* Starts connecting to addr; events->connected reports the outcome. */
+struct conn *conn_connect(uv_loop_t *loop, const struct sockaddr *addr,
+			  const struct conn_events *ev, void *ctx);
+
+void conn_set_events(struct conn *c, const struct conn_events *ev, void *ctx);
+
+/* Starts (or resumes) reading; conn_pause stops it. Both are idempotent. */
+int conn_start(struct conn *c);
+void conn_pause(struct conn *c);
+
+/* Queues bytes for sending. 0, or -ENOMEM / -EPIPE (already failed). */
+int conn_write(struct conn *c, const void *p, size_t n);
+int conn_printf(struct conn *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Hands queued bytes to the kernel. 0 or a negative libuv error. */
+int conn_flush(struct conn *c);
+/* Bytes queued or in flight. */
+size_t conn_pending(const struct conn *c);
+/* Asks for one drained event when pending output reaches CONN_LOW_WATER. */
+void conn_want_drained(struct conn *c);
+
+/* The peer's address as text ("127.0.0.1", "::1"); "?" when unknown. */
+const char *conn_peer(const struct conn *c);
+/* True when the peer address is a loopback address. */
+int conn_peer_is_loopback(const struct conn *c);
+
+/*
+ * Ends the connection and sets *c to NULL; no events fire afterwards and
+ * the memory is released once libuv has closed the handle. Graceful: queued
+ * output is sent first (for up to CONN_LINGER_MS). Abortive: dropped.
+ */
+void conn_close(struct conn **c, int graceful);
+
+#endif

@@ -1,0 +1,72 @@
+#ifndef POPBRIDGE_UPSTREAM_H
+#define POPBRIDGE_UPSTREAM_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "imap_client.h"
+#include "maildrop.h"
+
+/*
+ * The mailbox operations one POP3 session needs, built from IMAP commands:
+ * open (log in, SELECT each folder, list UIDs and sizes), fetch one
+ * message or part, and apply the deletions at QUIT. One operation runs at a
+ * time; each reports through the callbacks given at creation, never from
+ * inside the call that started it.
+ */
+
+enum upstream_status {
+	UPSTREAM_OK = 0,
+	UPSTREAM_AUTH,		/* wrong credentials */
+	UPSTREAM_GONE,		/* the message no longer exists upstream */
+	UPSTREAM_TEMP,		/* unreachable, failing or refusing: later */
+};
+
+struct upstream_events {
+	/* The running operation finished; why is a short explanation. */
+	void (*done)(void *ctx, enum upstream_status st, const char *why);
+	/* Message bytes of the running fetch, in order. */
+	void (*data)(void *ctx, const char *p, size_t n);
+};
+
+enum upstream_part {
+	UPSTREAM_WHOLE,		/* BODY.PEEK[] */
+	UPSTREAM_HEADER,	/* BODY.PEEK[HEADER] */
+	UPSTREAM_TEXT,		/* BODY.PEEK[TEXT]<offset.length> */
+};
+
+struct upstream;
+
+struct upstream *upstream_new(uv_loop_t *loop, const struct config *cfg,
+			      const char *session_id,
+			      const struct upstream_events *ev, void *ctx);
+void upstream_free(struct upstream **u);
+
+/* Logs in and takes the snapshot into md (initialised with the folders).
+ * Returns 0 or -1 (an operation is running). */
+int upstream_open(struct upstream *u, const char *user, size_t user_len,
+		  const char *pass, size_t pass_len, struct maildrop *md);
+
+/* Streams part of message msg; for UPSTREAM_TEXT, length octets from
+ * offset. done reports OK (all bytes delivered; data may not have been
+ * called for an empty part), GONE or TEMP. */
+int upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
+		   enum upstream_part part, uint64_t offset, uint64_t length);
+
+/* Removes the messages marked deleted in md as on_delete says. done
+ * reports OK only when every one was handled. */
+int upstream_update(struct upstream *u);
+
+/* Back-pressure on message data. */
+void upstream_pause(struct upstream *u);
+void upstream_resume(struct upstream *u);
+
+/* Fetched octets of the running or last fetch (as received). */
+uint64_t upstream_fetched(const struct upstream *u);
+bool upstream_alive(const struct upstream *u);
+
+/* Ends the IMAP session politely (LOGOUT) without waiting. */
+void upstream_logout(struct upstream *u);
+
+#endif

@@ -1,0 +1,380 @@
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+
+/* Queued output beyond this means the peer stopped reading long ago and
+ * the protocol code failed to throttle: fail the connection, never grow. */
+#define CONN_OUT_MAX (8u * 1024 * 1024)
+
+struct conn {
+	uv_tcp_t tcp;
+	uv_timer_t linger;
+	uv_connect_t connect_req;
+	uv_shutdown_t shutdown_req;
+	const struct conn_events *ev;
+	void *ctx;
+	struct buf out;		/* written, not yet flushed */
+	size_t in_flight;	/* flushed, not yet confirmed by libuv */
+	int handles_open;
+	int reading;
+	int failed;
+	int closing;
+	int want_drained;
+	char peer[INET6_ADDRSTRLEN];
+	int peer_loopback;
+};
+
+struct write_req {
+	uv_write_t req;
+	struct conn *c;
+	char *data;
+	size_t len;
+};
+
+/*
+ * Reads are handled to completion inside the read callback, so one scratch
+ * buffer serves every connection of the process; per-connection buffers
+ * would cost 64 KB per idle session.
+ */
+static char read_scratch[CONN_READ_MAX];
+
+static void on_handle_closed(uv_handle_t *h);
+
+static struct conn *
+conn_alloc(uv_loop_t *loop)
+{
+	struct conn *c;
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	if (uv_tcp_init(loop, &c->tcp) < 0) {
+		free(c);
+		return NULL;
+	}
+	c->tcp.data = c;
+	uv_timer_init(loop, &c->linger);
+	c->linger.data = c;
+	c->handles_open = 2;
+	buf_init(&c->out, CONN_OUT_MAX);
+	strcpy(c->peer, "?");
+	return c;
+}
+
+/* Used when a connection fails before anyone owns it. */
+static void
+conn_discard(struct conn *c)
+{
+	c->closing = 1;
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+	uv_close((uv_handle_t *)&c->linger, on_handle_closed);
+}
+
+static void
+conn_note_peer(struct conn *c)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		uv_ip4_name(sin, c->peer, sizeof(c->peer));
+		c->peer_loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		uv_ip6_name(sin6, c->peer, sizeof(c->peer));
+		c->peer_loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
+			(IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
+			 sin6->sin6_addr.s6_addr[12] == 127);
+	}
+}
+
+struct conn *
+conn_accept(uv_loop_t *loop, uv_stream_t *server)
+{
+	struct conn *c;
+
+	c = conn_alloc(loop);
+	if (c == NULL)
+		return NULL;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+		conn_discard(c);
+		return NULL;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	conn_note_peer(c);
+	return c;
+}
+
+static void
+on_connected(uv_connect_t *req, int status)
+{
+	struct conn *c = req->data;
+
+	if (c->closing)
+		return;
+	if (status == 0) {
+		uv_tcp_nodelay(&c->tcp, 1);
+		conn_note_peer(c);
+	} else {
+		c->failed = 1;
+	}
+	if (c->ev != NULL && c->ev->connected != NULL)
+		c->ev->connected(c->ctx, status);
+}
+
+struct conn *
+conn_connect(uv_loop_t *loop, const struct sockaddr *addr,
+	     const struct conn_events *ev, void *ctx)
+{
+	struct conn *c;
+
+	c = conn_alloc(loop);
+	if (c == NULL)
+		return NULL;
+	conn_set_events(c, ev, ctx);
+	c->connect_req.data = c;
+	if (uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connected) < 0) {
+		conn_discard(c);
+		return NULL;
+	}
+	return c;
+}
+
+void
+conn_set_events(struct conn *c, const struct conn_events *ev, void *ctx)
+{
+	c->ev = ev;
+	c->ctx = ctx;
+}
+
+static void
+conn_fail(struct conn *c, int status)
+{
+	if (c->failed || c->closing)
+		return;
+	c->failed = 1;
+	conn_pause(c);
+	if (c->ev != NULL && c->ev->failed != NULL)
+		c->ev->failed(c->ctx, status);
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	(void)h;
+	(void)suggested;
+	b->base = read_scratch;
+	b->len = sizeof(read_scratch);
+}
+
+static void
+on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct conn *c = s->data;
+
+	if (n == 0 || c->closing)
+		return;
+	if (n < 0) {
+		conn_fail(c, (int)n);
+		return;
+	}
+	if (c->ev != NULL && c->ev->data != NULL)
+		c->ev->data(c->ctx, b->base, (size_t)n);
+}
+
+int
+conn_start(struct conn *c)
+{
+	int r;
+
+	if (c->reading || c->failed || c->closing)
+		return 0;
+	r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	if (r == 0)
+		c->reading = 1;
+	return r;
+}
+
+void
+conn_pause(struct conn *c)
+{
+	if (!c->reading)
+		return;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	c->reading = 0;
+}
+
+int
+conn_write(struct conn *c, const void *p, size_t n)
+{
+	int r;
+
+	if (c->failed || c->closing)
+		return -EPIPE;
+	r = buf_append(&c->out, p, n);
+	if (r < 0)
+		conn_fail(c, UV_ENOBUFS);
+	return r;
+}
+
+int
+conn_printf(struct conn *c, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -EINVAL;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	return conn_write(c, line, (size_t)n);
+}
+
+static void
+on_written(uv_write_t *req, int status)
+{
+	struct write_req *w = (struct write_req *)req;
+	struct conn *c = w->c;
+
+	c->in_flight -= w->len;
+	free(w->data);
+	free(w);
+	if (c->closing)
+		return;
+	if (status < 0) {
+		conn_fail(c, status);
+		return;
+	}
+	if (c->want_drained && conn_pending(c) <= CONN_LOW_WATER) {
+		c->want_drained = 0;
+		if (c->ev != NULL && c->ev->drained != NULL)
+			c->ev->drained(c->ctx);
+	}
+}
+
+int
+conn_flush(struct conn *c)
+{
+	struct write_req *w;
+	uv_buf_t b;
+	int r;
+
+	if (c->out.len == 0 || c->failed)
+		return 0;
+	w = malloc(sizeof(*w));
+	if (w == NULL)
+		return UV_ENOMEM;
+	/* The queued bytes change hands instead of being copied again. */
+	w->c = c;
+	w->data = c->out.data;
+	w->len = c->out.len;
+	buf_init(&c->out, CONN_OUT_MAX);
+	b = uv_buf_init(w->data, (unsigned)w->len);
+	c->in_flight += w->len;
+	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+	if (r < 0) {
+		c->in_flight -= w->len;
+		free(w->data);
+		free(w);
+		conn_fail(c, r);
+	}
+	return r;
+}
+
+size_t
+conn_pending(const struct conn *c)
+{
+	return c->out.len + c->in_flight;
+}
+
+void
+conn_want_drained(struct conn *c)
+{
+	c->want_drained = 1;
+}
+
+const char *
+conn_peer(const struct conn *c)
+{
+	return c->peer;
+}
+
+int
+conn_peer_is_loopback(const struct conn *c)
+{
+	return c->peer_loopback;
+}
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+
+	if (--c->handles_open > 0)
+		return;
+	buf_free(&c->out);
+	free(c);
+}
+
+static void
+conn_close_now(struct conn *c)
+{
+	if (uv_is_closing((uv_handle_t *)&c->tcp))
+		return;
+	uv_timer_stop(&c->linger);
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+	uv_close((uv_handle_t *)&c->linger, on_handle_closed);
+}
+
+static void
+on_shutdown(uv_shutdown_t *req, int status)
+{
+	(void)status;
+	conn_close_now(req->data);
+}
+
+static void
+on_linger_expired(uv_timer_t *t)
+{
+	conn_close_now(t->data);
+}
+
+void
+conn_close(struct conn **cp, int graceful)
+{
+	struct conn *c = *cp;
+
+	if (c == NULL)
+		return;
+	*cp = NULL;
+	if (graceful && !c->failed)
+		conn_flush(c);
+	c->closing = 1;
+	conn_pause(c);
+	c->shutdown_req.data = c;
+	if (graceful && !c->failed && c->in_flight > 0 &&
+	    uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
+			on_shutdown) == 0) {
+		uv_timer_start(&c->linger, on_linger_expired, CONN_LINGER_MS, 0);
+		return;
+	}
+	conn_close_now(c);
+}

@@ -1,0 +1,722 @@
+#include "upstream.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "imap_string.h"
+#include "log.h"
+
+/* A UID set per STORE/EXPUNGE stays below this, well inside any server's
+ * line limit. */
+#define UPSTREAM_UIDSET_MAX 4000
+/* Commands one chunk of deletions needs at most (COPY, STORE, EXPUNGE). */
+#define UPSTREAM_CHUNK_CMDS 3
+
+enum upstream_op {
+	OP_NONE = 0,
+	OP_OPEN,
+	OP_FETCH,
+	OP_UPDATE,
+};
+
+struct upstream {
+	uv_loop_t *loop;
+	const struct config *cfg;
+	char sid[32];
+	const struct upstream_events *ev;
+	void *ctx;
+	struct imap_client *imap;
+	struct maildrop *md;
+	enum upstream_op op;
+	int selected;			/* folder index, -1 for none */
+	int selecting;			/* folder being selected, -1 */
+	uint32_t sel_uidvalidity, sel_uidnext, sel_exists;
+
+	/* open */
+	size_t folder;			/* folder being listed */
+	size_t folder_start;		/* its first message index */
+
+	/* fetch */
+	const struct maildrop_msg *msg;
+	enum upstream_part part;
+	uint64_t offset, length;
+	bool got_body, ignoring;
+	uint64_t fetched;
+
+	/* update */
+	size_t upd_folder, upd_pos;
+	char *chunk_cmds[UPSTREAM_CHUNK_CMDS];
+	size_t chunk_n, chunk_next;
+	bool upd_failed;
+	bool warned_fallback;
+};
+
+static void update_next(struct upstream *u);
+static void fetch_send(struct upstream *u);
+static void open_next_folder(struct upstream *u);
+
+static void
+finish(struct upstream *u, enum upstream_status st, const char *why)
+{
+	u->op = OP_NONE;
+	u->ev->done(u->ctx, st, why);
+}
+
+static enum upstream_status
+temp_or(enum imap_result res, enum upstream_status other)
+{
+	return res == IMAP_FAIL ? UPSTREAM_TEMP : other;
+}
+
+/* --- SELECT ------------------------------------------------------------- */
+
+static bool
+code_number(const struct imap_resp *r, const char *word, uint32_t *n_r)
+{
+	size_t wl = strlen(word);
+	unsigned long long v = 0;
+	size_t i;
+
+	if (r->code == NULL || r->code_len <= wl + 1 ||
+	    strncasecmp(r->code, word, wl) != 0 || r->code[wl] != ' ')
+		return false;
+	for (i = wl + 1; i < r->code_len; i++) {
+		if (r->code[i] < '0' || r->code[i] > '9' || v > UINT32_MAX)
+			return false;
+		v = v * 10 + (unsigned)(r->code[i] - '0');
+	}
+	if (v > UINT32_MAX)
+		return false;
+	*n_r = (uint32_t)v;
+	return true;
+}
+
+static void
+on_select_untagged(void *ctx, const struct imap_resp *r)
+{
+	struct upstream *u = ctx;
+
+	if (r->status == IMAP_STATUS_OK) {
+		code_number(r, "UIDVALIDITY", &u->sel_uidvalidity);
+		code_number(r, "UIDNEXT", &u->sel_uidnext);
+	} else if (r->status == IMAP_STATUS_NONE && r->has_number &&
+		   r->name_len == 6 && strncasecmp(r->name, "EXISTS", 6) == 0) {
+		u->sel_exists = r->number;
+	}
+}
+
+static void (*const after_select[])(struct upstream *, enum imap_result,
+				      const char *);
+
+static void
+on_select_done(void *ctx, enum imap_result res, const char *text)
+{
+	struct upstream *u = ctx;
+
+	u->selected = res == IMAP_OK ? u->selecting : -1;
+	u->selecting = -1;
+	after_select[u->op](u, res, text);
+}
+
+static int
+select_folder(struct upstream *u, size_t f)
+{
+	const char *name = u->md->folders[f].name;
+	struct imap_cmd_cb cb = {
+		.untagged = on_select_untagged,
+		.done = on_select_done,
+		.ctx = u,
+	};
+	struct buf cmd;
+	int r = -1;
+
+	/* Folder names come from the configuration, which rejects control
+	 * characters; they still travel quoted, never raw. */
+	buf_init(&cmd, IMAP_CMD_MAX);
+	if (imap_string_form(name, strlen(name)) == IMAP_STRING_QUOTED &&
+	    buf_append_str(&cmd, "SELECT ") == 0 &&
+	    imap_string_append_quoted(&cmd, name, strlen(name)) == 0 &&
+	    buf_append(&cmd, "", 1) == 0) {
+		u->selecting = (int)f;
+		u->selected = -1;
+		u->sel_uidvalidity = u->sel_uidnext = u->sel_exists = 0;
+		r = imap_client_command(u->imap, cmd.data, &cb);
+	}
+	buf_free(&cmd);
+	return r;
+}
+
+/* --- open: login and snapshot ------------------------------------------- */
+
+static void
+on_list_untagged(void *ctx, const struct imap_resp *r)
+{
+	struct upstream *u = ctx;
+	const struct imap_arg *uid, *size;
+	uint64_t uv, sv;
+
+	if (r->status != IMAP_STATUS_NONE || r->name_len != 5 ||
+	    strncasecmp(r->name, "FETCH", 5) != 0)
+		return;
+	uid = imap_fetch_item(r, "UID");
+	size = imap_fetch_item(r, "RFC822.SIZE");
+	if (uid == NULL || size == NULL || imap_arg_number(uid, &uv) < 0 ||
+	    imap_arg_number(size, &sv) < 0 || uv == 0 || uv > UINT32_MAX)
+		return;
+	if (maildrop_add(u->md, (uint16_t)u->folder, (uint32_t)uv, sv) < 0)
+		log_error("session=%s out of memory listing messages", u->sid);
+}
+
+static void
+on_list_done(void *ctx, enum imap_result res, const char *text)
+{
+	struct upstream *u = ctx;
+
+	if (res != IMAP_OK) {
+		finish(u, UPSTREAM_TEMP, text);
+		return;
+	}
+	maildrop_sort_tail(u->md, u->folder_start);
+	u->folder++;
+	open_next_folder(u);
+}
+
+static void
+open_after_select(struct upstream *u, enum imap_result res, const char *text)
+{
+	struct maildrop_folder *f = &u->md->folders[u->folder];
+	struct imap_cmd_cb cb = {
+		.untagged = on_list_untagged,
+		.done = on_list_done,
+		.ctx = u,
+	};
+
+	if (res == IMAP_NO && u->folder > 0) {
+		/* A missing extra folder (no Junk here) hides nothing. */
+		log_warn("session=%s cannot select folder \"%s\": %s; skipped",
+			 u->sid, f->name, text);
+		u->folder++;
+		open_next_folder(u);
+		return;
+	}
+	if (res != IMAP_OK) {
+		finish(u, UPSTREAM_TEMP, text);
+		return;
+	}
+	f->uidvalidity = u->sel_uidvalidity;
+	f->uidnext = u->sel_uidnext;
+	u->folder_start = u->md->count;
+	if (u->sel_exists == 0) {
+		u->folder++;
+		open_next_folder(u);
+		return;
+	}
+	if (imap_client_command(u->imap, "UID FETCH 1:* (UID RFC822.SIZE)",
+				&cb) < 0)
+		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
+}
+
+static void
+open_next_folder(struct upstream *u)
+{
+	if (u->folder >= u->md->n_folders) {
+		finish(u, UPSTREAM_OK, "maildrop ready");
+		return;
+	}
+	if (select_folder(u, u->folder) < 0)
+		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
+}
+
+static void
+on_login_done(void *ctx, enum imap_result res, const char *text)
+{
+	struct upstream *u = ctx;
+
+	if (res == IMAP_AUTHFAIL) {
+		finish(u, UPSTREAM_AUTH, text);
+		return;
+	}
+	if (res != IMAP_OK) {
+		finish(u, UPSTREAM_TEMP, text);
+		return;
+	}
+	u->folder = 0;
+	open_next_folder(u);
+}
+
+int
+upstream_open(struct upstream *u, const char *user, size_t user_len,
+	      const char *pass, size_t pass_len, struct maildrop *md)
+{
+	struct imap_cmd_cb cb = { .done = on_login_done, .ctx = u };
+
+	if (u->op != OP_NONE)
+		return -1;
+	u->md = md;
+	u->op = OP_OPEN;
+	if (imap_client_login(u->imap, user, user_len, pass, pass_len,
+			      &cb) < 0) {
+		u->op = OP_NONE;
+		return -1;
+	}
+	return 0;
+}
+
+/* --- fetch -------------------------------------------------------------- */
+
+static void
+on_body_begin(void *ctx, uint32_t uid, uint64_t size)
+{
+	struct upstream *u = ctx;
+
+	(void)size;
+	/* Replies are matched by UID: a body for another message is not ours. */
+	u->ignoring = uid != 0 && uid != u->msg->uid;
+	if (!u->ignoring)
+		u->got_body = true;
+}
+
+static void
+on_body_data(void *ctx, const char *p, size_t n)
+{
+	struct upstream *u = ctx;
+
+	if (u->ignoring)
+		return;
+	u->fetched += n;
+	u->ev->data(u->ctx, p, n);
+}
+
+static void
+on_body_end(void *ctx)
+{
+	struct upstream *u = ctx;
+
+	u->ignoring = false;
+}
+
+static bool
+is_body_item(const struct imap_arg *a)
+{
+	return a->type == IMAP_ARG_ATOM &&
+	       ((a->len >= 5 && strncasecmp(a->str, "BODY[", 5) == 0) ||
+		(a->len >= 6 && strncasecmp(a->str, "RFC822", 6) == 0 &&
+		 !(a->len == 11 && strncasecmp(a->str, "RFC822.SIZE", 11) == 0)));
+}
+
+/* A small body may come as a quoted string instead of a literal. */
+static void
+on_fetch_untagged(void *ctx, const struct imap_resp *r)
+{
+	struct upstream *u = ctx;
+	const struct imap_arg *list, *uid;
+	uint64_t uv;
+	size_t i;
+
+	if (r->status != IMAP_STATUS_NONE || r->name_len != 5 ||
+	    strncasecmp(r->name, "FETCH", 5) != 0 || r->nargs < 1 ||
+	    r->args[0].type != IMAP_ARG_LIST)
+		return;
+	uid = imap_fetch_item(r, "UID");
+	if (uid == NULL || imap_arg_number(uid, &uv) < 0 || uv != u->msg->uid)
+		return;
+	list = &r->args[0];
+	for (i = 0; i + 1 < list->count; i += 2) {
+		const struct imap_arg *v = &list->list[i + 1];
+
+		if (!is_body_item(&list->list[i]))
+			continue;
+		if (v->type == IMAP_ARG_STRING) {
+			u->got_body = true;
+			u->fetched += v->len;
+			u->ev->data(u->ctx, v->str, v->len);
+		} else if (v->type == IMAP_ARG_NIL) {
+			u->got_body = true;
+		}
+	}
+}
+
+static void
+on_fetch_done(void *ctx, enum imap_result res, const char *text)
+{
+	struct upstream *u = ctx;
+
+	if (res == IMAP_FAIL || res == IMAP_BAD)
+		finish(u, UPSTREAM_TEMP, text);
+	else if (res == IMAP_NO || !u->got_body)
+		finish(u, UPSTREAM_GONE, "message is no longer on the server");
+	else
+		finish(u, UPSTREAM_OK, text);
+}
+
+static void
+fetch_after_select(struct upstream *u, enum imap_result res, const char *text)
+{
+	if (res != IMAP_OK) {
+		finish(u, temp_or(res, UPSTREAM_TEMP), text);
+		return;
+	}
+	if (u->sel_uidvalidity != u->md->folders[u->msg->folder].uidvalidity) {
+		finish(u, UPSTREAM_GONE, "folder was rebuilt on the server");
+		return;
+	}
+	fetch_send(u);
+}
+
+static void
+fetch_send(struct upstream *u)
+{
+	struct imap_cmd_cb cb = {
+		.untagged = on_fetch_untagged,
+		.body_begin = on_body_begin,
+		.body_data = on_body_data,
+		.body_end = on_body_end,
+		.done = on_fetch_done,
+		.ctx = u,
+	};
+	char cmd[128];
+
+	switch (u->part) {
+	case UPSTREAM_WHOLE:
+		snprintf(cmd, sizeof(cmd), "UID FETCH %u (UID BODY.PEEK[])",
+			 (unsigned)u->msg->uid);
+		break;
+	case UPSTREAM_HEADER:
+		snprintf(cmd, sizeof(cmd),
+			 "UID FETCH %u (UID BODY.PEEK[HEADER])",
+			 (unsigned)u->msg->uid);
+		break;
+	case UPSTREAM_TEXT:
+		snprintf(cmd, sizeof(cmd),
+			 "UID FETCH %u (UID BODY.PEEK[TEXT]<%llu.%llu>)",
+			 (unsigned)u->msg->uid, (unsigned long long)u->offset,
+			 (unsigned long long)u->length);
+		break;
+	}
+	if (imap_client_command(u->imap, cmd, &cb) < 0)
+		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
+}
+
+int
+upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
+	       enum upstream_part part, uint64_t offset, uint64_t length)
+{
+	if (u->op != OP_NONE || imap_client_dead(u->imap))
+		return -1;
+	u->op = OP_FETCH;
+	u->msg = msg;
+	u->part = part;
+	u->offset = offset;
+	u->length = length;
+	u->got_body = u->ignoring = false;
+	u->fetched = 0;
+	if (u->selected == (int)msg->folder) {
+		fetch_send(u);
+		return 0;
+	}
+	if (select_folder(u, msg->folder) < 0) {
+		u->op = OP_NONE;
+		return -1;
+	}
+	return 0;
+}
+
+/* --- update ------------------------------------------------------------- */
+
+static void
+chunk_clear(struct upstream *u)
+{
+	size_t i;
+
+	for (i = 0; i < u->chunk_n; i++)
+		free(u->chunk_cmds[i]);
+	u->chunk_n = u->chunk_next = 0;
+}
+
+/* Queues "verb SET suffix" for the chunk being planned. */
+static int
+chunk_add(struct upstream *u, const char *verb, const struct buf *set,
+	  const char *suffix)
+{
+	struct buf cmd;
+
+	buf_init(&cmd, IMAP_CMD_MAX);
+	if (buf_appendf(&cmd, "%s %.*s%s", verb, (int)set->len, set->data,
+			suffix) < 0) {
+		buf_free(&cmd);
+		return -1;
+	}
+	u->chunk_cmds[u->chunk_n++] = cmd.data;	/* NUL-terminated by appendf */
+	return 0;
+}
+
+static void
+warn_fallback(struct upstream *u, const char *what)
+{
+	if (u->warned_fallback)
+		return;
+	u->warned_fallback = true;
+	log_warn("session=%s upstream lacks UIDPLUS: %s", u->sid, what);
+}
+
+/* Plans the commands for one set of deleted UIDs as on_delete says. */
+static int
+chunk_plan(struct upstream *u, const struct buf *set, const char *trash)
+{
+	unsigned caps = imap_client_caps(u->imap);
+	enum on_delete how = u->cfg->maildrop.on_delete;
+	static const char deleted[] = " +FLAGS.SILENT (\\Deleted)";
+
+	if (how == ON_DELETE_EXPUNGE && !(caps & IMAP_CAP_UIDPLUS)) {
+		/* A plain EXPUNGE would destroy what others flagged. */
+		if (caps & IMAP_CAP_MOVE) {
+			warn_fallback(u, "moving deleted messages to trash");
+			how = ON_DELETE_TRASH;
+		} else {
+			warn_fallback(u, "deleted messages are only flagged");
+			return chunk_add(u, "UID STORE", set, deleted);
+		}
+	}
+	switch (how) {
+	case ON_DELETE_EXPUNGE:
+		if (chunk_add(u, "UID STORE", set, deleted) < 0)
+			return -1;
+		return chunk_add(u, "UID EXPUNGE", set, "");
+	case ON_DELETE_TRASH:
+		if (caps & IMAP_CAP_MOVE)
+			return chunk_add(u, "UID MOVE", set, trash);
+		if (chunk_add(u, "UID COPY", set, trash) < 0 ||
+		    chunk_add(u, "UID STORE", set, deleted) < 0)
+			return -1;
+		if (caps & IMAP_CAP_UIDPLUS)
+			return chunk_add(u, "UID EXPUNGE", set, "");
+		return 0;
+	case ON_DELETE_SEEN:
+		return chunk_add(u, "UID STORE", set,
+				 " +FLAGS.SILENT (\\Seen)");
+	case ON_DELETE_KEEP:
+		return 0;
+	}
+	return -1;
+}
+
+static void
+on_update_cmd_done(void *ctx, enum imap_result res, const char *text)
+{
+	struct upstream *u = ctx;
+
+	if (res == IMAP_FAIL) {
+		chunk_clear(u);
+		finish(u, UPSTREAM_TEMP, text);
+		return;
+	}
+	if (res != IMAP_OK) {
+		log_warn("session=%s deleting messages failed: %s", u->sid,
+			 text);
+		u->upd_failed = true;
+		/* Later steps of this chunk depend on this one. */
+		u->chunk_next = u->chunk_n;
+	}
+	update_next(u);
+}
+
+static void
+update_after_select(struct upstream *u, enum imap_result res, const char *text)
+{
+	if (res == IMAP_FAIL) {
+		finish(u, UPSTREAM_TEMP, text);
+		return;
+	}
+	if (res != IMAP_OK ||
+	    u->sel_uidvalidity != u->md->folders[u->upd_folder].uidvalidity) {
+		/* Whatever this folder held is not what the client saw. */
+		u->upd_failed = true;
+		u->upd_folder++;
+		u->upd_pos = 0;
+	}
+	update_next(u);
+}
+
+static int
+update_plan_chunk(struct upstream *u)
+{
+	char trash[512];
+	struct buf set, q;
+	const char *tname = u->cfg->maildrop.trash;
+	int r;
+
+	buf_init(&set, UPSTREAM_UIDSET_MAX + 64);
+	buf_init(&q, sizeof(trash));
+	r = buf_append(&q, " ", 1);
+	if (r == 0)
+		r = imap_string_append_quoted(&q, tname, strlen(tname));
+	if (r == 0 && q.len < sizeof(trash)) {
+		memcpy(trash, q.data, q.len);
+		trash[q.len] = '\0';
+	} else {
+		r = -1;
+	}
+	if (r == 0 && maildrop_uidset(u->md, (uint16_t)u->upd_folder,
+				      &u->upd_pos, UPSTREAM_UIDSET_MAX,
+				      &set) == 0)
+		r = 1;		/* nothing left in this folder */
+	if (r == 0)
+		r = chunk_plan(u, &set, trash);
+	buf_free(&set);
+	buf_free(&q);
+	return r;
+}
+
+static void
+update_next(struct upstream *u)
+{
+	struct imap_cmd_cb cb = { .done = on_update_cmd_done, .ctx = u };
+	int r;
+
+	while (u->chunk_next >= u->chunk_n) {
+		chunk_clear(u);
+		if (u->upd_folder >= u->md->n_folders) {
+			finish(u, u->upd_failed ? UPSTREAM_TEMP : UPSTREAM_OK,
+			       u->upd_failed ?
+			       "some deleted messages not removed" : "done");
+			return;
+		}
+		if (u->selected != (int)u->upd_folder) {
+			size_t pos = u->upd_pos;
+			struct buf probe;
+
+			/* Select only folders that have something to do. */
+			buf_init(&probe, UPSTREAM_UIDSET_MAX + 64);
+			r = (int)maildrop_uidset(u->md, (uint16_t)u->upd_folder,
+						 &pos, UPSTREAM_UIDSET_MAX,
+						 &probe);
+			buf_free(&probe);
+			if (r == 0 || u->cfg->maildrop.on_delete ==
+				      ON_DELETE_KEEP) {
+				u->upd_folder++;
+				u->upd_pos = 0;
+				continue;
+			}
+			if (select_folder(u, u->upd_folder) < 0)
+				finish(u, UPSTREAM_TEMP,
+				       imap_client_error(u->imap));
+			return;
+		}
+		r = update_plan_chunk(u);
+		if (r < 0) {
+			finish(u, UPSTREAM_TEMP, "cannot build command");
+			return;
+		}
+		if (r == 1) {
+			u->upd_folder++;
+			u->upd_pos = 0;
+		}
+	}
+	if (imap_client_command(u->imap, u->chunk_cmds[u->chunk_next++],
+				&cb) < 0) {
+		chunk_clear(u);
+		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
+	}
+}
+
+int
+upstream_update(struct upstream *u)
+{
+	if (u->op != OP_NONE || imap_client_dead(u->imap))
+		return -1;
+	u->op = OP_UPDATE;
+	u->upd_folder = 0;
+	u->upd_pos = 0;
+	u->upd_failed = false;
+	chunk_clear(u);
+	update_next(u);
+	return 0;
+}
+
+static void
+none_after_select(struct upstream *u, enum imap_result res, const char *text)
+{
+	(void)u;
+	(void)res;
+	(void)text;
+}
+
+static void (*const after_select[])(struct upstream *, enum imap_result,
+				      const char *) = {
+	[OP_NONE] = none_after_select,
+	[OP_OPEN] = open_after_select,
+	[OP_FETCH] = fetch_after_select,
+	[OP_UPDATE] = update_after_select,
+};
+
+/* --- lifecycle ---------------------------------------------------------- */
+
+struct upstream *
+upstream_new(uv_loop_t *loop, const struct config *cfg, const char *session_id,
+	     const struct upstream_events *ev, void *ctx)
+{
+	struct upstream *u;
+
+	u = calloc(1, sizeof(*u));
+	if (u == NULL)
+		return NULL;
+	u->loop = loop;
+	u->cfg = cfg;
+	snprintf(u->sid, sizeof(u->sid), "%s", session_id);
+	u->ev = ev;
+	u->ctx = ctx;
+	u->selected = u->selecting = -1;
+	u->imap = imap_client_new(loop, cfg, session_id);
+	if (u->imap == NULL) {
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+void
+upstream_free(struct upstream **up)
+{
+	struct upstream *u = *up;
+
+	if (u == NULL)
+		return;
+	*up = NULL;
+	chunk_clear(u);
+	imap_client_free(&u->imap);
+	free(u);
+}
+
+void
+upstream_pause(struct upstream *u)
+{
+	imap_client_pause(u->imap);
+}
+
+void
+upstream_resume(struct upstream *u)
+{
+	imap_client_resume(u->imap);
+}
+
+uint64_t
+upstream_fetched(const struct upstream *u)
+{
+	return u->fetched;
+}
+
+bool
+upstream_alive(const struct upstream *u)
+{
+	return !imap_client_dead(u->imap);
+}
+
+void
+upstream_logout(struct upstream *u)
+{
+	imap_client_logout(u->imap);
+}
