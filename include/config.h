@@ -42,7 +42,8 @@ enum since_mode {
 };
 
 /* An IP literal and a port, as written in a listen key ("127.0.0.1:1110",
- * "[::1]:1110"). */
+ * "[::1]:1110"). host holds the literal without brackets ("::1"), ready
+ * for uv_ip4_addr/uv_ip6_addr; an IPv6 host is one that contains ':'. */
 struct config_addr {
 	char host[CONFIG_HOST_MAX];
 	uint16_t port;
@@ -106,8 +107,12 @@ struct config {
 
 /*
  * Reads and validates the INI file at path. Returns 0 and a new config in
- * *cfg_r (free it with config_free), or -1 with a one-line reason in
- * err[0..errlen) naming file, line, section and key.
+ * *cfg_r (free it with config_free), or -1, *cfg_r NULL, with a one-line
+ * reason in err[0..errlen): "FILE:LINE: [section] key: what is wrong
+ * (expected ...)" for the first error in the file, "FILE: ..." when no line
+ * applies (cannot open). Section and key names are case-insensitive; a key
+ * may appear once. Lines are at most 197 characters (inih's buffer).
+ * pop3s defaults to 127.0.0.1:1995 only when cert and key are both set.
  */
 int config_load(const char *path, struct config **cfg_r, char *err,
 		size_t errlen);
@@ -116,7 +121,8 @@ int config_load(const char *path, struct config **cfg_r, char *err,
 int config_load_string(const char *text, const char *name,
 		       struct config **cfg_r, char *err, size_t errlen);
 
-/* Prints the effective settings as INI, secrets masked. */
+/* Prints the effective settings as INI that config_load reads back to the
+ * same settings; a secret key is printed as a comment without its value. */
 void config_print(const struct config *cfg, FILE *out);
 
 /* Frees *cfg and sets it to NULL; NULL is allowed. */

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "buf.h"
+
 /*
  * A TCP stream with an output queue, seen by protocol code only through
  * events: data arrived, output drained, connected, failed. Protocol code
@@ -55,6 +57,9 @@ void conn_pause(struct conn *c);
 int conn_write(struct conn *c, const void *p, size_t n);
 int conn_printf(struct conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* The queue itself, for producers that write into it directly (the
+ * dot-stuffer) instead of copying through conn_write; bounded. */
+struct buf *conn_outbuf(struct conn *c);
 /* Hands queued bytes to the kernel. 0 or a negative libuv error. */
 int conn_flush(struct conn *c);
 /* Bytes queued or in flight. */

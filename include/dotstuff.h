@@ -26,18 +26,24 @@ struct dotstuff {
 
 void dotstuff_init(struct dotstuff *d);
 
-/* Counts only lines fed from now on; after `lines` LFs, feed stops. */
+/* Counts only lines fed from now on; after `lines` LFs, feed stops
+ * consuming input and sets limit_reached (at once when lines is 0). */
 void dotstuff_limit_lines(struct dotstuff *d, uint64_t lines);
 
 /*
  * Appends the stuffed form of p[0..n) to out. Returns the number of input
- * bytes consumed (n unless the line limit was reached), or a negative errno
- * from buf_append.
+ * bytes consumed (n unless the line limit was reached; 0 once it has been),
+ * or a negative errno from buf_append (-ENOBUFS when out is full), in which
+ * case neither out nor d has changed and the same bytes may be fed again.
+ * A bare CR stays as it is; a CR ending one feed and an LF starting the
+ * next are one CRLF.
  */
 long dotstuff_feed(struct dotstuff *d, const char *p, size_t n,
 		   struct buf *out);
 
-/* Appends the final CRLF if needed and the terminating ".CRLF". */
+/* Appends CRLF if the data fed so far was non-empty and did not end with
+ * an LF, then the terminating ".CRLF": an empty message gives ".CRLF".
+ * Neither is counted in size. Returns 0 or a negative errno. */
 int dotstuff_finish(struct dotstuff *d, struct buf *out);
 
 #endif

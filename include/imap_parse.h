@@ -24,6 +24,10 @@
 #define IMAP_INLINE_LITERAL_MAX (64u * 1024)
 /* Deepest list nesting accepted (BODYSTRUCTURE needs about 10). */
 #define IMAP_DEPTH_MAX 32
+/* Most tokens (atoms, strings, lists, ...) in one response. Each costs a
+ * struct imap_arg (48 bytes), so this caps the tree at 24 MB; a UID SEARCH
+ * naming 500,000 messages still fits. */
+#define IMAP_ARGS_MAX (IMAP_RESP_MAX / 8)
 
 enum imap_arg_type {
 	IMAP_ARG_ATOM,		/* includes numbers and BODY[...]<...> */
@@ -59,16 +63,23 @@ enum imap_status {
 
 /*
  * One parsed response. Every pointer points into the parser's memory and
- * stays valid until the next call to imap_parse_feed or imap_parse_free.
+ * stays valid until the next call to imap_parse_feed or imap_parse_free
+ * (the next call also releases buffers a large response made grow).
+ * Strings are not NUL-terminated and may contain NUL; tag, code, text and
+ * name never contain CR or LF.
  *
  * Status responses ("tag OK ...", "* NO ...", "* BYE ...", "* PREAUTH"):
  * status is set, code is the text inside a leading [...] without brackets
  * (NULL when absent), text is the rest of the line.
- * Continuation ("+ ..."): text is everything after "+ ".
+ * Continuation ("+ ..."): text is everything after "+ " (empty for a bare
+ * "+"); status is NONE and code is NULL (a resp-text-code is not split off).
  * Other untagged data: number is set when the first token is a number
  * ("* 5 EXISTS", "* 5 FETCH (...)"), name is the keyword (EXISTS, FETCH,
  * CAPABILITY, LIST, SEARCH, FLAGS, ...) and args are the tokens after it
- * ("* 5 FETCH (UID 7 RFC822.SIZE 123)" has one LIST arg).
+ * ("* 5 FETCH (UID 7 RFC822.SIZE 123)" has one LIST arg). A LIST arg with
+ * no elements has list == NULL; args is NULL when nargs is 0.
+ * Tagged responses are always status responses (OK, NO or BAD); anything
+ * else with a tag is an error. Lines may end in CRLF or a bare LF.
  */
 struct imap_resp {
 	enum imap_resp_kind kind;
@@ -94,6 +105,9 @@ struct imap_resp {
  * named it before the literal (0 otherwise); then data zero or more times
  * with the literal's bytes in order; then end. Quoted-string bodies are not
  * streamed: they arrive in the parsed response as IMAP_ARG_STRING.
+ * item points into the parser and is valid only during begin. The calls
+ * happen inside imap_parse_feed, which must not be re-entered from them.
+ * A response may still fail (-1) after its literals were streamed.
  */
 struct imap_body_cb {
 	void (*begin)(void *ctx, const char *item, size_t item_len,
@@ -115,8 +129,9 @@ void imap_parse_free(struct imap_parser **p);
  * Returns 1 when a complete response is in *resp_r (call again with the
  * rest of the data), 0 when all of data was used and more is needed, or -1
  * on a protocol error (malformed response, over IMAP_RESP_MAX, literal too
- * large to inline, nesting too deep); imap_parse_error then says why and
- * the parser must not be fed again.
+ * large to inline, nesting too deep, over IMAP_ARGS_MAX tokens, or out of
+ * memory); imap_parse_error then says why and every later call returns -1.
+ * A return of 0 always means *used_r == len.
  */
 int imap_parse_feed(struct imap_parser *p, const char *data, size_t len,
 		    size_t *used_r, struct imap_resp *resp_r);
@@ -124,10 +139,12 @@ int imap_parse_feed(struct imap_parser *p, const char *data, size_t len,
 /* A static description of the last error, or NULL. */
 const char *imap_parse_error(const struct imap_parser *p);
 
-/* Helpers over parsed data. */
+/* Helpers over parsed data; a may be NULL. NIL is not an atom. */
 bool imap_arg_is_atom(const struct imap_arg *a, const char *word);  /* case-insensitive */
-int imap_arg_number(const struct imap_arg *a, uint64_t *n_r);       /* 0 or -1 */
-/* In a FETCH response's list, finds the value after key (case-insensitive). */
+/* An ATOM of digits only that fits uint64_t: 0, else -1. */
+int imap_arg_number(const struct imap_arg *a, uint64_t *n_r);
+/* In a FETCH response's list, finds the value after key (case-insensitive).
+ * NULL when r is not "* n FETCH (...)" or has no such item. */
 const struct imap_arg *imap_fetch_item(const struct imap_resp *r, const char *key);
 
 #endif

@@ -248,6 +248,12 @@ conn_printf(struct conn *c, const char *fmt, ...)
 	return conn_write(c, line, (size_t)n);
 }
 
+struct buf *
+conn_outbuf(struct conn *c)
+{
+	return &c->out;
+}
+
 static void
 on_written(uv_write_t *req, int status)
 {

@@ -332,7 +332,7 @@ on_untagged_status(struct imap_client *c, const struct imap_resp *r)
 	if (r->status == IMAP_STATUS_BYE) {
 		c->bye = true;
 		copy_text(c->text, r->text, r->text_len);
-		snprintf(c->error, sizeof(c->error), "upstream said BYE: %s",
+		snprintf(c->error, sizeof(c->error), "upstream said BYE: %.200s",
 			 c->text);
 	}
 }

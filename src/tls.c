@@ -3,10 +3,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdint.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <openssl/bio.h>
 #include <openssl/buffer.h>
@@ -23,7 +22,8 @@
 /*
  * A memory BIO keeps its largest allocation forever; once one has held more
  * than this and is empty again, a fresh BIO replaces it so that a session
- * that once sent a big message is cheap again while idle.
+ * that once moved a big message is cheap again while idle. The price is one
+ * BIO allocation per large burst, small next to encrypting it.
  */
 #define TLS_BIO_KEEP (64 * 1024)
 
@@ -47,7 +47,7 @@ struct tls {
 };
 
 static const uint64_t common_options = SSL_OP_NO_COMPRESSION |
-				   SSL_OP_NO_RENEGOTIATION;
+				      SSL_OP_NO_RENEGOTIATION;
 /* SSL_write may be retried from the early buffer after it moved. */
 static const long common_modes = SSL_MODE_RELEASE_BUFFERS |
 				 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
@@ -476,13 +476,10 @@ tls_write(struct tls *t, const void *p, size_t n)
 	const char *s = p;
 	int r;
 
-	if (t->error != NULL)
+	if (t->error != NULL || after_handshake(t) < 0)
 		return -1;
-	if (!SSL_is_init_finished(t->ssl) || t->early.len > 0) {
-		if (keep_early(t, p, n) < 0)
-			return -1;
-		return after_handshake(t);
-	}
+	if (!SSL_is_init_finished(t->ssl) || t->early.len > 0)
+		return keep_early(t, p, n);
 	while (n > 0) {
 		int k = n > INT_MAX ? INT_MAX : (int)n, e;
 
@@ -524,21 +521,23 @@ int
 tls_take_output(struct tls *t, struct buf *out)
 {
 	BIO *b = SSL_get_wbio(t->ssl);
-	size_t pending = BIO_ctrl_pending(b);
-	int r;
+	size_t n;
+	int r, k;
 
-	if (pending == 0)
-		return 0;
-	r = buf_reserve(out, pending);
-	if (r < 0)
-		return r;
-	while (pending > 0) {
-		int k = pending > INT_MAX ? INT_MAX : (int)pending;
-
-		if (BIO_read(b, out->data + out->len, k) != k)
+	while ((n = BIO_ctrl_pending(b)) > 0) {
+		if (n > out->max - out->len)
+			n = out->max - out->len;
+		if (n > INT_MAX)
+			n = INT_MAX;
+		if (n == 0)
+			return -ENOBUFS;
+		r = buf_reserve(out, n);
+		if (r < 0)
+			return r;
+		k = BIO_read(b, out->data + out->len, (int)n);
+		if (k <= 0)
 			return -EIO;
 		out->len += (size_t)k;
-		pending -= (size_t)k;
 	}
 	trim_wbio(t);
 	return 0;

@@ -20,6 +20,7 @@
 #                                already in DIR/ports when restarted.
 #   dovecot_stop DIR             stop it (TERM, then KILL the master and every
 #                                process it had started); safe to call twice
+#   pb_alive PID                 true while PID runs (a zombie does not count)
 #   dovecot_log DIR [N]          print the last N lines of its log
 #
 # Environment read by dovecot_start:
@@ -86,7 +87,7 @@ EOF
 		then
 			return 0
 		fi
-		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+		if [ -n "$pid" ] && ! pb_alive "$pid"; then
 			return 1
 		fi
 		[ "$(date +%s)" -ge "$deadline" ] && return 1
@@ -242,6 +243,10 @@ dovecot_start() {
 	local dir=$1
 	[ -d "$dir" ] || { echo "dovecot_start: no such directory: $dir" >&2; return 1; }
 	chmod 0755 "$dir"
+	# A previous instance in this directory (killed from outside, say) is
+	# stopped and reaped first: Dovecot refuses to start while the pid in
+	# base_dir/master.pid still exists, and a zombie does.
+	[ -f "$dir/dovecot.pid" ] && dovecot_stop "$dir"
 	DOVECOT_CONF=$dir/dovecot.conf
 	if [ -f "$dir/ports" ]; then
 		# A restart: keep the ports and the instance name.
@@ -288,6 +293,16 @@ dovecot_start() {
 	return 0
 }
 
+# True while pid $1 exists and is not a zombie (an unreaped child still
+# answers kill -0).
+pb_alive() {
+	local st
+	kill -0 "$1" 2>/dev/null || return 1
+	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	case $st in Z*|"") return 1 ;; esac
+	return 0
+}
+
 # Prints the pids of all descendants of $1 (not $1 itself).
 _pb_descendants() {
 	local kid
@@ -303,14 +318,14 @@ dovecot_stop() {
 	pid=$(cat "$dir/dovecot.pid")
 	rm -f "$dir/dovecot.pid"
 	[ -n "$pid" ] || return 0
-	if ! kill -0 "$pid" 2>/dev/null; then
-		wait "$pid" 2>/dev/null
+	if ! pb_alive "$pid"; then
+		wait "$pid" 2>/dev/null   # reap it if it is our child
 		return 0
 	fi
 	kids=$(_pb_descendants "$pid")
 	kill -TERM "$pid" 2>/dev/null
 	for i in $(seq 1 50); do
-		kill -0 "$pid" 2>/dev/null || break
+		pb_alive "$pid" || break
 		sleep 0.1
 	done
 	# Whatever survived (a wedged master, or a child that outlived it)

@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -698,6 +699,34 @@ Test(tls, ctx_outlives_its_owner_reference)
 	cr_assert(sctx == NULL && cctx == NULL);
 	pump(&c, &s, PUMP_MAX);
 	cr_assert(c.hs == 1 && s.hs == 1);
+	peer_free(&c);
+	peer_free(&s);
+}
+
+Test(tls, output_into_a_small_buffer)
+{
+	struct peer c, s;
+	struct buf wire;
+	char *up = pattern(BIG, 4);
+	int r, rounds = 0;
+
+	make_pair(&c, &s, client_ctx("ca.pem", true), server_ctx("good.pem", 12),
+		  "localhost");
+	pump(&c, &s, PUMP_MAX);
+	cr_assert_eq(tls_write(c.t, up, BIG), 0);
+	buf_init(&wire, 5000);
+	do {
+		r = tls_take_output(c.t, &wire);
+		cr_assert(r == 0 || r == -ENOBUFS);
+		cr_assert(wire.len > 0 && wire.len <= 5000);
+		peer_feed(&s, wire.data, wire.len);
+		peer_progress(&s);
+		buf_reset(&wire);
+		cr_assert(++rounds < 1000);
+	} while (r == -ENOBUFS);
+	assert_got(&s, up, BIG);
+	buf_free(&wire);
+	free(up);
 	peer_free(&c);
 	peer_free(&s);
 }

@@ -1,0 +1,160 @@
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "session.h"
+
+/* RFC-less but conventional: the kernel queue of not-yet-accepted
+ * connections. */
+#define LISTEN_BACKLOG 511
+
+static void
+refuse(struct conn *c, const char *reply, const char *why)
+{
+	log_warn("refused client=%s: %s", conn_peer(c), why);
+	conn_write(c, reply, strlen(reply));
+	conn_close(&c, 1);
+}
+
+static void
+on_connection(uv_stream_t *server, int status)
+{
+	struct server *srv = server->data;
+	const struct config *cfg = srv->cfg;
+	struct conn *c;
+
+	if (status < 0) {
+		log_warn("accept failed: %s", uv_strerror(status));
+		return;
+	}
+	c = conn_accept(srv->loop, server);
+	if (c == NULL)
+		return;
+	if (srv->stopping) {
+		refuse(c, "-ERR [SYS/TEMP] server shutting down, please wait "
+		       "and try again\r\n", "shutting down");
+		return;
+	}
+	if (srv->n_sessions >= cfg->limits.max_sessions) {
+		refuse(c, "-ERR [SYS/TEMP] too many sessions, please wait and "
+		       "try again\r\n", "max_sessions reached");
+		return;
+	}
+	if (listener_count_peer(srv, conn_peer(c)) >= cfg->limits.max_per_ip) {
+		refuse(c, "-ERR [SYS/TEMP] too many sessions from your "
+		       "address, please wait and try again\r\n",
+		       "max_per_ip reached");
+		return;
+	}
+	session_start(srv, c);
+}
+
+static int
+addr_resolve(const struct config_addr *a, struct sockaddr_storage *ss)
+{
+	if (strchr(a->host, ':') != NULL)
+		return uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)ss);
+	return uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)ss);
+}
+
+static int
+listen_one(struct server *srv, const struct config_addr *a)
+{
+	struct sockaddr_storage ss;
+	uv_tcp_t *t = &srv->listeners[srv->n_listeners];
+	int r;
+
+	memset(&ss, 0, sizeof(ss));
+	r = addr_resolve(a, &ss);
+	if (r == 0)
+		r = uv_tcp_init(srv->loop, t);
+	if (r < 0) {
+		log_error("listen %s:%u: %s", a->host, (unsigned)a->port,
+			  uv_strerror(r));
+		return r;
+	}
+	t->data = srv;
+	srv->n_listeners++;
+	r = uv_tcp_bind(t, (const struct sockaddr *)&ss, 0);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)t, LISTEN_BACKLOG, on_connection);
+	if (r < 0) {
+		log_error("listen %s:%u: %s", a->host, (unsigned)a->port,
+			  uv_strerror(r));
+		return r;
+	}
+	log_info("listening on %s:%u (pop3)", a->host, (unsigned)a->port);
+	return 0;
+}
+
+int
+listener_start(struct server *srv, uv_loop_t *loop, const struct config *cfg)
+{
+	size_t i;
+	int r;
+
+	srv->loop = loop;
+	srv->cfg = cfg;
+	for (i = 0; i < cfg->listen.n_pop3; i++) {
+		r = listen_one(srv, &cfg->listen.pop3[i]);
+		if (r < 0)
+			return r;
+	}
+	if (srv->n_listeners == 0) {
+		log_error("no listen address configured");
+		return UV_EINVAL;
+	}
+	return 0;
+}
+
+static void
+on_listener_closed(uv_handle_t *h)
+{
+	struct server *srv = h->data;
+
+	srv->n_closing--;
+	if (srv->n_closing == 0 && srv->n_sessions == 0 && srv->on_idle)
+		srv->on_idle(srv);
+}
+
+void
+listener_stop(struct server *srv)
+{
+	size_t i;
+
+	if (srv->stopping)
+		return;
+	srv->stopping = true;
+	for (i = 0; i < srv->n_listeners; i++) {
+		srv->n_closing++;
+		uv_close((uv_handle_t *)&srv->listeners[i], on_listener_closed);
+	}
+	if (srv->n_closing == 0 && srv->n_sessions == 0 && srv->on_idle)
+		srv->on_idle(srv);
+}
+
+unsigned
+listener_count_peer(const struct server *srv, const char *peer)
+{
+	const struct session *s;
+	unsigned n = 0;
+
+	for (s = srv->sessions; s != NULL; s = s->next) {
+		if (strcmp(s->peer, peer) == 0)
+			n++;
+	}
+	return n;
+}
+
+void
+listener_session_gone(struct server *srv)
+{
+	srv->n_sessions--;
+	if (srv->stopping && srv->n_sessions == 0 && srv->n_closing == 0 &&
+	    srv->on_idle)
+		srv->on_idle(srv);
+}

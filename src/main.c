@@ -1,0 +1,210 @@
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "session.h"
+#include "version.h"
+
+#define DEFAULT_CONFIG "/etc/popbridge.ini"
+/* Configurations replaced by SIGHUP stay alive for the sessions that use
+ * them; this many reloads are kept before the oldest is reused... never:
+ * old ones are freed only at exit, so bound how many we accept. */
+#define MAX_RELOADS 64
+
+struct daemon {
+	uv_loop_t *loop;
+	struct server srv;
+	struct config *cfg;
+	struct config *old[MAX_RELOADS];
+	size_t n_old;
+	uv_signal_t sigterm, sigint, sighup;
+	uv_timer_t grace;
+	int exit_code;
+};
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"usage: popbridge [-c FILE] [--check-config]\n"
+		"       popbridge --version | --help\n"
+		"\n"
+		"A POP3 server whose maildrop is an IMAP mailbox.\n"
+		"\n"
+		"  -c, --config FILE   configuration file (default %s)\n"
+		"  -t, --check-config  check the configuration, print the\n"
+		"                      effective settings and exit\n"
+		"  -V, --version       print the version and exit\n"
+		"  -h, --help          print this help and exit\n",
+		DEFAULT_CONFIG);
+}
+
+static void
+close_handle(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void
+on_server_idle(struct server *srv)
+{
+	struct daemon *d = srv->loop->data;
+
+	log_info("all sessions ended; stopping");
+	uv_stop(d->loop);
+}
+
+static void
+on_grace_expired(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	log_warn("shutdown_grace expired: closing %u sessions",
+		 d->srv.n_sessions);
+	/* session_end unlinks the head each time. */
+	while (d->srv.sessions != NULL)
+		session_end(d->srv.sessions, "shutdown");
+}
+
+static void
+on_stop_signal(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+
+	if (d->srv.stopping) {
+		log_warn("second signal: closing now");
+		on_grace_expired(&d->grace);
+		return;
+	}
+	log_info("signal %d: stop accepting, %u sessions may finish within "
+		 "%us", signum, d->srv.n_sessions,
+		 d->cfg->limits.shutdown_grace);
+	uv_timer_start(&d->grace, on_grace_expired,
+		       (uint64_t)d->cfg->limits.shutdown_grace * 1000, 0);
+	uv_unref((uv_handle_t *)&d->grace);
+	listener_stop(&d->srv);
+}
+
+static void
+on_reload_signal(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+	char err[CONFIG_ERR_MAX];
+	struct config *cfg;
+
+	(void)signum;
+	if (d->n_old >= MAX_RELOADS) {
+		log_error("reload: too many reloads; restart popbridge");
+		return;
+	}
+	if (config_load(d->cfg->path, &cfg, err, sizeof(err)) < 0) {
+		log_error("reload failed, keeping the old configuration: %s",
+			  err);
+		return;
+	}
+	/* Sessions keep the configuration they started with. */
+	d->old[d->n_old++] = d->cfg;
+	d->cfg = cfg;
+	d->srv.cfg = cfg;
+	log_set_level(cfg->log.level);
+	log_info("configuration reloaded from %s (listen addresses change "
+		 "only on restart)", cfg->path);
+}
+
+static int
+run(struct daemon *d)
+{
+	int r;
+
+	d->loop = uv_default_loop();
+	d->loop->data = d;
+	d->srv.on_idle = on_server_idle;
+	r = listener_start(&d->srv, d->loop, d->cfg);
+	if (r < 0)
+		return 1;
+	uv_signal_init(d->loop, &d->sigterm);
+	uv_signal_init(d->loop, &d->sigint);
+	uv_signal_init(d->loop, &d->sighup);
+	uv_timer_init(d->loop, &d->grace);
+	d->sigterm.data = d->sigint.data = d->sighup.data = d;
+	d->grace.data = d;
+	uv_signal_start(&d->sigterm, on_stop_signal, SIGTERM);
+	uv_signal_start(&d->sigint, on_stop_signal, SIGINT);
+	uv_signal_start(&d->sighup, on_reload_signal, SIGHUP);
+	log_info("%s %s started; upstream %s:%u", POPBRIDGE_NAME,
+		 POPBRIDGE_VERSION, d->cfg->upstream.host,
+		 (unsigned)d->cfg->upstream.port);
+	uv_run(d->loop, UV_RUN_DEFAULT);
+	/* Let every handle close so that memory checkers see no leak. */
+	uv_walk(d->loop, close_handle, NULL);
+	uv_run(d->loop, UV_RUN_DEFAULT);
+	uv_loop_close(d->loop);
+	log_info("stopped");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = DEFAULT_CONFIG;
+	char err[CONFIG_ERR_MAX];
+	struct daemon d;
+	int check = 0, c, code;
+	size_t i;
+
+	while ((c = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'V':
+			printf("%s %s\n", POPBRIDGE_NAME, POPBRIDGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	memset(&d, 0, sizeof(d));
+	if (config_load(path, &d.cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "popbridge: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		config_print(d.cfg, stdout);
+		config_free(&d.cfg);
+		return 0;
+	}
+	log_set_level(d.cfg->log.level);
+	signal(SIGPIPE, SIG_IGN);
+	code = run(&d);
+	for (i = 0; i < d.n_old; i++)
+		config_free(&d.old[i]);
+	config_free(&d.cfg);
+	return code;
+}

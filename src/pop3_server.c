@@ -1,0 +1,702 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "base64.h"
+#include "log.h"
+#include "session.h"
+#include "version.h"
+
+/* RFC 3206 response codes, and the word fetchmail looks for in "try again
+ * later" errors (it ignores [SYS/TEMP]). */
+#define TEMP_FAIL "-ERR [SYS/TEMP] "
+#define WAIT_HINT ", please wait and try again later"
+
+enum {
+	IN_AUTH = 1 << SESSION_AUTHORIZATION,
+	IN_TRANS = 1 << SESSION_TRANSACTION,
+};
+
+typedef void cmd_handler(struct session *s, const struct pop3_cmd *cmd);
+
+struct pop3_command {
+	enum pop3_verb verb;
+	unsigned states;
+	cmd_handler *handler;
+};
+
+static void
+reply_temp(struct session *s, const char *what, const char *why)
+{
+	session_reply(s, TEMP_FAIL "%s (%.120s)" WAIT_HINT, what, why);
+}
+
+/* --- AUTHORIZATION ------------------------------------------------------ */
+
+static void
+start_login(struct session *s, const char *user, size_t user_len,
+	    const char *pass, size_t pass_len)
+{
+	struct upstream *up = session_upstream(s);
+
+	if (up == NULL || maildrop_init(&s->md, s->srv->cfg->maildrop.folders,
+					s->srv->cfg->maildrop.n_folders) < 0) {
+		reply_temp(s, "out of memory", "login");
+		return;
+	}
+	s->md_ready = true;
+	buf_reset(&s->user);
+	buf_append(&s->user, user, user_len);
+	s->have_user = true;
+	if (upstream_open(up, user, user_len, pass, pass_len, &s->md) < 0) {
+		reply_temp(s, "cannot start login", "internal");
+		return;
+	}
+	s->wait = WAIT_LOGIN;
+}
+
+static void
+cmd_user(struct session *s, const struct pop3_cmd *cmd)
+{
+	buf_reset(&s->user);
+	if (buf_append(&s->user, cmd->rest, cmd->rest_len) < 0) {
+		session_reply(s, "-ERR user name too long");
+		return;
+	}
+	s->have_user = true;
+	session_reply(s, "+OK send your password");
+}
+
+static void
+cmd_pass(struct session *s, const struct pop3_cmd *cmd)
+{
+	struct buf user;
+
+	if (!s->have_user) {
+		session_reply(s, "-ERR send USER first");
+		return;
+	}
+	/* start_login overwrites s->user; keep the name apart meanwhile. */
+	user = s->user;
+	buf_init(&s->user, SESSION_USER_MAX);
+	start_login(s, user.data, user.len, cmd->rest, cmd->rest_len);
+	buf_wipe(&user);
+	buf_free(&user);
+}
+
+static void
+auth_plain(struct session *s, const char *b64, size_t len)
+{
+	struct buf raw;
+	const char *authz, *user, *pass, *end;
+
+	buf_init(&raw, POP3_AUTH_LINE_MAX);
+	if (base64_decode(&raw, b64, len) < 0) {
+		session_reply(s, "-ERR [AUTH] malformed AUTH PLAIN response");
+		goto out;
+	}
+	/* RFC 4616: [authzid] NUL authcid NUL passwd */
+	authz = raw.data;
+	end = raw.data + raw.len;
+	user = raw.len ? memchr(authz, '\0', raw.len) : NULL;
+	pass = user ? memchr(user + 1, '\0', (size_t)(end - user - 1)) : NULL;
+	if (user == NULL || pass == NULL) {
+		session_reply(s, "-ERR [AUTH] malformed AUTH PLAIN response");
+		goto out;
+	}
+	user++;
+	pass++;
+	if (user - authz > 1 && ((size_t)(user - authz - 1) !=
+				 (size_t)(pass - user - 1) ||
+				 memcmp(authz, user, (size_t)(pass - user - 1)))) {
+		session_reply(s, "-ERR [AUTH] acting as another user is not "
+			      "supported");
+		goto out;
+	}
+	start_login(s, user, (size_t)(pass - user - 1), pass,
+		    (size_t)(end - pass));
+out:
+	buf_wipe(&raw);
+	buf_free(&raw);
+}
+
+static void
+cmd_auth(struct session *s, const struct pop3_cmd *cmd)
+{
+	if (cmd->nargs == 0) {
+		/* Old-style discovery (fetchmail, neomutt). */
+		session_reply(s, "+OK SASL mechanisms follow");
+		session_reply(s, "PLAIN");
+		session_reply(s, ".");
+		return;
+	}
+	if (cmd->arg_len[0] != 5 || strncasecmp(cmd->arg[0], "PLAIN", 5) != 0) {
+		session_reply(s, "-ERR unsupported SASL mechanism");
+		return;
+	}
+	if (cmd->nargs == 2) {
+		/* RFC 5034 §4: "=" is an empty initial response. */
+		if (cmd->arg_len[1] == 1 && cmd->arg[1][0] == '=')
+			auth_plain(s, "", 0);
+		else
+			auth_plain(s, cmd->arg[1], cmd->arg_len[1]);
+		return;
+	}
+	session_reply(s, "+ ");
+	s->wait = WAIT_AUTH_LINE;
+	pop3_line_reader_init(&s->reader, POP3_AUTH_LINE_MAX);
+}
+
+/* The continuation line of AUTH PLAIN, handled before the command table. */
+static void
+auth_line(struct session *s, const char *line, size_t len)
+{
+	s->wait = WAIT_NONE;
+	pop3_line_reader_init(&s->reader, POP3_LINE_MAX);
+	if (len == 1 && line[0] == '*') {
+		session_reply(s, "-ERR AUTH cancelled");
+		return;
+	}
+	auth_plain(s, line, len);
+}
+
+static void
+cmd_apop(struct session *s, const struct pop3_cmd *cmd)
+{
+	(void)cmd;
+	session_reply(s, "-ERR APOP is not supported: use USER/PASS or AUTH "
+		      "PLAIN");
+}
+
+static void
+cmd_stls(struct session *s, const struct pop3_cmd *cmd)
+{
+	(void)cmd;
+	session_reply(s, "-ERR STLS is not available");
+}
+
+static void
+cmd_capa(struct session *s, const struct pop3_cmd *cmd)
+{
+	(void)cmd;
+	session_reply(s, "+OK capability list follows");
+	if (s->state == SESSION_AUTHORIZATION) {
+		session_reply(s, "USER");
+		session_reply(s, "SASL PLAIN");
+	}
+	session_reply(s, "TOP");
+	session_reply(s, "UIDL");
+	session_reply(s, "PIPELINING");
+	session_reply(s, "RESP-CODES");
+	session_reply(s, "AUTH-RESP-CODE");
+	session_reply(s, "EXPIRE NEVER");
+	session_reply(s, "IMPLEMENTATION " POPBRIDGE_NAME "-" POPBRIDGE_VERSION);
+	session_reply(s, ".");
+}
+
+static void
+cmd_quit(struct session *s, const struct pop3_cmd *cmd)
+{
+	(void)cmd;
+	if (s->state == SESSION_AUTHORIZATION) {
+		session_reply(s, "+OK " POPBRIDGE_NAME " signing off");
+		session_end(s, "quit");
+		return;
+	}
+	session_set_state(s, SESSION_UPDATE);
+	if (s->md.n_deleted == 0) {
+		session_reply(s, "+OK " POPBRIDGE_NAME " signing off");
+		session_end(s, "quit");
+		return;
+	}
+	if (s->up == NULL || upstream_update(s->up) < 0) {
+		session_reply(s, TEMP_FAIL "some deleted messages not removed"
+			      WAIT_HINT);
+		session_end(s, "quit, upstream lost");
+		return;
+	}
+	s->wait = WAIT_UPDATE;
+}
+
+/* --- TRANSACTION -------------------------------------------------------- */
+
+/* Parses a message number and finds the message; replies -ERR if none. */
+static struct maildrop_msg *
+message_arg(struct session *s, const char *arg, size_t len, uint32_t *n_r)
+{
+	struct maildrop_msg *m;
+	uint32_t n;
+
+	if (pop3_parse_number(arg, len, &n) < 0) {
+		session_reply(s, "-ERR invalid message number");
+		return NULL;
+	}
+	m = maildrop_get(&s->md, n);
+	if (m == NULL) {
+		session_reply(s, n >= 1 && n <= s->md.count ?
+			      "-ERR message %u already deleted" :
+			      "-ERR no such message %u", (unsigned)n);
+		return NULL;
+	}
+	*n_r = n;
+	return m;
+}
+
+static void
+cmd_stat(struct session *s, const struct pop3_cmd *cmd)
+{
+	size_t count;
+	uint64_t octets;
+
+	(void)cmd;
+	maildrop_stat(&s->md, &count, &octets);
+	session_reply(s, "+OK %zu %llu", count, (unsigned long long)octets);
+}
+
+static void
+listing_line(struct session *s, uint32_t n, const struct maildrop_msg *m,
+	     bool uidl, bool single)
+{
+	char uid[MAILDROP_UIDL_MAX + 1];
+	const char *ok = single ? "+OK " : "";
+
+	if (uidl) {
+		maildrop_uidl(&s->md, m, uid);
+		session_reply(s, "%s%u %s", ok, (unsigned)n, uid);
+	} else {
+		session_reply(s, "%s%u %llu", ok, (unsigned)n,
+			      (unsigned long long)m->size);
+	}
+}
+
+void
+pop3_server_listing(struct session *s)
+{
+	while (s->listing_next < s->md.count) {
+		uint32_t i = s->listing_next++;
+
+		if (!s->md.msgs[i].deleted)
+			listing_line(s, i + 1, &s->md.msgs[i], s->listing_uidl,
+				     false);
+		if (conn_pending(s->client) >= SESSION_OUT_HIGH) {
+			s->wait = WAIT_LISTING;
+			conn_want_drained(s->client);
+			conn_flush(s->client);
+			return;
+		}
+	}
+	session_reply(s, ".");
+	s->wait = WAIT_NONE;
+}
+
+static void
+list_or_uidl(struct session *s, const struct pop3_cmd *cmd, bool uidl)
+{
+	struct maildrop_msg *m;
+	uint32_t n;
+
+	if (cmd->nargs == 1) {
+		m = message_arg(s, cmd->arg[0], cmd->arg_len[0], &n);
+		if (m != NULL)
+			listing_line(s, n, m, uidl, true);
+		return;
+	}
+	if (uidl) {
+		session_reply(s, "+OK unique-id listing follows");
+	} else {
+		size_t count;
+		uint64_t octets;
+
+		maildrop_stat(&s->md, &count, &octets);
+		session_reply(s, "+OK %zu messages (%llu octets)", count,
+			      (unsigned long long)octets);
+	}
+	s->listing_uidl = uidl;
+	s->listing_next = 0;
+	pop3_server_listing(s);
+}
+
+static void
+cmd_list(struct session *s, const struct pop3_cmd *cmd)
+{
+	list_or_uidl(s, cmd, false);
+}
+
+static void
+cmd_uidl(struct session *s, const struct pop3_cmd *cmd)
+{
+	list_or_uidl(s, cmd, true);
+}
+
+static bool
+upstream_usable(struct session *s)
+{
+	if (s->up != NULL && upstream_alive(s->up))
+		return true;
+	session_reply(s, TEMP_FAIL "connection to the mail server lost"
+		      WAIT_HINT);
+	session_end(s, "upstream lost");
+	return false;
+}
+
+static void
+start_fetch(struct session *s, enum session_wait wait,
+	    enum upstream_part part, uint64_t offset, uint64_t length)
+{
+	if (upstream_fetch(s->up, s->msg, part, offset, length) < 0) {
+		session_reply(s, TEMP_FAIL "cannot fetch the message" WAIT_HINT);
+		session_end(s, "upstream lost");
+		return;
+	}
+	s->wait = wait;
+}
+
+static void
+cmd_retr(struct session *s, const struct pop3_cmd *cmd)
+{
+	s->msg = message_arg(s, cmd->arg[0], cmd->arg_len[0], &s->msg_n);
+	if (s->msg == NULL || !upstream_usable(s))
+		return;
+	s->xfer_started = false;
+	dotstuff_init(&s->ds);
+	start_fetch(s, WAIT_RETR, UPSTREAM_WHOLE, 0, 0);
+}
+
+static void
+cmd_top(struct session *s, const struct pop3_cmd *cmd)
+{
+	uint32_t lines;
+
+	s->msg = message_arg(s, cmd->arg[0], cmd->arg_len[0], &s->msg_n);
+	if (s->msg == NULL)
+		return;
+	if (pop3_parse_number(cmd->arg[1], cmd->arg_len[1], &lines) < 0) {
+		session_reply(s, "-ERR invalid number of lines");
+		return;
+	}
+	if (!upstream_usable(s))
+		return;
+	s->xfer_started = false;
+	s->top_lines = lines;
+	s->top_offset = 0;
+	s->top_chunk = SESSION_TOP_CHUNK_MIN;
+	dotstuff_init(&s->ds);
+	start_fetch(s, WAIT_TOP_HEADER, UPSTREAM_HEADER, 0, 0);
+}
+
+static void
+cmd_dele(struct session *s, const struct pop3_cmd *cmd)
+{
+	uint32_t n;
+
+	if (message_arg(s, cmd->arg[0], cmd->arg_len[0], &n) == NULL)
+		return;
+	maildrop_delete(&s->md, n);
+	session_reply(s, "+OK message %u deleted", (unsigned)n);
+}
+
+static void
+cmd_noop(struct session *s, const struct pop3_cmd *cmd)
+{
+	(void)cmd;
+	session_reply(s, "+OK");
+}
+
+static void
+cmd_rset(struct session *s, const struct pop3_cmd *cmd)
+{
+	size_t count;
+	uint64_t octets;
+
+	(void)cmd;
+	maildrop_reset(&s->md);
+	maildrop_stat(&s->md, &count, &octets);
+	session_reply(s, "+OK maildrop has %zu messages (%llu octets)", count,
+		      (unsigned long long)octets);
+}
+
+static void
+cmd_last(struct session *s, const struct pop3_cmd *cmd)
+{
+	(void)cmd;
+	session_reply(s, "-ERR LAST is obsolete (RFC 1939): use UIDL");
+}
+
+static const struct pop3_command commands[] = {
+	{ POP3_USER, IN_AUTH, cmd_user },
+	{ POP3_PASS, IN_AUTH, cmd_pass },
+	{ POP3_APOP, IN_AUTH, cmd_apop },
+	{ POP3_AUTH, IN_AUTH, cmd_auth },
+	{ POP3_STLS, IN_AUTH, cmd_stls },
+	{ POP3_CAPA, IN_AUTH | IN_TRANS, cmd_capa },
+	{ POP3_QUIT, IN_AUTH | IN_TRANS, cmd_quit },
+	{ POP3_STAT, IN_TRANS, cmd_stat },
+	{ POP3_LIST, IN_TRANS, cmd_list },
+	{ POP3_RETR, IN_TRANS, cmd_retr },
+	{ POP3_DELE, IN_TRANS, cmd_dele },
+	{ POP3_NOOP, IN_TRANS, cmd_noop },
+	{ POP3_RSET, IN_TRANS, cmd_rset },
+	{ POP3_TOP, IN_TRANS, cmd_top },
+	{ POP3_UIDL, IN_TRANS, cmd_uidl },
+	{ POP3_LAST, IN_TRANS, cmd_last },
+};
+
+static void
+log_command(struct session *s, const struct pop3_cmd *cmd, const char *line,
+	    size_t len)
+{
+	if (!log_enabled(LOG_DEBUG))
+		return;
+	if (cmd->verb == POP3_PASS || cmd->verb == POP3_AUTH)
+		log_debug("session=%s pop3< %.4s (arguments not logged)",
+			  s->id, line);
+	else
+		log_debug("session=%s pop3< %.*s", s->id,
+			  (int)(len > 80 ? 80 : len), line);
+}
+
+void
+pop3_server_dispatch(struct session *s, const char *line, size_t len)
+{
+	struct pop3_cmd cmd;
+	const char *why;
+	size_t i;
+
+	if (s->wait == WAIT_AUTH_LINE) {
+		log_debug("session=%s pop3< (AUTH response not logged)", s->id);
+		auth_line(s, line, len);
+		return;
+	}
+	if (pop3_parse_command(line, len, &cmd, &why) < 0) {
+		log_command(s, &cmd, line, len);
+		session_reply(s, "-ERR %s", why);
+		return;
+	}
+	log_command(s, &cmd, line, len);
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (commands[i].verb != cmd.verb)
+			continue;
+		if (!(commands[i].states & (1u << s->state))) {
+			session_reply(s, "-ERR command not valid in this state");
+			return;
+		}
+		commands[i].handler(s, &cmd);
+		return;
+	}
+	session_reply(s, "-ERR unknown command");
+}
+
+/* --- upstream completions ----------------------------------------------- */
+
+static void
+login_done(struct session *s, enum upstream_status st, const char *why)
+{
+	size_t count;
+	uint64_t octets;
+
+	if (st == UPSTREAM_OK) {
+		session_set_state(s, SESSION_TRANSACTION);
+		maildrop_stat(&s->md, &count, &octets);
+		log_info("session=%s login user=%.*s messages=%zu octets=%llu",
+			 s->id, (int)s->user.len, s->user.data, count,
+			 (unsigned long long)octets);
+		session_reply(s, "+OK maildrop has %zu messages (%llu octets)",
+			      count, (unsigned long long)octets);
+		return;
+	}
+	maildrop_free(&s->md);
+	s->md_ready = false;
+	upstream_free(&s->up);
+	if (st == UPSTREAM_AUTH) {
+		log_info("session=%s login failed user=%.*s: %s", s->id,
+			 (int)s->user.len, s->user.data, why);
+		s->auth_failures++;
+		snprintf(s->pending_reply, sizeof(s->pending_reply),
+			 "-ERR [AUTH] invalid user name or password");
+	} else {
+		log_warn("session=%s upstream unavailable: %s", s->id, why);
+		snprintf(s->pending_reply, sizeof(s->pending_reply),
+			 TEMP_FAIL "mail server unavailable" WAIT_HINT);
+	}
+	s->have_user = false;
+	if (st == UPSTREAM_AUTH && s->srv->cfg->limits.auth_fail_delay > 0) {
+		session_delay(s, s->srv->cfg->limits.auth_fail_delay * 1000u);
+		return;
+	}
+	pop3_server_delay_done(s);
+}
+
+void
+pop3_server_delay_done(struct session *s)
+{
+	s->wait = WAIT_NONE;
+	session_reply(s, "%s", s->pending_reply);
+	if (s->auth_failures >= SESSION_AUTH_TRIES)
+		session_end(s, "too many failed logins");
+}
+
+/* Sends the +OK line once, when the first byte is known to exist. */
+static void
+xfer_start(struct session *s)
+{
+	if (s->xfer_started)
+		return;
+	s->xfer_started = true;
+	if (s->wait == WAIT_RETR)
+		session_reply(s, "+OK %llu octets",
+			      (unsigned long long)s->msg->size);
+	else
+		session_reply(s, "+OK top of message follows");
+}
+
+void
+pop3_server_upstream_data(struct session *s, const char *p, size_t n)
+{
+	struct buf *out;
+	long used;
+
+	if (s->client == NULL)
+		return;
+	xfer_start(s);
+	if (s->ds.limit_reached)
+		return;
+	out = conn_outbuf(s->client);
+	used = dotstuff_feed(&s->ds, p, n, out);
+	if (used < 0) {
+		session_end(s, "output buffer overflow");
+		return;
+	}
+	conn_flush(s->client);
+	if (conn_pending(s->client) >= SESSION_OUT_HIGH && !s->xfer_paused) {
+		/* The client reads slower than the server sends: hold the
+		 * server until the queue drains. */
+		s->xfer_paused = true;
+		upstream_pause(s->up);
+		conn_want_drained(s->client);
+	}
+}
+
+static void
+xfer_finish(struct session *s)
+{
+	xfer_start(s);
+	if (dotstuff_finish(&s->ds, conn_outbuf(s->client)) < 0) {
+		session_end(s, "output buffer overflow");
+		return;
+	}
+	s->bytes_out += s->ds.size;
+	s->wait = WAIT_NONE;
+	if (s->xfer_paused) {
+		s->xfer_paused = false;
+		upstream_resume(s->up);
+	}
+}
+
+/* The transfer broke: after +OK, only closing tells the client the
+ * message is incomplete (a "." would make it look whole). */
+static void
+xfer_fail(struct session *s, enum upstream_status st, const char *why)
+{
+	s->wait = WAIT_NONE;
+	if (s->xfer_started) {
+		log_warn("session=%s transfer of message %u broke: %s", s->id,
+			 (unsigned)s->msg_n, why);
+		conn_close(&s->client, 0);
+		session_end(s, "upstream failed during transfer");
+		return;
+	}
+	if (st == UPSTREAM_GONE) {
+		session_reply(s, "-ERR message %u is no longer on the server",
+			      (unsigned)s->msg_n);
+		return;
+	}
+	reply_temp(s, "mail server failed", why);
+	if (s->up == NULL || !upstream_alive(s->up))
+		session_end(s, "upstream lost");
+}
+
+static void
+retr_done(struct session *s, enum upstream_status st, const char *why)
+{
+	if (st != UPSTREAM_OK) {
+		xfer_fail(s, st, why);
+		return;
+	}
+	/* RETR delivers the real bytes; the listing follows them from now. */
+	s->msg->size = s->ds.size;
+	s->n_retrieved++;
+	xfer_finish(s);
+}
+
+static void
+top_done(struct session *s, enum upstream_status st, const char *why)
+{
+	uint64_t got;
+
+	if (st != UPSTREAM_OK) {
+		xfer_fail(s, st, why);
+		return;
+	}
+	got = upstream_fetched(s->up);
+	if (s->wait == WAIT_TOP_HEADER) {
+		if (s->top_lines == 0) {
+			xfer_finish(s);
+			return;
+		}
+		dotstuff_limit_lines(&s->ds, s->top_lines);
+	} else {
+		if (s->ds.limit_reached || got < s->top_chunk) {
+			xfer_finish(s);
+			return;
+		}
+		s->top_offset += got;
+		if (s->top_chunk < SESSION_TOP_CHUNK_MAX)
+			s->top_chunk *= 2;
+	}
+	xfer_start(s);
+	start_fetch(s, WAIT_TOP_TEXT, UPSTREAM_TEXT, s->top_offset,
+		    s->top_chunk);
+}
+
+static void
+update_done(struct session *s, enum upstream_status st, const char *why)
+{
+	s->wait = WAIT_NONE;
+	if (st == UPSTREAM_OK) {
+		s->n_deleted = (unsigned)s->md.n_deleted;
+		session_reply(s, "+OK " POPBRIDGE_NAME " signing off (%u "
+			      "messages deleted)", s->n_deleted);
+		session_end(s, "quit");
+		return;
+	}
+	log_warn("session=%s update failed: %s", s->id, why);
+	session_reply(s, TEMP_FAIL "some deleted messages not removed"
+		      WAIT_HINT);
+	session_end(s, "quit, update failed");
+}
+
+void
+pop3_server_upstream_done(struct session *s, enum upstream_status st,
+			  const char *why)
+{
+	switch (s->wait) {
+	case WAIT_LOGIN:
+		s->wait = WAIT_NONE;
+		login_done(s, st, why);
+		break;
+	case WAIT_RETR:
+		retr_done(s, st, why);
+		break;
+	case WAIT_TOP_HEADER:
+	case WAIT_TOP_TEXT:
+		top_done(s, st, why);
+		break;
+	case WAIT_UPDATE:
+		update_done(s, st, why);
+		break;
+	default:
+		break;
+	}
+}

@@ -1,0 +1,300 @@
+#include "session.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "log.h"
+#include "version.h"
+
+static const char *const state_names[] = {
+	[SESSION_AUTHORIZATION] = "AUTHORIZATION",
+	[SESSION_TRANSACTION] = "TRANSACTION",
+	[SESSION_UPDATE] = "UPDATE",
+	[SESSION_CLOSED] = "CLOSED",
+};
+
+static void process_input(struct session *s);
+static void idle_restart(struct session *s);
+
+void
+session_set_state(struct session *s, enum session_state st)
+{
+	if (s->state == st)
+		return;
+	log_debug("session=%s state %s -> %s", s->id, state_names[s->state],
+		  state_names[st]);
+	s->state = st;
+}
+
+static void
+idle_expired(uv_timer_t *t)
+{
+	struct session *s = t->data;
+
+	if (s->wait == WAIT_AUTH_DELAY) {
+		pop3_server_delay_done(s);
+		idle_restart(s);
+		process_input(s);
+		return;
+	}
+	/* RFC 1939 §3: the autologout timer closes without entering UPDATE. */
+	session_end(s, "idle timeout");
+}
+
+static void
+idle_restart(struct session *s)
+{
+	if (s->state == SESSION_CLOSED || s->wait == WAIT_AUTH_DELAY)
+		return;
+	uv_timer_start(&s->timer, idle_expired,
+		       (uint64_t)s->srv->cfg->limits.idle_timeout * 1000, 0);
+}
+
+void
+session_delay(struct session *s, uint64_t ms)
+{
+	s->wait = WAIT_AUTH_DELAY;
+	uv_timer_start(&s->timer, idle_expired, ms, 0);
+}
+
+void
+session_reply(struct session *s, const char *fmt, ...)
+{
+	char line[POP3_LINE_MAX * 2];
+	va_list ap;
+	int n;
+
+	if (s->client == NULL)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	log_debug("session=%s pop3> %.*s", s->id, n - 2, line);
+	conn_write(s->client, line, (size_t)n);
+}
+
+static void
+on_client_data(void *ctx, const char *p, size_t n)
+{
+	struct session *s = ctx;
+
+	if (s->state == SESSION_CLOSED)
+		return;
+	if (buf_append(&s->in, p, n) < 0) {
+		/* Reading pauses before this can happen; a client that gets
+		 * here anyway is not speaking POP3. */
+		session_reply(s, "-ERR too much input");
+		session_end(s, "input flood");
+		return;
+	}
+	idle_restart(s);
+	process_input(s);
+}
+
+static void
+on_client_drained(void *ctx)
+{
+	struct session *s = ctx;
+
+	if (s->state == SESSION_CLOSED)
+		return;
+	idle_restart(s);
+	if (s->wait == WAIT_LISTING) {
+		pop3_server_listing(s);
+	} else if (s->xfer_paused) {
+		s->xfer_paused = false;
+		upstream_resume(s->up);
+	}
+	process_input(s);
+}
+
+static void
+on_client_failed(void *ctx, int status)
+{
+	struct session *s = ctx;
+
+	(void)status;
+	conn_close(&s->client, 0);
+	/* The client confirmed its deletions with QUIT: finish them. */
+	if (s->wait == WAIT_UPDATE)
+		return;
+	session_end(s, status == UV_EOF ? "client closed" : "client error");
+}
+
+static const struct conn_events client_events = {
+	.data = on_client_data,
+	.drained = on_client_drained,
+	.failed = on_client_failed,
+};
+
+static void
+on_upstream_done(void *ctx, enum upstream_status st, const char *why)
+{
+	struct session *s = ctx;
+
+	if (s->state == SESSION_CLOSED)
+		return;
+	pop3_server_upstream_done(s, st, why);
+	session_resume(s);
+}
+
+static void
+on_upstream_data(void *ctx, const char *p, size_t n)
+{
+	struct session *s = ctx;
+
+	if (s->state == SESSION_CLOSED)
+		return;
+	pop3_server_upstream_data(s, p, n);
+}
+
+static const struct upstream_events upstream_events = {
+	.done = on_upstream_done,
+	.data = on_upstream_data,
+};
+
+/* Handles complete lines until the session must wait for something. */
+static void
+process_input(struct session *s)
+{
+	size_t line_len, used;
+	int r;
+
+	while (s->state != SESSION_CLOSED && s->wait == WAIT_NONE &&
+	       s->client != NULL &&
+	       conn_pending(s->client) < SESSION_OUT_HIGH) {
+		r = pop3_parse_line(&s->reader, s->in.data, s->in.len,
+				    &line_len, &used);
+		if (r == POP3_LINE_MORE) {
+			buf_consume(&s->in, used);
+			break;
+		}
+		if (r == POP3_LINE_TOO_LONG) {
+			buf_consume(&s->in, used);
+			session_reply(s, "-ERR line too long");
+			continue;
+		}
+		pop3_server_dispatch(s, s->in.data, line_len);
+		/* The line may hold a password: clear it before reuse. */
+		OPENSSL_cleanse(s->in.data, used);
+		buf_consume(&s->in, used);
+	}
+	if (s->client == NULL)
+		return;
+	if (conn_pending(s->client) >= SESSION_OUT_HIGH)
+		conn_want_drained(s->client);
+	conn_flush(s->client);
+	/* Stop reading while input piles up unprocessed. */
+	if (s->in.len >= SESSION_IN_MAX / 2)
+		conn_pause(s->client);
+	else if (s->state != SESSION_CLOSED)
+		conn_start(s->client);
+}
+
+void
+session_resume(struct session *s)
+{
+	process_input(s);
+}
+
+int
+session_start(struct server *srv, struct conn *client)
+{
+	struct session *s;
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		conn_close(&client, 0);
+		return -1;
+	}
+	s->srv = srv;
+	s->client = client;
+	snprintf(s->id, sizeof(s->id), "%llu",
+		 (unsigned long long)++srv->next_id);
+	snprintf(s->peer, sizeof(s->peer), "%s", conn_peer(client));
+	s->started_ms = uv_now(srv->loop);
+	buf_init(&s->in, SESSION_IN_MAX);
+	buf_init(&s->user, SESSION_USER_MAX);
+	pop3_line_reader_init(&s->reader, POP3_LINE_MAX);
+	uv_timer_init(srv->loop, &s->timer);
+	s->timer.data = s;
+	s->next = srv->sessions;
+	if (srv->sessions != NULL)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->n_sessions++;
+	conn_set_events(client, &client_events, s);
+	log_info("session=%s connect client=%s", s->id, s->peer);
+	/* RFC 1939 §4; no APOP timestamp: pass-through needs the password. */
+	session_reply(s, "+OK " POPBRIDGE_NAME " ready");
+	conn_flush(client);
+	idle_restart(s);
+	if (conn_start(client) < 0) {
+		session_end(s, "cannot read from client");
+		return -1;
+	}
+	return 0;
+}
+
+struct upstream *
+session_upstream(struct session *s)
+{
+	if (s->up == NULL)
+		s->up = upstream_new(s->srv->loop, s->srv->cfg, s->id,
+				     &upstream_events, s);
+	return s->up;
+}
+
+static void
+on_timer_closed(uv_handle_t *h)
+{
+	struct session *s = h->data;
+
+	free(s);
+}
+
+void
+session_end(struct session *s, const char *reason)
+{
+	struct server *srv = s->srv;
+	uint64_t ms;
+
+	if (s->state == SESSION_CLOSED)
+		return;
+	ms = uv_now(srv->loop) - s->started_ms;
+	log_info("session=%s end client=%s user=%.*s reason=\"%s\" "
+		 "retrieved=%u deleted=%u bytes_out=%llu duration_ms=%llu",
+		 s->id, s->peer, s->have_user ? (int)s->user.len : 1,
+		 s->have_user ? s->user.data : "-", reason, s->n_retrieved,
+		 s->n_deleted, (unsigned long long)s->bytes_out,
+		 (unsigned long long)ms);
+	session_set_state(s, SESSION_CLOSED);
+	if (s->up != NULL && upstream_alive(s->up))
+		upstream_logout(s->up);
+	upstream_free(&s->up);
+	conn_close(&s->client, 1);
+	maildrop_free(&s->md);
+	buf_wipe(&s->in);
+	buf_wipe(&s->user);
+	buf_free(&s->in);
+	buf_free(&s->user);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	uv_timer_stop(&s->timer);
+	uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+	listener_session_gone(srv);
+}

@@ -1,0 +1,179 @@
+"""Shared plumbing for the integration cases (imported by test_*.py).
+
+run.sh passes everything through the environment:
+    POP3_PORT      where the POP3 server under test listens (127.0.0.1)
+    IMAP_PORT      the upstream Dovecot's IMAP port
+    DOVECOT_DIR    its directory (DOVECOT_DIR/users holds the passwords)
+    TEST_TMP       a scratch directory for this script
+    TARGET         "popbridge" (normal) or "dovecot" (harness validation
+                   against Dovecot's own POP3 server)
+
+Output: one line per case, "ok - NAME" or "not ok - NAME" followed by a
+few indented diagnostic lines. run.sh counts them.
+"""
+
+import os
+import re
+import socket
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+
+import imapfetch  # noqa: E402
+import pop3wire   # noqa: E402
+
+HOST = "127.0.0.1"
+TIMEOUT = float(os.environ.get("CASE_TIMEOUT", "30"))
+
+
+def env(name, default=None):
+    v = os.environ.get(name, default)
+    if v is None:
+        sys.exit("missing environment variable %s (run me from run.sh)" % name)
+    return v
+
+
+POP3_PORT = int(env("POP3_PORT", "0"))
+IMAP_PORT = int(env("IMAP_PORT", "0"))
+TARGET = env("TARGET", "popbridge")
+TEST_TMP = env("TEST_TMP", "/tmp")
+
+
+def users(dovecot_dir=None):
+    """{user: password} from the passwd-file Dovecot uses."""
+    path = os.path.join(dovecot_dir or env("DOVECOT_DIR"), "users")
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            user, _, pw = line.partition(":")
+            if pw.startswith("{PLAIN}"):
+                pw = pw[len("{PLAIN}"):]
+            out[user] = pw
+    return out
+
+
+# -- reporting ----------------------------------------------------------------
+
+class Report:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def ok(self, name):
+        self.passed += 1
+        print("ok - %s" % name, flush=True)
+
+    def fail(self, name, diag=()):
+        self.failed += 1
+        print("not ok - %s" % name, flush=True)
+        lines = []
+        for d in diag:
+            lines.extend(str(d).splitlines())
+        for d in lines[:12]:
+            print("    %s" % d[:300], flush=True)
+        if len(lines) > 12:
+            print("    ... (%d more lines)" % (len(lines) - 12), flush=True)
+
+    def case(self, name, fn, *args, **kw):
+        """Runs fn; it passes when it returns a falsy value or an empty list
+        of problems, and fails with the problems it returns or raises."""
+        t0 = time.time()
+        try:
+            problems = fn(*args, **kw)
+        except AssertionError as e:
+            problems = [str(e) or "assertion failed"]
+        except Exception as e:  # a crash in a case is that case's failure
+            tb = traceback.format_exc().strip().splitlines()
+            problems = ["%s: %s" % (type(e).__name__, e)] + tb[-4:]
+        if problems:
+            if isinstance(problems, str):
+                problems = [problems]
+            self.fail(name, list(problems) + ["(%.1fs)" % (time.time() - t0)])
+        else:
+            self.ok(name)
+
+    def exit(self):
+        sys.exit(1 if self.failed else 0)
+
+
+# -- expectations -----------------------------------------------------------------
+
+class Expected:
+    """The maildrop as POP3 must present it, read from IMAP (UID order)."""
+
+    def __init__(self, user, password, folder="INBOX"):
+        conn = imapfetch.connect(IMAP_PORT, user, password)
+        try:
+            meta = imapfetch.info(conn, folder)
+            rows = imapfetch.fetch_all(conn, folder, sections=("", "HEADER", "TEXT"))
+        finally:
+            conn.logout()
+        self.uids = [u for u, _ in rows]
+        self.raw = [d[0] for _, d in rows]
+        self.header = [d[1] for _, d in rows]
+        self.text = [d[2] for _, d in rows]
+        self.imap_size = [meta[u]["size"] for u in self.uids]
+        exp = [imapfetch.pop3_expected(d) for d in self.raw]
+        self.retr = [e for e, _ in exp]      # what RETR delivers (un-stuffed)
+        self.size = [s for _, s in exp]      # what LIST/STAT report
+        self.names = [msg_name(d) for d in self.raw]
+
+    def __len__(self):
+        return len(self.uids)
+
+    def label(self, i):
+        """'3 (leading-dot)' for POP3 message number i (1-based)."""
+        return "%d (%s)" % (i, self.names[i - 1])
+
+    def top(self, i, n):
+        return imapfetch.pop3_top(self.header[i - 1], self.text[i - 1], n)
+
+
+def msg_name(data):
+    m = re.search(rb"^X-Corpus-Name: (\S+)", data, re.M)
+    return m.group(1).decode() if m else "?"
+
+
+def first_diff(a, b, ctx=24):
+    """A short description of where two byte strings differ."""
+    if a == b:
+        return "equal"
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return ("lengths %d vs %d, first difference at offset %d: got %r, want %r"
+            % (len(a), len(b), i, a[max(0, i - 8):i + ctx], b[max(0, i - 8):i + ctx]))
+
+
+def pop3(timeout=None, port=None, **kw):
+    return pop3wire.Pop3(HOST, port or POP3_PORT, timeout=timeout or TIMEOUT, **kw)
+
+
+def login(user, password, port=None):
+    """A logged-in raw session (USER/PASS); raises if login fails."""
+    p = pop3(port=port)
+    r = p.login(user, password)
+    if not pop3wire.is_ok(r):
+        p.close()
+        raise AssertionError("login as %s failed: %r" % (user, r))
+    return p
+
+
+def wait_port_closed_by_peer(p, timeout=5):
+    """True if the server closes the connection within timeout."""
+    p.sock.settimeout(timeout)
+    try:
+        while True:
+            if not p.sock.recv(4096):
+                return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
