@@ -79,8 +79,11 @@ struct config {
 	} upstream;
 
 	struct {
+		/* Folder names (and trash) are non-empty, without control
+		 * characters or '"', and may hold 8-bit bytes: the IMAP
+		 * client quotes them or sends them as literals. */
 		char *folders[CONFIG_MAX_FOLDERS];
-		size_t n_folders;
+		size_t n_folders;	/* >= 1, no duplicates */
 		enum since_mode since;
 		char since_date[11];	/* YYYY-MM-DD when since == SINCE_DATE */
 		enum on_delete on_delete;

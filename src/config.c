@@ -99,7 +99,6 @@ static const struct enum_name level_names[] = {
 	{ "debug", LOG_DEBUG },
 	{ NULL, 0 },
 };
-/* The first name of each value is the one config_print writes. */
 static const struct enum_name bool_names[] = {
 	{ "yes", 1 }, { "no", 0 }, { "true", 1 }, { "false", 0 },
 	{ "on", 1 }, { "off", 0 }, { "1", 1 }, { "0", 0 }, { NULL, 0 },
@@ -139,20 +138,21 @@ parse_decimal(const char *s, size_t len, unsigned long long max,
 }
 
 /*
- * Hands out the next item of a comma list, blanks trimmed. Returns false at
- * the end of the list; an empty value is a list of no items.
+ * Hands out the next item of a comma list, blanks trimmed; an item may be
+ * empty ("a,,b", "a,"). Start with *p at the value, or NULL for an empty
+ * value (a list of no items), and stop when it returns false.
  */
 static bool
 list_next(const char **p, const char **item_r, size_t *len_r)
 {
 	const char *s = *p, *end;
 
-	if (*s == '\0')
+	if (s == NULL)
 		return false;
 	end = strchr(s, ',');
+	*p = end != NULL ? end + 1 : NULL;
 	if (end == NULL)
 		end = s + strlen(s);
-	*p = *end == ',' ? end + 1 : end;
 	while (s < end && is_blank(*s))
 		s++;
 	while (end > s && is_blank(end[-1]))
@@ -223,26 +223,28 @@ addr_parse_port(const char *s, size_t len, uint16_t *port_r)
 static int
 addr_parse_one(const char *s, size_t len, struct config_addr *a, char *why)
 {
-	const char *host, *port, *close;
+	const char *host = s, *port, *bracket;
 	size_t hlen;
 	int af;
 	unsigned char bin[16];
 
 	if (len > 0 && s[0] == '[') {
-		close = memchr(s, ']', len);
-		if (close == NULL || close + 1 == s + len || close[1] != ':')
+		bracket = memchr(s, ']', len);
+		if (bracket == NULL || bracket + 1 == s + len ||
+		    bracket[1] != ':')
 			goto bad;
 		host = s + 1;
-		hlen = (size_t)(close - host);
-		port = close + 2;
+		hlen = (size_t)(bracket - host);
+		port = bracket + 2;
 		af = AF_INET6;
 	} else {
-		port = memchr(s, ':', len);
-		if (port == NULL)
+		/* After the last ':', so that "::1:110" fails as a host. */
+		port = s + len;
+		while (port > s && port[-1] != ':')
+			port--;
+		if (port == s)
 			goto bad;
-		host = s;
-		hlen = (size_t)(port - s);
-		port++;
+		hlen = (size_t)(port - 1 - s);
 		af = AF_INET;
 	}
 	if (hlen == 0 || hlen >= sizeof(a->host))
@@ -290,6 +292,7 @@ addrs_parse(struct config *cfg, const struct key_def *k, const char *value,
 	size_t len, i;
 
 	*n = 0;
+	value = value[0] != '\0' ? value : NULL;
 	while (list_next(&value, &item, &len)) {
 		if (len == 0) {
 			snprintf(why, CONFIG_WHY_MAX, "empty item in list");
@@ -484,6 +487,7 @@ folders_parse(struct config *cfg, const struct key_def *k, const char *value,
 
 	(void)k;
 	folders_clear(cfg);
+	value = value[0] != '\0' ? value : NULL;
 	while (list_next(&value, &item, &len)) {
 		if (folders_add(cfg, item, len, why) < 0)
 			return -1;
@@ -1067,11 +1071,14 @@ config_parse(const char *text, size_t len, const char *name,
 		return -1;
 	}
 	r = ini_parse_stream(reader_next, &c, handler, &c);
-	if (r > 0 && (c.err_line == 0 || r < c.err_line))
+	if (r > 0 && (c.err_line == 0 || r < c.err_line)) {
+		/* inih found a line it cannot parse before our first error. */
+		c.err_line = 0;
 		ctx_fail(&c, r, "syntax error (expected [section], "
 				"key = value or a ; comment)");
-	else if (r < 0)
+	} else if (r < 0) {
 		ctx_fail(&c, 0, "out of memory");
+	}
 	if (c.err_line == 0) {
 		check_tls_files(&c);
 		check_pop3s(&c);
@@ -1173,6 +1180,14 @@ config_print(const struct config *cfg, FILE *out)
 		}
 		if (k->secret) {
 			fprintf(out, "; %s = (secret, not shown)\n", k->name);
+			continue;
+		}
+		/* "pop3s =" would switch implicit TLS off for good; left unset
+		 * it still follows cert and key if they are added later. */
+		if (k->offset == OFF(listen.pop3s) && !cfg->listen.pop3s_set &&
+		    cfg->listen.n_pop3s == 0) {
+			fputs("; pop3s = 127.0.0.1:1995 (the default once cert "
+			      "and key are set)\n", out);
 			continue;
 		}
 		fprintf(out, "%s =", k->name);

@@ -235,24 +235,30 @@ ends_atom(char c)
 	return c == ' ' || c == '(' || c == ')';
 }
 
-/* Inside [...] anything but the line end belongs to the atom, so that
- * BODY[HEADER.FIELDS (SUBJECT DATE)]<0> stays one token. */
+/* The ']' closing a '[' at i, or 0. A '{' stops the search: a line
+ * segment that ends in a literal has its "{n}" last, so the search never
+ * runs into literal bytes and both tokenizing passes agree. */
+static size_t
+bracket_end(const char *s, size_t i, size_t end)
+{
+	for (i++; i < end && s[i] != '{'; i++) {
+		if (s[i] == ']')
+			return i;
+	}
+	return 0;
+}
+
+/* Inside [...] spaces and parentheses belong to the atom, so that
+ * BODY[HEADER.FIELDS (SUBJECT DATE)]<0> stays one token. A '[' without
+ * its ']' is an ordinary atom character (RFC 9051 allows it in atoms). */
 static void
 lex_atom(const char *s, size_t end, size_t *pos, struct token *t)
 {
-	size_t i = *pos;
-	const char *close;
+	size_t i = *pos, close;
 
 	while (i < end && !ends_atom(s[i])) {
-		if (s[i] == '[') {
-			close = i + 1 < end ?
-				memchr(s + i + 1, ']', end - i - 1) : NULL;
-			if (close == NULL) {
-				lex_error(t, "unterminated [ in atom");
-				return;
-			}
-			i = (size_t)(close - s);
-		}
+		if (s[i] == '[' && (close = bracket_end(s, i, end)) > 0)
+			i = close;
 		i++;
 	}
 	t->off = *pos;

@@ -170,7 +170,8 @@ process_input(struct session *s)
 	size_t line_len, used;
 	int r;
 
-	while (s->state != SESSION_CLOSED && s->wait == WAIT_NONE &&
+	while (s->state != SESSION_CLOSED &&
+	       (s->wait == WAIT_NONE || s->wait == WAIT_AUTH_LINE) &&
 	       s->client != NULL &&
 	       conn_pending(s->client) < SESSION_OUT_HIGH) {
 		r = pop3_parse_line(&s->reader, s->in.data, s->in.len,
@@ -185,6 +186,8 @@ process_input(struct session *s)
 			continue;
 		}
 		pop3_server_dispatch(s, s->in.data, line_len);
+		if (s->state == SESSION_CLOSED)
+			return;		/* session_end wiped the input */
 		/* The line may hold a password: clear it before reuse. */
 		OPENSSL_cleanse(s->in.data, used);
 		buf_consume(&s->in, used);

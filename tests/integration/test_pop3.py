@@ -506,19 +506,20 @@ def bad_numbers():
 
 
 def before_login():
-    p = pop3()
+    """One connection per command: some servers (Dovecot) hang up after a
+    few bad commands, which is fair."""
     probs = []
-    try:
-        for c in ("STAT", "LIST", "RETR 1", "DELE 1", "UIDL", "PASS %s" % PW):
+    for c in ("STAT", "LIST", "RETR 1", "DELE 1", "UIDL", "PASS %s" % PW):
+        p = pop3()
+        try:
             r = p.cmd(c)
             if not is_err(r):
                 probs.append("%s before login -> %r" % (c, r))
-                break
-        r = p.login(USER, PW)
-        if not is_ok(r):
-            probs.append("login afterwards -> %r" % r)
-    finally:
-        p.close()
+            r = p.login(USER, PW)
+            if not is_ok(r):
+                probs.append("login after %s -> %r" % (c, r))
+        finally:
+            p.close()
     return probs
 
 

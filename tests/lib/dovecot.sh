@@ -276,6 +276,8 @@ dovecot_start() {
 	# background job of this shell (SIGINT ignored; the caller's trap stops it).
 	/usr/sbin/dovecot -F -c "$DOVECOT_CONF" >> "$dir/dovecot.stderr" 2>&1 &
 	DOVECOT_PID=$!
+	# bash still reaps it, but says nothing when a test kills it on purpose
+	disown "$DOVECOT_PID" 2>/dev/null
 	echo "$DOVECOT_PID" > "$dir/dovecot.pid"
 	if ! pb_wait_port "$DOVECOT_IMAP_PORT" 20 "$DOVECOT_PID"; then
 		echo "dovecot_start: Dovecot in $dir did not come up on 127.0.0.1:$DOVECOT_IMAP_PORT" >&2
@@ -319,7 +321,7 @@ dovecot_stop() {
 	rm -f "$dir/dovecot.pid"
 	[ -n "$pid" ] || return 0
 	if ! pb_alive "$pid"; then
-		wait "$pid" 2>/dev/null   # reap it if it is our child
+		{ wait "$pid"; } 2>/dev/null   # reap it if it is our child (quietly)
 		return 0
 	fi
 	kids=$(_pb_descendants "$pid")
@@ -333,7 +335,7 @@ dovecot_stop() {
 	for p in $pid $kids; do
 		kill -KILL "$p" 2>/dev/null
 	done
-	wait "$pid" 2>/dev/null
+	{ wait "$pid"; } 2>/dev/null
 	return 0
 }
 
