@@ -200,6 +200,14 @@ main(int argc, char **argv)
 		config_free(&d.cfg);
 		return 0;
 	}
+	if (d.cfg->upstream.tls != UPSTREAM_TLS_NONE) {
+		/* Never fall back to sending credentials in clear. */
+		fprintf(stderr, "popbridge: %s: [upstream] tls: TLS to the "
+			"upstream is not available in this build yet; set "
+			"tls = none for a trusted network\n", d.cfg->path);
+		config_free(&d.cfg);
+		return 1;
+	}
 	log_set_level(d.cfg->log.level);
 	signal(SIGPIPE, SIG_IGN);
 	code = run(&d);

@@ -16,9 +16,13 @@
 #   KEEP_TMP=1    keep the temporary directory (logs, configs, mail) at the end
 #   ONLY="pop3 clients delete concurrency upstream"
 #                 run only these groups (default: all)
-#   POP3_TARGET   (harness validation only) "dovecot": run the cases against
-#                 Dovecot's own POP3 server instead of popbridge (needs
-#                 dovecot-pop3d); some cases fail there by design.
+#   POP3_TARGET   harness validation only:
+#                 "dovecot"   run the cases against Dovecot's own POP3 server
+#                             instead of popbridge (needs dovecot-pop3d);
+#                             some cases fail there by design (see README)
+#                 "reference" run them against tests/lib/refpop3.py, a small
+#                             Python model of popbridge: everything passes;
+#                             REFPOP3_BUG=name makes it misbehave on purpose
 #
 # Everything listens on 127.0.0.1 on ports the kernel hands out; every
 # process started here is stopped on exit, Ctrl-C or failure.
@@ -63,6 +67,9 @@ popbridge)
 	fi
 	;;
 dovecot) ;;
+reference)
+	POPBRIDGE=$LIB/refpop3.py
+	;;
 *)
 	echo "run.sh: unknown POP3_TARGET '$TARGET'" >&2
 	exit 2
@@ -264,7 +271,7 @@ fi
 # ---------------------------------------------------------------------------
 # popbridge itself: still up, no secrets in its debug log, no sanitizer
 # reports, exit status 0 on SIGTERM.
-if [ "$TARGET" = popbridge ]; then
+if [ "$TARGET" != dovecot ]; then
 	logs="$PB_A_LOG ${PB_B_LOG:-}"
 	if pb_alive "$PB_A_PID"; then
 		pass "popbridge is still running after the cases"
