@@ -33,20 +33,28 @@ DESTDIR ?=
 .PHONY: all deps check unit integration demo bench clean asan
 all: build/popbridge
 
+# V=1 shows the full commands.
+Q := $(if $(V),,@)
+
 build/obj/%.o: src/%.c $(wildcard include/*.h) | build/obj
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	@echo "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 build/asan/obj/%.o: src/%.c $(wildcard include/*.h) | build/asan/obj
-	$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
+	@echo "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
 
 build/popbridge: $(OBJS)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
 build/asan/popbridge: $(SANOBJS)
-	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
 build/asan/test_%: tests/unit/test_%.c $(SANLIB) $(wildcard include/*.h) | build/asan/obj
-	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $< $(SANLIB) $(PKG_LIBS) -lcriterion $(LDFLAGS)
+	@echo "  TEST    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $< $(SANLIB) $(PKG_LIBS) -lcriterion $(LDFLAGS)
 
 build/obj build/asan/obj:
 	mkdir -p $@

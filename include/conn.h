@@ -1,6 +1,7 @@
 #ifndef POPBRIDGE_CONN_H
 #define POPBRIDGE_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <uv.h>
@@ -26,6 +27,7 @@
 #define CONN_LINGER_MS 5000
 
 struct conn;
+struct tls;
 
 struct conn_events {
 	/* Bytes received; p is valid only during the call. */
@@ -34,6 +36,9 @@ struct conn_events {
 	void (*drained)(void *ctx);
 	/* The outgoing connect finished: 0 or a negative libuv error. */
 	void (*connected)(void *ctx, int status);
+	/* The TLS handshake finished: err is NULL, or why it failed (the
+	 * failed event does not follow; the owner closes). */
+	void (*tls_ready)(void *ctx, const char *err);
 	/* The peer closed (UV_EOF) or an error occurred (negative libuv code).
 	 * No further events follow; the owner still calls conn_close. */
 	void (*failed)(void *ctx, int status);
@@ -66,6 +71,15 @@ int conn_flush(struct conn *c);
 size_t conn_pending(const struct conn *c);
 /* Asks for one drained event when pending output reaches CONN_LOW_WATER. */
 void conn_want_drained(struct conn *c);
+
+/*
+ * Puts TLS between the socket and the protocol from now on: data events
+ * carry plaintext and writes are encrypted. Output queued before the call
+ * is sent in clear first (the "+OK Begin TLS" line). Takes ownership of t.
+ * Client-role connections start the handshake at once. Returns 0 or -1.
+ */
+int conn_start_tls(struct conn *c, struct tls *t);
+bool conn_tls_active(const struct conn *c);
 
 /* The peer's address as text ("127.0.0.1", "::1"); "?" when unknown. */
 const char *conn_peer(const struct conn *c);

@@ -59,9 +59,13 @@ struct imap_cmd_cb {
 };
 
 struct imap_client;
+struct tls_ctx;
 
-/* A client for the configured upstream; nothing happens until login. */
+/* A client for the configured upstream; nothing happens until login.
+ * tls_ctx (client role) gets a reference of its own; NULL is allowed only
+ * with tls = none. */
 struct imap_client *imap_client_new(uv_loop_t *loop, const struct config *cfg,
+				    struct tls_ctx *tls_ctx,
 				    const char *session_id);
 
 /*

@@ -8,6 +8,14 @@
 #include "config.h"
 
 struct session;
+struct tls_ctx;
+struct server;
+
+struct listener {
+	uv_tcp_t tcp;
+	struct server *srv;
+	bool implicit_tls;	/* pop3s: TLS from the first byte */
+};
 
 /*
  * The listening sockets and the sessions they created. One per process;
@@ -16,7 +24,9 @@ struct session;
 struct server {
 	uv_loop_t *loop;
 	const struct config *cfg;
-	uv_tcp_t listeners[2 * CONFIG_MAX_ADDRS];
+	struct listener listeners[2 * CONFIG_MAX_ADDRS];
+	struct tls_ctx *tls_server;	/* NULL without cert and key */
+	struct tls_ctx *tls_client;	/* NULL with upstream tls = none */
 	size_t n_listeners;
 	size_t n_closing;
 	struct session *sessions;	/* doubly linked through session */

@@ -38,6 +38,8 @@ struct tls_ctx *tls_ctx_new_client(const char *ca_file, bool verify,
  * more, so a context replaced on reload lives until its last connection
  * ends. Drops a reference and sets *ctx to NULL; NULL is ignored. */
 void tls_ctx_unref(struct tls_ctx **ctx);
+/* Takes one more reference; returns ctx (NULL allowed). */
+struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx);
 
 /* A connection in the context's role. Client: host (NULL for none) is sent
  * as SNI unless it is an IP literal, and checked against the certificate's

@@ -38,8 +38,9 @@ enum upstream_part {
 
 struct upstream;
 
+/* tls_ctx: see imap_client_new. */
 struct upstream *upstream_new(uv_loop_t *loop, const struct config *cfg,
-			      const char *session_id,
+			      struct tls_ctx *tls_ctx, const char *session_id,
 			      const struct upstream_events *ev, void *ctx);
 void upstream_free(struct upstream **u);
 

@@ -62,30 +62,29 @@ decode_char(char c)
 static int
 decode_quad(const char *s, bool last, unsigned char *w)
 {
-	int d[4], i, pad = 0;
+	int d, i, pad = 0;
 	uint32_t v = 0;
 
 	if (last)
 		pad = s[3] != '=' ? 0 : s[2] != '=' ? 1 : 2;
 	for (i = 0; i < 4 - pad; i++) {
-		d[i] = decode_char(s[i]);
-		if (d[i] < 0)
+		d = decode_char(s[i]);
+		if (d < 0)
 			return -1;
-		v = v << 6 | (uint32_t)d[i];
+		v = v << 6 | (uint32_t)d;
 	}
 	v <<= 6 * pad;
 	if ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff)))
 		return -1;
-	w[0] = (unsigned char)(v >> 16);
-	w[1] = (unsigned char)(v >> 8);
-	w[2] = (unsigned char)v;
+	for (i = 0; i < 3 - pad; i++)
+		w[i] = (unsigned char)(v >> (16 - 8 * i));
 	return 3 - pad;
 }
 
 int
 base64_decode(struct buf *out, const char *s, size_t n)
 {
-	size_t i, len = 0;
+	size_t i, len = 0, pad;
 	unsigned char *w;
 	int k, r;
 
@@ -93,7 +92,9 @@ base64_decode(struct buf *out, const char *s, size_t n)
 		return -EINVAL;
 	if (n == 0)
 		return 0;
-	r = buf_reserve(out, n / 4 * 3);
+	/* Exactly what a valid input yields, so a bound is not hit early. */
+	pad = (s[n - 1] == '=') + (s[n - 1] == '=' && s[n - 2] == '=');
+	r = buf_reserve(out, n / 4 * 3 - pad);
 	if (r < 0)
 		return r;
 	/* Written past len and committed only on success, so a bad input

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "tls.h"
 
 /* Queued output beyond this means the peer stopped reading long ago and
  * the protocol code failed to throttle: fail the connection, never grow. */
@@ -22,7 +23,9 @@ struct conn {
 	uv_shutdown_t shutdown_req;
 	const struct conn_events *ev;
 	void *ctx;
-	struct buf out;		/* written, not yet flushed */
+	struct buf out;		/* written, not yet flushed (plaintext) */
+	struct tls *tls;	/* NULL for plain TCP */
+	int tls_done;		/* handshake finished */
 	size_t in_flight;	/* flushed, not yet confirmed by libuv */
 	int handles_open;
 	int reading;
@@ -46,6 +49,10 @@ struct write_req {
  * would cost 64 KB per idle session.
  */
 static char read_scratch[CONN_READ_MAX];
+/* Decrypted bytes, handed out the same way. */
+static char plain_scratch[CONN_READ_MAX];
+/* An idle connection keeps no large output buffer. */
+#define CONN_OUT_KEEP (16u * 1024)
 
 static void on_handle_closed(uv_handle_t *h);
 
@@ -181,6 +188,66 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 	b->len = sizeof(read_scratch);
 }
 
+static int tls_flush_raw(struct conn *c);
+
+static void
+tls_failed(struct conn *c, const char *why)
+{
+	c->failed = 1;
+	conn_pause(c);
+	if (c->ev != NULL && c->ev->tls_ready != NULL)
+		c->ev->tls_ready(c->ctx, why);
+}
+
+/* Advances the handshake; 1 when the connection may carry data. */
+static int
+tls_progress(struct conn *c)
+{
+	int r;
+
+	if (c->tls_done)
+		return 1;
+	r = tls_handshake(c->tls);
+	tls_flush_raw(c);
+	if (r < 0) {
+		tls_failed(c, tls_error(c->tls));
+		return 0;
+	}
+	if (r == 0)
+		return 0;
+	c->tls_done = 1;
+	if (c->ev != NULL && c->ev->tls_ready != NULL)
+		c->ev->tls_ready(c->ctx, NULL);
+	return !c->closing && !c->failed;
+}
+
+static void
+tls_input(struct conn *c, const char *p, size_t n)
+{
+	long got;
+
+	if (tls_feed(c->tls, p, n) < 0) {
+		tls_failed(c, tls_error(c->tls));
+		return;
+	}
+	if (!tls_progress(c))
+		return;
+	while (!c->closing && !c->failed && c->tls != NULL) {
+		got = tls_read(c->tls, plain_scratch, sizeof(plain_scratch));
+		if (got == 0)
+			break;
+		if (got < 0) {
+			tls_flush_raw(c);
+			conn_fail(c, tls_closed(c->tls) ? UV_EOF : UV_EPROTO);
+			return;
+		}
+		if (c->ev != NULL && c->ev->data != NULL)
+			c->ev->data(c->ctx, plain_scratch, (size_t)got);
+	}
+	if (!c->closing && !c->failed)
+		tls_flush_raw(c);
+}
+
 static void
 on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
@@ -190,6 +257,10 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		return;
 	if (n < 0) {
 		conn_fail(c, (int)n);
+		return;
+	}
+	if (c->tls != NULL) {
+		tls_input(c, b->base, (size_t)n);
 		return;
 	}
 	if (c->ev != NULL && c->ev->data != NULL)
@@ -276,23 +347,25 @@ on_written(uv_write_t *req, int status)
 	}
 }
 
-int
-conn_flush(struct conn *c)
+/* Sends b's bytes as they are; b is emptied (its memory changes hands). */
+static int
+write_raw(struct conn *c, struct buf *bytes)
 {
 	struct write_req *w;
 	uv_buf_t b;
 	int r;
 
-	if (c->out.len == 0 || c->failed)
+	if (bytes->len == 0)
 		return 0;
 	w = malloc(sizeof(*w));
-	if (w == NULL)
+	if (w == NULL) {
+		conn_fail(c, UV_ENOMEM);
 		return UV_ENOMEM;
-	/* The queued bytes change hands instead of being copied again. */
+	}
 	w->c = c;
-	w->data = c->out.data;
-	w->len = c->out.len;
-	buf_init(&c->out, CONN_OUT_MAX);
+	w->data = bytes->data;
+	w->len = bytes->len;
+	buf_init(bytes, bytes->max);
 	b = uv_buf_init(w->data, (unsigned)w->len);
 	c->in_flight += w->len;
 	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
@@ -303,6 +376,69 @@ conn_flush(struct conn *c)
 		conn_fail(c, r);
 	}
 	return r;
+}
+
+/* Moves TLS records to the socket. */
+static int
+tls_flush_raw(struct conn *c)
+{
+	struct buf enc;
+	int r;
+
+	do {
+		buf_init(&enc, CONN_OUT_MAX);
+		r = tls_take_output(c->tls, &enc);
+		if (r < 0 && r != -ENOBUFS) {
+			buf_free(&enc);
+			conn_fail(c, UV_ENOMEM);
+			return r;
+		}
+		if (write_raw(c, &enc) < 0) {
+			buf_free(&enc);
+			return -1;
+		}
+		buf_free(&enc);
+	} while (r == -ENOBUFS);
+	return 0;
+}
+
+int
+conn_flush(struct conn *c)
+{
+	if (c->out.len == 0 || c->failed || c->closing)
+		return 0;
+	if (c->tls == NULL)
+		return write_raw(c, &c->out);
+	if (tls_write(c->tls, c->out.data, c->out.len) < 0) {
+		tls_failed(c, tls_error(c->tls));
+		return -1;
+	}
+	buf_reset(&c->out);
+	if (c->out.cap > CONN_OUT_KEEP)
+		buf_free(&c->out);
+	return tls_flush_raw(c);
+}
+
+int
+conn_start_tls(struct conn *c, struct tls *t)
+{
+	if (c->tls != NULL || c->failed || c->closing) {
+		tls_free(&t);
+		return -1;
+	}
+	/* What was queued before this point belongs to the clear channel. */
+	conn_flush(c);
+	c->tls = t;
+	c->tls_done = 0;
+	/* A client speaks first; a server waits for the ClientHello. */
+	tls_progress(c);
+	return c->failed ? -1 : 0;
+}
+
+bool
+conn_tls_active(const struct conn *c)
+{
+	return c->tls != NULL && c->tls_done;
 }
 
 size_t
@@ -336,6 +472,7 @@ on_handle_closed(uv_handle_t *h)
 
 	if (--c->handles_open > 0)
 		return;
+	tls_free(&c->tls);
 	buf_free(&c->out);
 	free(c);
 }
@@ -371,8 +508,13 @@ conn_close(struct conn **cp, int graceful)
 	if (c == NULL)
 		return;
 	*cp = NULL;
-	if (graceful && !c->failed)
+	if (graceful && !c->failed) {
 		conn_flush(c);
+		if (c->tls != NULL && c->tls_done) {
+			tls_shutdown(c->tls);
+			tls_flush_raw(c);
+		}
+	}
 	c->closing = 1;
 	conn_pause(c);
 	c->shutdown_req.data = c;

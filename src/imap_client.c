@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "imap_string.h"
 #include "log.h"
+#include "tls.h"
 #include "version.h"
 
 /* Longest server text kept for error messages. */
@@ -28,8 +29,10 @@ enum login_step {
 	LOGIN_IDLE = 0,
 	LOGIN_RESOLVING,
 	LOGIN_CONNECTING,
+	LOGIN_TLS,		/* implicit TLS handshake */
 	LOGIN_GREETING,
 	LOGIN_CAPABILITY,
+	LOGIN_STARTTLS,
 	LOGIN_AUTH,
 	LOGIN_POSTCAPA,
 	LOGIN_ID,
@@ -44,8 +47,11 @@ struct resolve_req {
 struct imap_client {
 	uv_loop_t *loop;
 	const struct config *cfg;
+	struct tls_ctx *tls_ctx;	/* a reference; NULL with tls = none */
 	char sid[32];
 	struct conn *conn;
+	bool starttls_now;		/* STARTTLS accepted: switch after
+					 * this response, drop the rest */
 	struct imap_parser *parser;
 	struct imap_body_cb body;	/* routes streamed literals to cmd */
 	uv_timer_t timer;
@@ -389,6 +395,63 @@ dispatch(struct imap_client *c, const struct imap_resp *r)
 }
 
 static void client_destroy(struct imap_client *c);
+static void leave(struct imap_client *c);
+
+static int
+tls_begin(struct imap_client *c)
+{
+	struct tls *t = tls_new(c->tls_ctx, c->cfg->upstream.host);
+
+	if (t == NULL || conn_start_tls(c->conn, t) < 0) {
+		client_fail(c, "cannot start TLS with upstream");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * RFC 9051 §6.2.1: after STARTTLS's OK, anything the server sent in clear
+ * is discarded (it could have been injected), and capabilities are asked
+ * again under TLS.
+ */
+static void
+starttls_switch(struct imap_client *c, size_t dropped)
+{
+	c->starttls_now = false;
+	if (dropped > 0)
+		log_warn("session=%s discarding %zu bytes the upstream sent "
+			 "before TLS", c->sid, dropped);
+	imap_parse_free(&c->parser);
+	c->parser = imap_parse_new(&c->body);
+	if (c->parser == NULL) {
+		client_fail(c, "out of memory");
+		return;
+	}
+	c->caps = 0;
+	tls_begin(c);
+}
+
+static void
+on_tls_ready(void *ctx, const char *err)
+{
+	struct imap_client *c = ctx;
+
+	c->depth++;
+	if (err != NULL) {
+		snprintf(c->text, sizeof(c->text),
+			 "TLS with upstream %s:%u failed: %.160s",
+			 c->cfg->upstream.host,
+			 (unsigned)c->cfg->upstream.port, err);
+		log_warn("session=%s %s", c->sid, c->text);
+		client_fail(c, c->text);
+	} else if (c->step == LOGIN_TLS) {
+		c->step = LOGIN_GREETING;	/* the greeting comes now */
+	} else if (c->step == LOGIN_STARTTLS) {
+		c->step = LOGIN_GREETING;
+		login_next(c);			/* CAPABILITY again */
+	}
+	leave(c);
+}
 
 static void
 leave(struct imap_client *c)
@@ -406,7 +469,7 @@ on_data(void *ctx, const char *p, size_t n)
 	int ret;
 
 	c->depth++;
-	while (n > 0 && !c->dead && !c->doomed) {
+	while (n > 0 && !c->dead && !c->doomed && !c->starttls_now) {
 		ret = imap_parse_feed(c->parser, p, n, &used, &r);
 		if (ret < 0) {
 			snprintf(c->text, sizeof(c->text),
@@ -420,6 +483,8 @@ on_data(void *ctx, const char *p, size_t n)
 		if (ret == 1)
 			dispatch(c, &r);
 	}
+	if (c->starttls_now && !c->dead && !c->doomed)
+		starttls_switch(c, n);
 	if (!c->dead && !c->doomed && c->active)
 		timer_arm(c);
 	leave(c);
@@ -469,7 +534,14 @@ on_connected(void *ctx, int status)
 		return;
 	}
 	c->step = LOGIN_GREETING;
-	if (conn_start(c->conn) < 0)
+	if (c->cfg->upstream.tls == UPSTREAM_TLS_IMPLICIT) {
+		c->step = LOGIN_TLS;
+		if (tls_begin(c) < 0) {
+			leave(c);
+			return;
+		}
+	}
+	if (c->conn != NULL && conn_start(c->conn) < 0)
 		client_fail(c, "cannot read from upstream");
 	leave(c);
 }
@@ -478,6 +550,7 @@ static const struct conn_events imap_conn_events = {
 	.data = on_data,
 	.drained = NULL,
 	.connected = on_connected,
+	.tls_ready = on_tls_ready,
 	.failed = on_failed,
 };
 
@@ -751,8 +824,29 @@ login_next(struct imap_client *c)
 		r = login_step_command(c, "CAPABILITY");
 		break;
 	case LOGIN_CAPABILITY:
+		if (c->cfg->upstream.tls == UPSTREAM_TLS_STARTTLS &&
+		    !conn_tls_active(c->conn)) {
+			if (!(c->caps & IMAP_CAP_STARTTLS)) {
+				login_finish(c, IMAP_FAIL, "upstream does not "
+					     "offer STARTTLS");
+				return;
+			}
+			c->step = LOGIN_STARTTLS;
+			r = login_step_command(c, "STARTTLS");
+			break;
+		}
+		if (c->cfg->upstream.tls != UPSTREAM_TLS_NONE &&
+		    !conn_tls_active(c->conn)) {
+			/* Never send credentials in clear unless told to. */
+			login_finish(c, IMAP_FAIL, "refusing to log in "
+				     "without TLS");
+			return;
+		}
 		c->step = LOGIN_AUTH;
 		login_authenticate(c);
+		return;
+	case LOGIN_STARTTLS:
+		c->starttls_now = true;
 		return;
 	case LOGIN_AUTH:
 		/* Capabilities change after login; ask unless told already. */
@@ -837,7 +931,7 @@ route_body_end(void *ctx)
 
 struct imap_client *
 imap_client_new(uv_loop_t *loop, const struct config *cfg,
-		const char *session_id)
+		struct tls_ctx *tls_ctx, const char *session_id)
 {
 	struct imap_client *c;
 
@@ -846,6 +940,7 @@ imap_client_new(uv_loop_t *loop, const struct config *cfg,
 		return NULL;
 	c->loop = loop;
 	c->cfg = cfg;
+	c->tls_ctx = tls_ctx_ref(tls_ctx);
 	snprintf(c->sid, sizeof(c->sid), "%s", session_id);
 	buf_init(&c->segs, IMAP_CMD_MAX);
 	buf_init(&c->user, IMAP_CRED_MAX);
@@ -939,6 +1034,7 @@ client_destroy(struct imap_client *c)
 		uv_freeaddrinfo(c->addrs);
 	conn_close(&c->conn, 0);
 	imap_parse_free(&c->parser);
+	tls_ctx_unref(&c->tls_ctx);
 	buf_wipe(&c->user);
 	buf_wipe(&c->pass);
 	buf_wipe(&c->segs);

@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "log.h"
 #include "session.h"
+#include "tls.h"
 
 /* RFC-less but conventional: the kernel queue of not-yet-accepted
  * connections. */
@@ -23,7 +24,8 @@ refuse(struct conn *c, const char *reply, const char *why)
 static void
 on_connection(uv_stream_t *server, int status)
 {
-	struct server *srv = server->data;
+	struct listener *l = server->data;
+	struct server *srv = l->srv;
 	const struct config *cfg = srv->cfg;
 	struct conn *c;
 
@@ -50,6 +52,17 @@ on_connection(uv_stream_t *server, int status)
 		       "max_per_ip reached");
 		return;
 	}
+	if (l->implicit_tls) {
+		struct tls *t = tls_new(srv->tls_server, NULL);
+
+		/* RFC 8314: TLS from the first byte; the greeting waits in
+		 * the TLS layer until the handshake is done. */
+		if (t == NULL || conn_start_tls(c, t) < 0) {
+			log_warn("client=%s: cannot start TLS", conn_peer(c));
+			conn_close(&c, 0);
+			return;
+		}
+	}
 	session_start(srv, c);
 }
 
@@ -62,10 +75,11 @@ addr_resolve(const struct config_addr *a, struct sockaddr_storage *ss)
 }
 
 static int
-listen_one(struct server *srv, const struct config_addr *a)
+listen_one(struct server *srv, const struct config_addr *a, bool tls)
 {
 	struct sockaddr_storage ss;
-	uv_tcp_t *t = &srv->listeners[srv->n_listeners];
+	struct listener *l = &srv->listeners[srv->n_listeners];
+	uv_tcp_t *t = &l->tcp;
 	int r;
 
 	memset(&ss, 0, sizeof(ss));
@@ -77,7 +91,9 @@ listen_one(struct server *srv, const struct config_addr *a)
 			  uv_strerror(r));
 		return r;
 	}
-	t->data = srv;
+	l->srv = srv;
+	l->implicit_tls = tls;
+	t->data = l;
 	srv->n_listeners++;
 	r = uv_tcp_bind(t, (const struct sockaddr *)&ss, 0);
 	if (r == 0)
@@ -87,7 +103,8 @@ listen_one(struct server *srv, const struct config_addr *a)
 			  uv_strerror(r));
 		return r;
 	}
-	log_info("listening on %s:%u (pop3)", a->host, (unsigned)a->port);
+	log_info("listening on %s:%u (%s)", a->host, (unsigned)a->port,
+		 tls ? "pop3s" : srv->tls_server ? "pop3, STLS" : "pop3");
 	return 0;
 }
 
@@ -100,7 +117,12 @@ listener_start(struct server *srv, uv_loop_t *loop, const struct config *cfg)
 	srv->loop = loop;
 	srv->cfg = cfg;
 	for (i = 0; i < cfg->listen.n_pop3; i++) {
-		r = listen_one(srv, &cfg->listen.pop3[i]);
+		r = listen_one(srv, &cfg->listen.pop3[i], false);
+		if (r < 0)
+			return r;
+	}
+	for (i = 0; i < cfg->listen.n_pop3s && srv->tls_server != NULL; i++) {
+		r = listen_one(srv, &cfg->listen.pop3s[i], true);
 		if (r < 0)
 			return r;
 	}
@@ -114,7 +136,8 @@ listener_start(struct server *srv, uv_loop_t *loop, const struct config *cfg)
 static void
 on_listener_closed(uv_handle_t *h)
 {
-	struct server *srv = h->data;
+	struct listener *l = h->data;
+	struct server *srv = l->srv;
 
 	srv->n_closing--;
 	if (srv->n_closing == 0 && srv->n_sessions == 0 && srv->on_idle)
@@ -131,7 +154,8 @@ listener_stop(struct server *srv)
 	srv->stopping = true;
 	for (i = 0; i < srv->n_listeners; i++) {
 		srv->n_closing++;
-		uv_close((uv_handle_t *)&srv->listeners[i], on_listener_closed);
+		uv_close((uv_handle_t *)&srv->listeners[i].tcp,
+			 on_listener_closed);
 	}
 	if (srv->n_closing == 0 && srv->n_sessions == 0 && srv->on_idle)
 		srv->on_idle(srv);

@@ -9,6 +9,7 @@
 #include "listener.h"
 #include "log.h"
 #include "session.h"
+#include "tls.h"
 #include "version.h"
 
 #define DEFAULT_CONFIG "/etc/popbridge.ini"
@@ -27,6 +28,46 @@ struct daemon {
 	uv_timer_t grace;
 	int exit_code;
 };
+
+/*
+ * Creates the TLS contexts the configuration asks for: the server one
+ * from cert and key, the client one unless the upstream is plaintext.
+ * Returns 0, or -1 after saying why.
+ */
+static int
+tls_setup(const struct config *cfg, struct tls_ctx **server_r,
+	  struct tls_ctx **client_r)
+{
+	const char *err = NULL;
+
+	*server_r = *client_r = NULL;
+	if (cfg->listen.cert != NULL) {
+		*server_r = tls_ctx_new_server(cfg->listen.cert,
+					       cfg->listen.key,
+					       cfg->listen.tls_min, &err);
+		if (*server_r == NULL) {
+			log_error("%s: [listen] cert/key: %s", cfg->path, err);
+			return -1;
+		}
+	}
+	if (cfg->upstream.tls != UPSTREAM_TLS_NONE) {
+		*client_r = tls_ctx_new_client(cfg->upstream.ca_file,
+					       cfg->upstream.verify, &err);
+		if (*client_r == NULL) {
+			log_error("%s: [upstream] TLS: %s", cfg->path, err);
+			tls_ctx_unref(server_r);
+			return -1;
+		}
+		if (!cfg->upstream.verify)
+			log_warn("[upstream] verify = no: the certificate of %s "
+				 "is NOT checked; anyone on the path can read "
+				 "passwords and mail", cfg->upstream.host);
+	} else {
+		log_warn("[upstream] tls = none: passwords and mail travel to "
+			 "%s in clear", cfg->upstream.host);
+	}
+	return 0;
+}
 
 static void
 usage(FILE *out)
@@ -98,6 +139,7 @@ on_reload_signal(uv_signal_t *h, int signum)
 {
 	struct daemon *d = h->data;
 	char err[CONFIG_ERR_MAX];
+	struct tls_ctx *server, *client;
 	struct config *cfg;
 
 	(void)signum;
@@ -110,6 +152,16 @@ on_reload_signal(uv_signal_t *h, int signum)
 			  err);
 		return;
 	}
+	if (tls_setup(cfg, &server, &client) < 0) {
+		log_error("reload failed, keeping the old configuration");
+		config_free(&cfg);
+		return;
+	}
+	/* Connections hold references to the contexts they use. */
+	tls_ctx_unref(&d->srv.tls_server);
+	tls_ctx_unref(&d->srv.tls_client);
+	d->srv.tls_server = server;
+	d->srv.tls_client = client;
 	/* Sessions keep the configuration they started with. */
 	d->old[d->n_old++] = d->cfg;
 	d->cfg = cfg;
@@ -200,17 +252,15 @@ main(int argc, char **argv)
 		config_free(&d.cfg);
 		return 0;
 	}
-	if (d.cfg->upstream.tls != UPSTREAM_TLS_NONE) {
-		/* Never fall back to sending credentials in clear. */
-		fprintf(stderr, "popbridge: %s: [upstream] tls: TLS to the "
-			"upstream is not available in this build yet; set "
-			"tls = none for a trusted network\n", d.cfg->path);
+	log_set_level(d.cfg->log.level);
+	if (tls_setup(d.cfg, &d.srv.tls_server, &d.srv.tls_client) < 0) {
 		config_free(&d.cfg);
 		return 1;
 	}
-	log_set_level(d.cfg->log.level);
 	signal(SIGPIPE, SIG_IGN);
 	code = run(&d);
+	tls_ctx_unref(&d.srv.tls_server);
+	tls_ctx_unref(&d.srv.tls_client);
 	for (i = 0; i < d.n_old; i++)
 		config_free(&d.old[i]);
 	config_free(&d.cfg);

@@ -7,6 +7,7 @@
 #include "base64.h"
 #include "log.h"
 #include "session.h"
+#include "tls.h"
 #include "version.h"
 
 /* RFC 3206 response codes, and the word fetchmail looks for in "try again
@@ -35,6 +36,48 @@ reply_temp(struct session *s, const char *what, const char *why)
 
 /* --- AUTHORIZATION ------------------------------------------------------ */
 
+static bool
+tls_active(const struct session *s)
+{
+	return s->client != NULL && conn_tls_active(s->client);
+}
+
+static bool
+stls_possible(const struct session *s)
+{
+	return s->srv->tls_server != NULL && !tls_active(s) &&
+	       s->state == SESSION_AUTHORIZATION;
+}
+
+/* RFC 2595 §2: where passwords may not travel in clear, say so (and CAPA
+ * stops offering USER and SASL PLAIN). */
+static bool
+plaintext_auth_ok(const struct session *s)
+{
+	if (tls_active(s))
+		return true;
+	switch (s->srv->cfg->listen.allow_plaintext_auth) {
+	case PLAINTEXT_AUTH_ALWAYS:
+		return true;
+	case PLAINTEXT_AUTH_NEVER:
+		return false;
+	case PLAINTEXT_AUTH_LOOPBACK:
+		return s->client != NULL && conn_peer_is_loopback(s->client);
+	}
+	return false;
+}
+
+static bool
+auth_allowed(struct session *s)
+{
+	if (plaintext_auth_ok(s))
+		return true;
+	session_reply(s, "-ERR [AUTH] plaintext authentication is not allowed "
+		      "here: use %s", stls_possible(s) ? "STLS" :
+		      "a TLS connection (pop3s)");
+	return false;
+}
+
 static void
 start_login(struct session *s, const char *user, size_t user_len,
 	    const char *pass, size_t pass_len)
@@ -60,6 +103,8 @@ start_login(struct session *s, const char *user, size_t user_len,
 static void
 cmd_user(struct session *s, const struct pop3_cmd *cmd)
 {
+	if (!auth_allowed(s))
+		return;
 	buf_reset(&s->user);
 	if (buf_append(&s->user, cmd->rest, cmd->rest_len) < 0) {
 		session_reply(s, "-ERR user name too long");
@@ -74,6 +119,8 @@ cmd_pass(struct session *s, const struct pop3_cmd *cmd)
 {
 	struct buf user;
 
+	if (!auth_allowed(s))
+		return;
 	if (!s->have_user) {
 		session_reply(s, "-ERR send USER first");
 		return;
@@ -128,10 +175,13 @@ cmd_auth(struct session *s, const struct pop3_cmd *cmd)
 	if (cmd->nargs == 0) {
 		/* Old-style discovery (fetchmail, neomutt). */
 		session_reply(s, "+OK SASL mechanisms follow");
-		session_reply(s, "PLAIN");
+		if (plaintext_auth_ok(s))
+			session_reply(s, "PLAIN");
 		session_reply(s, ".");
 		return;
 	}
+	if (!auth_allowed(s))
+		return;
 	if (cmd->arg_len[0] != 5 || strncasecmp(cmd->arg[0], "PLAIN", 5) != 0) {
 		session_reply(s, "-ERR unsupported SASL mechanism");
 		return;
@@ -173,8 +223,28 @@ cmd_apop(struct session *s, const struct pop3_cmd *cmd)
 static void
 cmd_stls(struct session *s, const struct pop3_cmd *cmd)
 {
+	struct tls *t;
+
 	(void)cmd;
-	session_reply(s, "-ERR STLS is not available");
+	if (!stls_possible(s)) {
+		session_reply(s, tls_active(s) ? "-ERR TLS is already active" :
+			      "-ERR STLS is not available");
+		return;
+	}
+	t = tls_new(s->srv->tls_server, NULL);
+	if (t == NULL) {
+		session_reply(s, "-ERR [SYS/TEMP] cannot start TLS" WAIT_HINT);
+		return;
+	}
+	session_reply(s, "+OK Begin TLS negotiation");
+	/* RFC 2595 §4 and CVE-2011-0411: whatever the client sent after STLS
+	 * in clear is dropped, and so is a USER given before. */
+	buf_wipe(&s->in);
+	buf_wipe(&s->user);
+	s->have_user = false;
+	pop3_line_reader_init(&s->reader, POP3_LINE_MAX);
+	if (conn_start_tls(s->client, t) < 0)
+		session_end(s, "cannot start TLS");
 }
 
 static void
@@ -182,10 +252,12 @@ cmd_capa(struct session *s, const struct pop3_cmd *cmd)
 {
 	(void)cmd;
 	session_reply(s, "+OK capability list follows");
-	if (s->state == SESSION_AUTHORIZATION) {
+	if (s->state == SESSION_AUTHORIZATION && plaintext_auth_ok(s)) {
 		session_reply(s, "USER");
 		session_reply(s, "SASL PLAIN");
 	}
+	if (stls_possible(s))
+		session_reply(s, "STLS");
 	session_reply(s, "TOP");
 	session_reply(s, "UIDL");
 	session_reply(s, "PIPELINING");

@@ -131,9 +131,25 @@ on_client_failed(void *ctx, int status)
 	session_end(s, status == UV_EOF ? "client closed" : "client error");
 }
 
+static void
+on_client_tls_ready(void *ctx, const char *err)
+{
+	struct session *s = ctx;
+	char reason[160];
+
+	if (err == NULL) {
+		log_debug("session=%s TLS established", s->id);
+		return;
+	}
+	snprintf(reason, sizeof(reason), "TLS handshake failed: %.120s", err);
+	conn_close(&s->client, 0);
+	session_end(s, reason);
+}
+
 static const struct conn_events client_events = {
 	.data = on_client_data,
 	.drained = on_client_drained,
+	.tls_ready = on_client_tls_ready,
 	.failed = on_client_failed,
 };
 
@@ -167,6 +183,7 @@ static const struct upstream_events upstream_events = {
 static void
 process_input(struct session *s)
 {
+	char line[POP3_AUTH_LINE_MAX];
 	size_t line_len, used;
 	int r;
 
@@ -185,12 +202,14 @@ process_input(struct session *s)
 			session_reply(s, "-ERR line too long");
 			continue;
 		}
-		pop3_server_dispatch(s, s->in.data, line_len);
-		if (s->state == SESSION_CLOSED)
-			return;		/* session_end wiped the input */
-		/* The line may hold a password: clear it before reuse. */
+		/* The command owns its line; the input may be discarded
+		 * (STLS) or freed (session_end) while it runs. The line may
+		 * hold a password: no copy of it outlives the command. */
+		memcpy(line, s->in.data, line_len);
 		OPENSSL_cleanse(s->in.data, used);
 		buf_consume(&s->in, used);
+		pop3_server_dispatch(s, line, line_len);
+		OPENSSL_cleanse(line, line_len);
 	}
 	if (s->client == NULL)
 		return;
@@ -253,7 +272,8 @@ struct upstream *
 session_upstream(struct session *s)
 {
 	if (s->up == NULL)
-		s->up = upstream_new(s->srv->loop, s->srv->cfg, s->id,
+		s->up = upstream_new(s->srv->loop, s->srv->cfg,
+				     s->srv->tls_client, s->id,
 				     &upstream_events, s);
 	return s->up;
 }

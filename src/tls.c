@@ -195,6 +195,14 @@ tls_ctx_new_client(const char *ca_file, bool verify, const char **err_r)
 	return ctx_wrap(c, false, verify, err_r);
 }
 
+struct tls_ctx *
+tls_ctx_ref(struct tls_ctx *ctx)
+{
+	if (ctx != NULL)
+		ctx->refs++;
+	return ctx;
+}
+
 void
 tls_ctx_unref(struct tls_ctx **ctxp)
 {

@@ -656,7 +656,8 @@ static void (*const after_select[])(struct upstream *, enum imap_result,
 /* --- lifecycle ---------------------------------------------------------- */
 
 struct upstream *
-upstream_new(uv_loop_t *loop, const struct config *cfg, const char *session_id,
+upstream_new(uv_loop_t *loop, const struct config *cfg,
+	     struct tls_ctx *tls_ctx, const char *session_id,
 	     const struct upstream_events *ev, void *ctx)
 {
 	struct upstream *u;
@@ -670,7 +671,7 @@ upstream_new(uv_loop_t *loop, const struct config *cfg, const char *session_id,
 	u->ev = ev;
 	u->ctx = ctx;
 	u->selected = u->selecting = -1;
-	u->imap = imap_client_new(loop, cfg, session_id);
+	u->imap = imap_client_new(loop, cfg, tls_ctx, session_id);
 	if (u->imap == NULL) {
 		free(u);
 		return NULL;

@@ -298,7 +298,7 @@ class Session:
                 return self.err("message vanished upstream")
             k = int(args[1]) + (1 if "top-off-by-one" in ACTIVE else 0)
             lines = re.sub(rb"(?<!\r)\n", CRLF, text).split(b"\n")
-            body = b"\n".join(lines[:k]) + (b"\n" if k < len(lines) else b"")
+            body = b"\n".join(lines[:k]) + (b"\n" if 0 < k < len(lines) else b"")
             out = re.sub(rb"(?<!\r)\n", CRLF, head) + body
             if out and not out.endswith(CRLF):
                 out += CRLF
