@@ -71,6 +71,7 @@ struct session {
 	struct buf in;			/* client bytes not yet processed */
 	struct buf user;		/* USER name awaiting PASS */
 	bool have_user;
+	char log_user[65];		/* the name as logs show it */
 	unsigned auth_failures;
 	char pending_reply[160];	/* sent when the login delay ends */
 
@@ -109,6 +110,9 @@ void session_reply(struct session *s, const char *fmt, ...)
 /* The upstream side, created on first use (PASS or AUTH); NULL when out
  * of memory. */
 struct upstream *session_upstream(struct session *s);
+/* The user name fit for a log line: printable, no quotes or spaces, else a
+ * placeholder. */
+const char *session_log_user(struct session *s);
 /* Waits ms before pop3_server_delay_done (the pause after a bad login). */
 void session_delay(struct session *s, uint64_t ms);
 /* Continues processing pipelined input once the session is not busy. */

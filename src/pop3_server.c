@@ -521,7 +521,8 @@ log_command(struct session *s, const struct pop3_cmd *cmd, const char *line,
 {
 	if (!log_enabled(LOG_DEBUG))
 		return;
-	if (cmd->verb == POP3_PASS || cmd->verb == POP3_AUTH)
+	if (cmd->verb == POP3_PASS || cmd->verb == POP3_AUTH ||
+	    cmd->verb == POP3_USER)
 		log_debug("session=%s pop3< %.4s (arguments not logged)",
 			  s->id, line);
 	else
@@ -571,8 +572,8 @@ login_done(struct session *s, enum upstream_status st, const char *why)
 	if (st == UPSTREAM_OK) {
 		session_set_state(s, SESSION_TRANSACTION);
 		maildrop_stat(&s->md, &count, &octets);
-		log_info("session=%s login user=%.*s messages=%zu octets=%llu",
-			 s->id, (int)s->user.len, s->user.data, count,
+		log_info("session=%s login user=%s messages=%zu octets=%llu",
+			 s->id, session_log_user(s), count,
 			 (unsigned long long)octets);
 		session_reply(s, "+OK maildrop has %zu messages (%llu octets)",
 			      count, (unsigned long long)octets);
@@ -582,8 +583,8 @@ login_done(struct session *s, enum upstream_status st, const char *why)
 	s->md_ready = false;
 	upstream_free(&s->up);
 	if (st == UPSTREAM_AUTH) {
-		log_info("session=%s login failed user=%.*s: %s", s->id,
-			 (int)s->user.len, s->user.data, why);
+		log_info("session=%s login failed user=%s: %s", s->id,
+			 session_log_user(s), why);
 		s->auth_failures++;
 		snprintf(s->pending_reply, sizeof(s->pending_reply),
 			 "-ERR [AUTH] invalid user name or password");

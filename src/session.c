@@ -54,6 +54,28 @@ idle_restart(struct session *s)
 		       (uint64_t)s->srv->cfg->limits.idle_timeout * 1000, 0);
 }
 
+const char *
+session_log_user(struct session *s)
+{
+	size_t i;
+
+	if (!s->have_user || s->user.len == 0)
+		return "-";
+	if (s->user.len >= sizeof(s->log_user))
+		return "(long name withheld)";
+	/* A name with quotes or spaces is more likely a mistyped password or
+	 * an attack than an account: keep it out of the log. */
+	for (i = 0; i < s->user.len; i++) {
+		unsigned char ch = (unsigned char)s->user.data[i];
+
+		if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+			return "(unusual name withheld)";
+		s->log_user[i] = (char)ch;
+	}
+	s->log_user[i] = '\0';
+	return s->log_user;
+}
+
 void
 session_delay(struct session *s, uint64_t ms)
 {
@@ -295,10 +317,9 @@ session_end(struct session *s, const char *reason)
 	if (s->state == SESSION_CLOSED)
 		return;
 	ms = uv_now(srv->loop) - s->started_ms;
-	log_info("session=%s end client=%s user=%.*s reason=\"%s\" "
+	log_info("session=%s end client=%s user=%s reason=\"%s\" "
 		 "retrieved=%u deleted=%u bytes_out=%llu duration_ms=%llu",
-		 s->id, s->peer, s->have_user ? (int)s->user.len : 1,
-		 s->have_user ? s->user.data : "-", reason, s->n_retrieved,
+		 s->id, s->peer, session_log_user(s), reason, s->n_retrieved,
 		 s->n_deleted, (unsigned long long)s->bytes_out,
 		 (unsigned long long)ms);
 	session_set_state(s, SESSION_CLOSED);

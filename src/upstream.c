@@ -334,9 +334,12 @@ on_fetch_untagged(void *ctx, const struct imap_resp *r)
 			u->got_body = true;
 			u->fetched += v->len;
 			u->ev->data(u->ctx, v->str, v->len);
-		} else if (v->type == IMAP_ARG_NIL) {
+		} else if (v->type == IMAP_ARG_NIL && u->part == UPSTREAM_TEXT) {
+			/* Past the end of the text: nothing more. */
 			u->got_body = true;
 		}
+		/* NIL for a whole message or its header is how Dovecot answers
+		 * for a message expunged by someone else: not ours to send. */
 	}
 }
 

@@ -665,12 +665,14 @@ Test(imap_parse, nesting_limit)
 Test(imap_parse, inline_literal_limit)
 {
 	size_t len = 64 + IMAP_INLINE_LITERAL_MAX;
-	char *in = malloc(len);
+	char *in = malloc(len), head[64];
 	size_t n, cuts[3];
 	char *s;
 
-	n = (size_t)sprintf(in, "* LIST () \"/\" {%u}\r\n",
-			    IMAP_INLINE_LITERAL_MAX);
+	n = (size_t)snprintf(head, sizeof(head), "* LIST () \"/\" {%u}\r\n",
+			     IMAP_INLINE_LITERAL_MAX);
+	cr_assert(n < sizeof(head));
+	memcpy(in, head, n);
 	memset(in + n, 'm', IMAP_INLINE_LITERAL_MAX);
 	n += IMAP_INLINE_LITERAL_MAX;
 	memcpy(in + n, "\r\n", 2);
