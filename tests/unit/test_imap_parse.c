@@ -14,6 +14,16 @@
 
 #define DUMP_MAX (64u * 1024 * 1024)
 
+static void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n);
+
+	if (p == NULL)
+		abort();
+	return p;
+}
+
 static const char *const status_names[] = {
 	[IMAP_STATUS_NONE] = "NONE",
 	[IMAP_STATUS_OK] = "OK",
@@ -204,7 +214,7 @@ run_whole(const char *in, size_t len)
 static char *
 run_bytewise(const char *in, size_t len)
 {
-	size_t *cuts = malloc((len + 1) * sizeof(*cuts));
+	size_t *cuts = xmalloc((len + 1) * sizeof(*cuts));
 	size_t i;
 	char *s;
 
@@ -637,7 +647,7 @@ Test(imap_parse, error_after_good_responses_and_parser_dead)
 static char *
 nested(size_t depth)
 {
-	char *s = malloc(2 * depth + 16);
+	char *s = xmalloc(2 * depth + 16);
 	size_t i, n = 0;
 
 	n += (size_t)sprintf(s, "* X ");
@@ -665,7 +675,7 @@ Test(imap_parse, nesting_limit)
 Test(imap_parse, inline_literal_limit)
 {
 	size_t len = 64 + IMAP_INLINE_LITERAL_MAX;
-	char *in = malloc(len), head[64];
+	char *in = xmalloc(len), head[64];
 	size_t n, cuts[3];
 	char *s;
 
@@ -694,7 +704,7 @@ static void
 check_chunked(const char *in, size_t len, size_t chunk, const char *expected)
 {
 	size_t ncuts = len / chunk, i;
-	size_t *cuts = malloc((ncuts + 1) * sizeof(*cuts));
+	size_t *cuts = xmalloc((ncuts + 1) * sizeof(*cuts));
 	char *s;
 
 	for (i = 0; i < ncuts; i++)
@@ -710,7 +720,7 @@ check_chunked(const char *in, size_t len, size_t chunk, const char *expected)
 Test(imap_parse, over_long_line)
 {
 	size_t len = IMAP_RESP_MAX + 100;
-	char *in = malloc(len);
+	char *in = xmalloc(len);
 
 	memcpy(in, "* SEARCH ", 9);
 	memset(in + 9, 'a', len - 9);
@@ -725,7 +735,7 @@ Test(imap_parse, over_long_response_by_literals)
 	/* Inline literals that each fit but together exceed the bound. */
 	size_t each = 60000, n = 0, i;
 	size_t len = (IMAP_RESP_MAX / each + 2) * (each + 16) + 16;
-	char *in = malloc(len);
+	char *in = xmalloc(len);
 
 	n += (size_t)sprintf(in, "* X");
 	for (i = 0; n + each + 16 < len; i++) {
@@ -741,7 +751,7 @@ Test(imap_parse, over_long_response_by_literals)
 Test(imap_parse, token_limit)
 {
 	size_t len = 16 + 2 * (size_t)(IMAP_ARGS_MAX + 1), n, i;
-	char *in = malloc(len);
+	char *in = xmalloc(len);
 	struct imap_parser *p = imap_parse_new(NULL);
 	struct imap_resp r;
 	size_t used;
@@ -838,7 +848,7 @@ Test(imap_parse, streams_50_mb_without_buffering)
 Test(imap_parse, large_response_then_small)
 {
 	size_t len = IMAP_RESP_MAX - 16, n;
-	char *in = malloc(len + 16);
+	char *in = xmalloc(len + 16);
 	struct imap_parser *p = imap_parse_new(NULL);
 	struct imap_resp r;
 	size_t used;

@@ -1,0 +1,151 @@
+#ifndef POPBRIDGE_UIDMAP_H
+#define POPBRIDGE_UIDMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The persistent UID map of one account (SPEC §4): per folder the
+ * UIDVALIDITY it was last seen with, the since = now baseline, and per
+ * message the identity its UIDL was derived from, its exact size once
+ * known, whether it is hidden from POP3 (on_delete = seen), and a
+ * fingerprint that recognises it after the folder is rebuilt upstream.
+ *
+ * A message's UIDL is derived from (folder name, uidl_validity, uidl_uid)
+ * by maildrop_uidl; for a message first seen in the current UIDVALIDITY
+ * those are (uidvalidity, uid), and after a rebuild a re-matched message
+ * keeps the pair it had, so its UIDL never changes.
+ *
+ * One file per account under the state directory, named from a hash of
+ * host, port and user; written crash-safely (temporary file, fsync,
+ * rename, fsync of the directory), so a crash leaves the old or the new
+ * map, never a torn one. Saved only when something changed.
+ */
+
+/* Fingerprints are the first bytes of a SHA-256. */
+#define UIDMAP_FP_LEN 16
+/* A map file larger than this is refused as corrupt (100,000 messages
+ * take about 10 MB). */
+#define UIDMAP_FILE_MAX (256u * 1024 * 1024)
+/* Folders per account kept at most. */
+#define UIDMAP_FOLDERS_MAX 64
+
+enum {
+	UIDMAP_HIDDEN = 1 << 0,		/* never listed again (on_delete = seen) */
+	UIDMAP_EXACT = 1 << 1,		/* size is the exact delivered size */
+	UIDMAP_HAS_FP = 1 << 2,		/* fp is set */
+};
+
+struct uidmap_entry {
+	uint32_t uid;			/* the message's UID now */
+	uint32_t uidl_validity;		/* what its UIDL was derived from */
+	uint32_t uidl_uid;
+	uint8_t flags;
+	uint64_t size;			/* valid with UIDMAP_EXACT */
+	uint8_t fp[UIDMAP_FP_LEN];	/* valid with UIDMAP_HAS_FP */
+};
+
+struct uidmap_folder {
+	char *name;
+	uint32_t uidvalidity;		/* 0 until first synced */
+	bool has_baseline;		/* since = now: first login recorded */
+	uint32_t baseline_validity;	/* UIDVALIDITY at that login */
+	uint32_t baseline_uidnext;	/* show only UIDs >= this */
+	struct uidmap_entry *entries;	/* sorted by uid, unique */
+	size_t count, cap;
+};
+
+struct uidmap {
+	char *path;			/* the map file */
+	struct uidmap_folder *folders;
+	size_t n_folders;
+	bool dirty;			/* changed since load or save */
+};
+
+/*
+ * The file name (not the path) of an account's map: 32 lowercase hex
+ * characters of SHA-256 over host, port and user, so a name reveals no
+ * user. name_r needs 33 bytes.
+ */
+void uidmap_file_name(const char *host, uint16_t port, const char *user,
+		      size_t user_len, char name_r[33]);
+
+/*
+ * Loads dir/<file name> or, when it does not exist, starts an empty map
+ * for that path. Returns 0 and a new map in *map_r, or -1 with a reason in
+ * err (unreadable, corrupt: a corrupt map is never silently replaced).
+ */
+int uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
+		char *err, size_t errlen);
+
+/* Writes the map if dirty, crash-safely. Returns 0 or -1 with a reason. */
+int uidmap_save(struct uidmap *m, char *err, size_t errlen);
+
+void uidmap_free(struct uidmap **m);
+
+/* The folder with that name, created empty when create is true (NULL when
+ * absent and not created, or out of memory / over UIDMAP_FOLDERS_MAX). */
+struct uidmap_folder *uidmap_folder(struct uidmap *m, const char *name,
+				    bool create);
+
+/* Binary search; NULL when the folder has no entry for uid. */
+struct uidmap_entry *uidmap_find(struct uidmap_folder *f, uint32_t uid);
+
+/*
+ * Brings the folder in line with the server's listing in the UIDVALIDITY
+ * the folder has: uids[0..n) ascending and unique. Entries for UIDs not in
+ * the list are dropped (pruned); listed UIDs without an entry get one whose
+ * UIDL derives from (f->uidvalidity, uid). One merge pass, O(n + count).
+ * Returns 0 or -ENOMEM; marks the map dirty when anything changed.
+ */
+int uidmap_sync(struct uidmap *m, struct uidmap_folder *f,
+		const uint32_t *uids, size_t n);
+
+/* A message as listed after a rebuild, for uidmap_rematch. */
+struct uidmap_current {
+	uint32_t uid;
+	uint64_t size;
+	bool has_fp;
+	uint8_t fp[UIDMAP_FP_LEN];
+};
+
+/*
+ * The folder was rebuilt: its UIDVALIDITY is now new_validity and cur[0..n)
+ * (ascending UIDs) is what it holds. Old entries with a fingerprint are
+ * matched to current messages with the same fingerprint and size and keep
+ * their UIDL identity, flags and exact size; every other current message
+ * gets a fresh identity (new_validity, uid); old entries left over are
+ * dropped. Each old entry matches at most one message. Sets the folder's
+ * uidvalidity, marks the map dirty, and reports how many were re-matched.
+ */
+int uidmap_rematch(struct uidmap *m, struct uidmap_folder *f,
+		   uint32_t new_validity, const struct uidmap_current *cur,
+		   size_t n, size_t *matched_r);
+
+/* Setters that mark the map dirty only on a real change. */
+void uidmap_set_size(struct uidmap *m, struct uidmap_entry *e, uint64_t size);
+void uidmap_set_fp(struct uidmap *m, struct uidmap_entry *e,
+		   const uint8_t fp[UIDMAP_FP_LEN]);
+void uidmap_set_hidden(struct uidmap *m, struct uidmap_entry *e);
+void uidmap_set_baseline(struct uidmap *m, struct uidmap_folder *f,
+			 uint32_t validity, uint32_t uidnext);
+
+/*
+ * The fingerprint of a message: SHA-256 over its size (as decimal text and
+ * a NUL) and its header block (everything up to and including the first
+ * empty line, or the whole message when there is none), with line ends
+ * normalised to CRLF, truncated to UIDMAP_FP_LEN. Header bytes are fed as
+ * they stream; feeding the body too is harmless (it is ignored).
+ */
+struct uidmap_hasher;
+struct uidmap_hasher *uidmap_hasher_new(void);
+void uidmap_hasher_feed(struct uidmap_hasher *h, const char *p, size_t n);
+/* Finishes with the message's total size; the hasher may be reused after
+ * uidmap_hasher_reset. */
+void uidmap_hasher_final(struct uidmap_hasher *h, uint64_t size,
+			 uint8_t fp_r[UIDMAP_FP_LEN]);
+void uidmap_hasher_reset(struct uidmap_hasher *h);
+void uidmap_hasher_free(struct uidmap_hasher **h);
+
+#endif
