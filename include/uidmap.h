@@ -42,7 +42,7 @@ struct uidmap_entry {
 	uint32_t uidl_validity;		/* what its UIDL was derived from */
 	uint32_t uidl_uid;
 	uint8_t flags;
-	uint64_t size;			/* valid with UIDMAP_EXACT */
+	uint64_t size;			/* listed size; exact with UIDMAP_EXACT */
 	uint8_t fp[UIDMAP_FP_LEN];	/* valid with UIDMAP_HAS_FP */
 };
 
@@ -113,8 +113,9 @@ struct uidmap_current {
 /*
  * The folder was rebuilt: its UIDVALIDITY is now new_validity and cur[0..n)
  * (ascending UIDs) is what it holds. Old entries with a fingerprint are
- * matched to current messages with the same fingerprint and size and keep
- * their UIDL identity, flags and exact size; every other current message
+ * matched to current messages with the same fingerprint (among several
+ * candidates, one of equal size first, then in UID order) and keep their
+ * UIDL identity, flags and exact size; every other current message
  * gets a fresh identity (new_validity, uid); old entries left over are
  * dropped. Each old entry matches at most one message. Sets the folder's
  * uidvalidity, marks the map dirty, and reports how many were re-matched.
@@ -132,19 +133,17 @@ void uidmap_set_baseline(struct uidmap *m, struct uidmap_folder *f,
 			 uint32_t validity, uint32_t uidnext);
 
 /*
- * The fingerprint of a message: SHA-256 over its size (as decimal text and
- * a NUL) and its header block (everything up to and including the first
- * empty line, or the whole message when there is none), with line ends
- * normalised to CRLF, truncated to UIDMAP_FP_LEN. Header bytes are fed as
- * they stream; feeding the body too is harmless (it is ignored).
+ * The fingerprint of a message: SHA-256 over its header block (everything
+ * up to and including the first empty line, or the whole message when
+ * there is none; Message-ID, Date, Received lines and all), with line ends
+ * normalised to CRLF, truncated to UIDMAP_FP_LEN. Bytes are fed as they
+ * stream, split anywhere; feeding the body too is harmless (ignored).
  */
 struct uidmap_hasher;
 struct uidmap_hasher *uidmap_hasher_new(void);
 void uidmap_hasher_feed(struct uidmap_hasher *h, const char *p, size_t n);
-/* Finishes with the message's total size; the hasher may be reused after
- * uidmap_hasher_reset. */
-void uidmap_hasher_final(struct uidmap_hasher *h, uint64_t size,
-			 uint8_t fp_r[UIDMAP_FP_LEN]);
+/* Finishes; the hasher may be reused after uidmap_hasher_reset. */
+void uidmap_hasher_final(struct uidmap_hasher *h, uint8_t fp_r[UIDMAP_FP_LEN]);
 void uidmap_hasher_reset(struct uidmap_hasher *h);
 void uidmap_hasher_free(struct uidmap_hasher **h);
 
