@@ -62,6 +62,13 @@ void conn_pause(struct conn *c);
 int conn_write(struct conn *c, const void *p, size_t n);
 int conn_printf(struct conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Marks the output queued so far (and until the next flush) as secret:
+ * its memory is wiped once sent. For credentials. */
+void conn_mark_secret(struct conn *c);
+/* Wipes every received byte from the read buffers after the data event
+ * (a POP3 client's input holds passwords). */
+void conn_wipe_reads(struct conn *c);
+
 /* The queue itself, for producers that write into it directly (the
  * dot-stuffer) instead of copying through conn_write; bounded. */
 struct buf *conn_outbuf(struct conn *c);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "buf.h"
 #include "log.h"
 #include "tls.h"
@@ -32,6 +34,8 @@ struct conn {
 	int failed;
 	int closing;
 	int want_drained;
+	int out_secret;		/* out holds credentials */
+	int wipe_reads;
 	char peer[INET6_ADDRSTRLEN];
 	int peer_loopback;
 };
@@ -41,6 +45,7 @@ struct write_req {
 	struct conn *c;
 	char *data;
 	size_t len;
+	int secret;		/* wipe data before freeing it */
 };
 
 /*
@@ -243,6 +248,8 @@ tls_input(struct conn *c, const char *p, size_t n)
 		}
 		if (c->ev != NULL && c->ev->data != NULL)
 			c->ev->data(c->ctx, plain_scratch, (size_t)got);
+		if (c->wipe_reads)
+			OPENSSL_cleanse(plain_scratch, (size_t)got);
 	}
 	if (!c->closing && !c->failed)
 		tls_flush_raw(c);
@@ -265,6 +272,8 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	}
 	if (c->ev != NULL && c->ev->data != NULL)
 		c->ev->data(c->ctx, b->base, (size_t)n);
+	if (c->wipe_reads)
+		OPENSSL_cleanse(b->base, (size_t)n);
 }
 
 int
@@ -332,6 +341,8 @@ on_written(uv_write_t *req, int status)
 	struct conn *c = w->c;
 
 	c->in_flight -= w->len;
+	if (w->secret)
+		OPENSSL_cleanse(w->data, w->len);
 	free(w->data);
 	free(w);
 	if (c->closing)
@@ -365,6 +376,7 @@ write_raw(struct conn *c, struct buf *bytes)
 	w->c = c;
 	w->data = bytes->data;
 	w->len = bytes->len;
+	w->secret = c->out_secret;
 	buf_init(bytes, bytes->max);
 	b = uv_buf_init(w->data, (unsigned)w->len);
 	c->in_flight += w->len;
@@ -402,17 +414,37 @@ tls_flush_raw(struct conn *c)
 	return 0;
 }
 
+void
+conn_mark_secret(struct conn *c)
+{
+	c->out_secret = 1;
+}
+
+void
+conn_wipe_reads(struct conn *c)
+{
+	c->wipe_reads = 1;
+}
+
 int
 conn_flush(struct conn *c)
 {
+	int r;
+
 	if (c->out.len == 0 || c->failed || c->closing)
 		return 0;
-	if (c->tls == NULL)
-		return write_raw(c, &c->out);
+	if (c->tls == NULL) {
+		r = write_raw(c, &c->out);
+		c->out_secret = 0;
+		return r;
+	}
 	if (tls_write(c->tls, c->out.data, c->out.len) < 0) {
 		tls_failed(c, tls_error(c->tls));
 		return -1;
 	}
+	if (c->out_secret)
+		buf_wipe(&c->out);
+	c->out_secret = 0;
 	buf_reset(&c->out);
 	if (c->out.cap > CONN_OUT_KEEP)
 		buf_free(&c->out);
@@ -473,6 +505,8 @@ on_handle_closed(uv_handle_t *h)
 	if (--c->handles_open > 0)
 		return;
 	tls_free(&c->tls);
+	if (c->out_secret)
+		buf_wipe(&c->out);
 	buf_free(&c->out);
 	free(c);
 }

@@ -253,6 +253,8 @@ start_segments(struct imap_client *c, const struct buf *first,
 		log_debug("session=%s imap> %s (credentials not logged)",
 			  c->sid, c->tag);
 	timer_arm(c);
+	if (secret)
+		conn_mark_secret(c->conn);
 	if (conn_write(c->conn, line, (size_t)n) < 0) {
 		client_fail(c, "upstream write failed");
 		return 0;
@@ -291,6 +293,8 @@ on_continuation(struct imap_client *c)
 	}
 	for (i = 0; i < c->seg_next; i++)
 		off += c->seg_len[i];
+	if (c->secret_cmd)
+		conn_mark_secret(c->conn);
 	send_segment(c, c->segs.data + off, c->seg_len[c->seg_next]);
 	c->seg_next++;
 }

@@ -278,6 +278,7 @@ session_start(struct server *srv, struct conn *client)
 	srv->sessions = s;
 	srv->n_sessions++;
 	conn_set_events(client, &client_events, s);
+	conn_wipe_reads(client);
 	log_info("session=%s connect client=%s", s->id, s->peer);
 	/* RFC 1939 §4; no APOP timestamp: pass-through needs the password. */
 	session_reply(s, "+OK " POPBRIDGE_NAME " ready");
