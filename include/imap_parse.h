@@ -140,7 +140,8 @@ int imap_parse_feed(struct imap_parser *p, const char *data, size_t len,
 const char *imap_parse_error(const struct imap_parser *p);
 
 /* Helpers over parsed data; a may be NULL. NIL is not an atom. */
-bool imap_arg_is_atom(const struct imap_arg *a, const char *word);  /* case-insensitive */
+/* Whether a is an ATOM equal to word, compared case-insensitively. */
+bool imap_arg_is_atom(const struct imap_arg *a, const char *word);
 /* An ATOM of digits only that fits uint64_t: 0, else -1. */
 int imap_arg_number(const struct imap_arg *a, uint64_t *n_r);
 /* In a FETCH response's list, finds the value after key (case-insensitive).

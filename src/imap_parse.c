@@ -7,7 +7,9 @@
 /*
  * A response is assembled in p->text: each line without its line end, and
  * after every literal announcement "{n}" one mark byte saying whether the n
- * bytes follow inline or went to the body callback. Each line segment is
+ * bytes follow inline or went to the body callback (the dropped line end
+ * makes room for it, so the byte after a literal's '}' is always ours,
+ * never the server's). Each line segment is
  * tokenized once as it completes (to find literals, count arguments and
  * know which literals to stream); the finished text is tokenized once more
  * to fill the argument tree, so no pointer is taken before the text stops
@@ -71,10 +73,10 @@ struct imap_parser {
 	size_t top_count;
 	size_t depth;
 	uint32_t stack[IMAP_DEPTH_MAX];
-	struct buf counts;	/* uint32 child count per list, in '(' order */
+	struct buf counts;	/* uint32 element count per list, '(' order */
 
 	bool is_fetch;
-	bool in_fetch;		/* inside the list that follows "n FETCH" */
+	bool in_fetch;		/* in the list that follows "n FETCH" */
 	bool key_valid;
 	size_t key_off, key_len;
 	uint32_t uid;
@@ -83,13 +85,14 @@ struct imap_parser {
 	size_t args_cap;
 };
 
+/* The second pass: lists get their elements as one block of p->args. */
 struct fill {
 	struct imap_parser *p;
 	char *s;
 	size_t end;
 	size_t pos;
-	size_t next;
-	size_t list_ord;
+	size_t next;		/* first unused element of p->args */
+	size_t list_ord;	/* the next list, in '(' order */
 };
 
 static const struct {
@@ -130,7 +133,8 @@ eq_nocase(const char *s, size_t n, const char *word)
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		if (word[i] == '\0' || ascii_upper(s[i]) != ascii_upper(word[i]))
+		if (word[i] == '\0' ||
+		    ascii_upper(s[i]) != ascii_upper(word[i]))
 			return false;
 	}
 	return word[n] == '\0';
@@ -412,7 +416,8 @@ track_fetch(struct imap_parser *p, const struct token *t, size_t index)
 	}
 	if (!p->key_valid)
 		return false;
-	if (t->type == TOK_ATOM && eq_nocase(s + p->key_off, p->key_len, "UID") &&
+	if (t->type == TOK_ATOM &&
+	    eq_nocase(s + p->key_off, p->key_len, "UID") &&
 	    parse_u32(s + t->off, t->len, &uid) == 0)
 		p->uid = uid;
 	return item_is_body(s + p->key_off, p->key_len);
@@ -467,8 +472,10 @@ scan_segment(struct imap_parser *p, size_t pos, size_t end)
 		lex_next(p->text.data, end, &pos, &t);
 		if (t.type == TOK_ERROR)
 			return fail(p, t.err);
+		if (t.type == TOK_END && p->depth > 0)
+			return fail(p, "unbalanced parenthesis");
 		if (t.type == TOK_END)
-			return p->depth > 0 ? fail(p, "unbalanced parenthesis") : 1;
+			return 1;
 		if (t.type == TOK_RPAREN) {
 			if (close_list(p) < 0)
 				return -1;
@@ -476,7 +483,8 @@ scan_segment(struct imap_parser *p, size_t pos, size_t end)
 		}
 		if (add_node(p, &index) < 0)
 			return -1;
-		body = p->in_fetch && p->depth == 1 && track_fetch(p, &t, index);
+		body = p->in_fetch && p->depth == 1 &&
+		       track_fetch(p, &t, index);
 		if (t.type == TOK_LPAREN && open_list(p, index) < 0)
 			return -1;
 		if (t.type != TOK_LITERAL)

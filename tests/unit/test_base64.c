@@ -152,7 +152,7 @@ Test(base64, every_byte_in_every_position)
 			if (c != 0 && strchr(alphabet, (int)c) != NULL)
 				cr_assert_eq(r, 0);
 			else
-				cr_assert_eq(r, -EINVAL, "byte %u at %zu", c, i);
+				cr_assert_eq(r, -EINVAL, "%u at %zu", c, i);
 			buf_free(&b);
 		}
 	}

@@ -650,7 +650,8 @@ nested(size_t depth)
 	char *s = xmalloc(2 * depth + 16);
 	size_t i, n = 0;
 
-	n += (size_t)sprintf(s, "* X ");
+	memcpy(s, "* X ", 4);
+	n = 4;
 	for (i = 0; i < depth; i++)
 		s[n++] = '(';
 	for (i = 0; i < depth; i++)
@@ -697,7 +698,8 @@ Test(imap_parse, inline_literal_limit)
 	free(in);
 	MALFORMED("* LIST () \"/\" {65537}\r\n",
 		  "literal too large to keep inline");
-	MALFORMED("* 1 FETCH (X {65537}\r\n", "literal too large to keep inline");
+	MALFORMED("* 1 FETCH (X {65537}\r\n",
+		  "literal too large to keep inline");
 }
 
 static void
@@ -733,13 +735,14 @@ Test(imap_parse, over_long_line)
 Test(imap_parse, over_long_response_by_literals)
 {
 	/* Inline literals that each fit but together exceed the bound. */
-	size_t each = 60000, n = 0, i;
+	size_t each = 60000, n;
 	size_t len = (IMAP_RESP_MAX / each + 2) * (each + 16) + 16;
 	char *in = xmalloc(len);
 
-	n += (size_t)sprintf(in, "* X");
-	for (i = 0; n + each + 16 < len; i++) {
-		n += (size_t)sprintf(in + n, " {%zu}\r\n", each);
+	memcpy(in, "* X", 3);
+	for (n = 3; n + each + 16 < len;) {
+		memcpy(in + n, " {60000}\r\n", 10);
+		n += 10;
 		memset(in + n, 'q', each);
 		n += each;
 	}
@@ -756,7 +759,8 @@ Test(imap_parse, token_limit)
 	struct imap_resp r;
 	size_t used;
 
-	n = (size_t)sprintf(in, "* SEARCH");
+	memcpy(in, "* SEARCH", 8);
+	n = 8;
 	for (i = 0; i < IMAP_ARGS_MAX; i++) {
 		in[n++] = ' ';
 		in[n++] = (char)('0' + i % 10);
@@ -853,9 +857,9 @@ Test(imap_parse, large_response_then_small)
 	struct imap_resp r;
 	size_t used;
 
-	n = (size_t)sprintf(in, "* SEARCH");
-	while (n + 9 < len)
-		n += (size_t)sprintf(in + n, " 12345678");
+	memcpy(in, "* SEARCH", 8);
+	for (n = 8; n + 9 < len; n += 9)
+		memcpy(in + n, " 12345678", 9);
 	memcpy(in + n, "\r\n", 2);
 	cr_assert_eq(imap_parse_feed(p, in, n + 2, &used, &r), 1);
 	cr_assert_eq(used, n + 2);
@@ -947,6 +951,16 @@ static const char *const seeds[] = {
 	"* 2 FETCH (BINARY[1] ~{2}\r\nab RFC822.TEXT {0}\r\n)\r\n",
 };
 
+#define NPIECES (sizeof(pieces) / sizeof(pieces[0]))
+#define NSEEDS (sizeof(seeds) / sizeof(seeds[0]))
+
+static void
+insert_byte(char *s, size_t n, size_t pos, char c)
+{
+	memmove(s + pos + 1, s + pos, n - pos);
+	s[pos] = c;
+}
+
 /* A realistic response with a few random edits, or random pieces. */
 static size_t
 random_input(uint64_t *seed, char *out, size_t max)
@@ -957,7 +971,7 @@ random_input(uint64_t *seed, char *out, size_t max)
 	if (rnd(seed) % 3 != 0) {
 		count = rnd(seed) % 3 + 1;
 		while (count-- > 0) {
-			piece = seeds[rnd(seed) % (sizeof(seeds) / sizeof(seeds[0]))];
+			piece = seeds[rnd(seed) % NSEEDS];
 			k = strlen(piece);
 			if (n + k > max)
 				break;
@@ -976,9 +990,8 @@ random_input(uint64_t *seed, char *out, size_t max)
 				break;
 			default:
 				if (n < max) {
-					memmove(out + pos + 1, out + pos, n - pos);
-					out[pos] = pieces[rnd(seed) % 8][0];
-					n++;
+					insert_byte(out, n++, pos,
+						    pieces[rnd(seed) % 8][0]);
 				}
 			}
 		}
@@ -991,7 +1004,7 @@ random_input(uint64_t *seed, char *out, size_t max)
 				out[n++] = (char)rnd(seed);
 			continue;
 		}
-		piece = pieces[rnd(seed) % (sizeof(pieces) / sizeof(pieces[0]))];
+		piece = pieces[rnd(seed) % NPIECES];
 		k = piece[0] == '\0' ? 1 : strlen(piece);
 		if (n + k > max)
 			break;

@@ -174,7 +174,8 @@ Test(imap_string, random_strings)
 	for (t = 0; t < 20000; t++) {
 		n = rnd(&seed) % sizeof(s);
 		for (i = 0; i < n; i++)
-			s[i] = (char)(t % 2 ? rnd(&seed) % 0x7f + 1 : rnd(&seed));
+			s[i] = (char)(t % 2 ? rnd(&seed) % 0x7f + 1
+					    : rnd(&seed));
 		check_string(s, n);
 	}
 }
@@ -270,7 +271,8 @@ Test(imap_string, literal_prefix)
 	cr_assert_eq(imap_string_append_literal_prefix(&b, 5, true), 0);
 	cr_assert_eq(imap_string_append_literal_prefix(&b, 1234567, false), 0);
 	cr_assert_eq(imap_string_append_literal_prefix(&b, SIZE_MAX, true), 0);
-	snprintf(want, sizeof(want), "{0}{5+}{1234567}{%zu+}", (size_t)SIZE_MAX);
+	snprintf(want, sizeof(want), "{0}{5+}{1234567}{%zu+}",
+		 (size_t)SIZE_MAX);
 	cr_assert_eq(b.len, strlen(want));
 	cr_assert_eq(memcmp(b.data, want, b.len), 0);
 	buf_free(&b);
