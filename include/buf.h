@@ -14,9 +14,13 @@ struct buf {
 	size_t len;
 	size_t cap;
 	size_t max;
+	int secret;		/* wipe memory on growth and free */
 };
 
 void buf_init(struct buf *b, size_t max);
+/* A buffer for credentials: growing it never leaves a copy behind, and
+ * buf_free wipes it. */
+void buf_init_secret(struct buf *b, size_t max);
 int buf_reserve(struct buf *b, size_t more);
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_str(struct buf *b, const char *s);

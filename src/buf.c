@@ -18,6 +18,30 @@ buf_init(struct buf *b, size_t max)
 	b->len = 0;
 	b->cap = 0;
 	b->max = max;
+	b->secret = 0;
+}
+
+void
+buf_init_secret(struct buf *b, size_t max)
+{
+	buf_init(b, max);
+	b->secret = 1;
+}
+
+/* realloc may leave the old block behind unwiped: move secrets by hand. */
+static char *
+grow_secret(struct buf *b, size_t cap)
+{
+	char *p = malloc(cap);
+
+	if (p == NULL)
+		return NULL;
+	if (b->data != NULL) {
+		memcpy(p, b->data, b->len);
+		OPENSSL_cleanse(b->data, b->cap);
+		free(b->data);
+	}
+	return p;
 }
 
 int
@@ -36,7 +60,7 @@ buf_reserve(struct buf *b, size_t more)
 		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
 	if (cap > b->max)
 		cap = b->max;
-	p = realloc(b->data, cap);
+	p = b->secret ? grow_secret(b, cap) : realloc(b->data, cap);
 	if (p == NULL)
 		return -ENOMEM;
 	b->data = p;
@@ -115,6 +139,8 @@ buf_wipe(struct buf *b)
 void
 buf_free(struct buf *b)
 {
+	if (b->secret)
+		buf_wipe(b);
 	free(b->data);
 	b->data = NULL;
 	b->len = 0;

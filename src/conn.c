@@ -418,6 +418,7 @@ void
 conn_mark_secret(struct conn *c)
 {
 	c->out_secret = 1;
+	c->out.secret = 1;
 }
 
 void

@@ -722,7 +722,7 @@ build_login(struct imap_client *c, struct buf *first)
 	int r = -1;
 
 	/* Segments accumulate in c->segs; the first is sent right away. */
-	buf_init(&seg, IMAP_CMD_MAX);
+	buf_init_secret(&seg, IMAP_CMD_MAX);
 	if (buf_append_str(&seg, "LOGIN ") == 0 &&
 	    append_astring(c, &seg, &c->user) == 0 &&
 	    buf_append(&seg, " ", 1) == 0 &&
@@ -751,8 +751,8 @@ build_authenticate(struct imap_client *c, struct buf *first)
 	int r;
 
 	/* RFC 4616: authzid NUL authcid NUL passwd, authzid left empty. */
-	buf_init(&plain, 2 * IMAP_CRED_MAX + 2);
-	buf_init(&b64, IMAP_CMD_MAX);
+	buf_init_secret(&plain, 2 * IMAP_CRED_MAX + 2);
+	buf_init_secret(&b64, IMAP_CMD_MAX);
 	r = buf_append(&plain, "", 1);
 	if (r == 0)
 		r = buf_append(&plain, c->user.data, c->user.len);
@@ -794,7 +794,7 @@ login_authenticate(struct imap_client *c)
 			     "user name or password contains a NUL byte");
 		return;
 	}
-	buf_init(&first, IMAP_CMD_MAX);
+	buf_init_secret(&first, IMAP_CMD_MAX);
 	buf_wipe(&c->segs);
 	c->nsegs = c->seg_next = 0;
 	if (c->caps & IMAP_CAP_AUTH_PLAIN) {
@@ -946,9 +946,9 @@ imap_client_new(uv_loop_t *loop, const struct config *cfg,
 	c->cfg = cfg;
 	c->tls_ctx = tls_ctx_ref(tls_ctx);
 	snprintf(c->sid, sizeof(c->sid), "%s", session_id);
-	buf_init(&c->segs, IMAP_CMD_MAX);
-	buf_init(&c->user, IMAP_CRED_MAX);
-	buf_init(&c->pass, IMAP_CRED_MAX);
+	buf_init_secret(&c->segs, IMAP_CMD_MAX);
+	buf_init_secret(&c->user, IMAP_CRED_MAX);
+	buf_init_secret(&c->pass, IMAP_CRED_MAX);
 	c->body.begin = route_body_begin;
 	c->body.data = route_body_data;
 	c->body.end = route_body_end;

@@ -139,7 +139,7 @@ auth_plain(struct session *s, const char *b64, size_t len)
 	struct buf raw;
 	const char *authz, *user, *pass, *end;
 
-	buf_init(&raw, POP3_AUTH_LINE_MAX);
+	buf_init_secret(&raw, POP3_AUTH_LINE_MAX);
 	if (base64_decode(&raw, b64, len) < 0) {
 		session_reply(s, "-ERR [AUTH] malformed AUTH PLAIN response");
 		goto out;

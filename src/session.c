@@ -267,7 +267,7 @@ session_start(struct server *srv, struct conn *client)
 		 (unsigned long long)++srv->next_id);
 	snprintf(s->peer, sizeof(s->peer), "%s", conn_peer(client));
 	s->started_ms = uv_now(srv->loop);
-	buf_init(&s->in, SESSION_IN_MAX);
+	buf_init_secret(&s->in, SESSION_IN_MAX);
 	buf_init(&s->user, SESSION_USER_MAX);
 	pop3_line_reader_init(&s->reader, POP3_LINE_MAX);
 	uv_timer_init(srv->loop, &s->timer);
