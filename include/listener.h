@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "mapstore.h"
 
 struct session;
 struct tls_ctx;
@@ -29,6 +30,7 @@ struct server {
 	struct tls_ctx *tls_client;	/* NULL with upstream tls = none */
 	size_t n_listeners;
 	size_t n_closing;
+	struct mapstore maps;		/* UID maps of logged-in accounts */
 	struct session *sessions;	/* doubly linked through session */
 	unsigned n_sessions;
 	uint64_t next_id;

@@ -26,6 +26,9 @@ struct maildrop_msg {
 	uint32_t uid;
 	uint16_t folder;	/* index into folders */
 	bool deleted;
+	bool retrieved;		/* RETR delivered it whole this session */
+	uint32_t uidl_validity;	/* the identity its UIDL derives from */
+	uint32_t uidl_uid;
 	uint64_t size;
 };
 
@@ -41,7 +44,8 @@ struct maildrop {
 int maildrop_init(struct maildrop *md, char *const *folders, size_t n);
 void maildrop_free(struct maildrop *md);
 
-/* Appends a message of folder f. Returns 0 or -ENOMEM. */
+/* Appends a message of folder f; its UIDL identity defaults to the
+ * folder's uidvalidity and uid. Returns 0 or -ENOMEM. */
 int maildrop_add(struct maildrop *md, uint16_t f, uint32_t uid, uint64_t size);
 /* Sorts messages [from, count) by UID and drops duplicate UIDs; called
  * once a folder's listing is complete. */
@@ -61,20 +65,27 @@ void maildrop_reset(struct maildrop *md);
 
 /*
  * Writes the UIDL of msg into out (NUL-terminated, at most
- * MAILDROP_UIDL_MAX characters): "UIDVALIDITY.UID" for the first folder's
+ * MAILDROP_UIDL_MAX characters) from its identity: "VALIDITY.UID" for
  * INBOX, prefixed with a hash of the folder name for other folders, so
  * values are unique across folders and stable across sessions.
  */
 void maildrop_uidl(const struct maildrop *md, const struct maildrop_msg *msg,
 		   char out[MAILDROP_UIDL_MAX + 1]);
 
+/* Which messages maildrop_uidset collects. */
+enum maildrop_pick {
+	MAILDROP_PICK_DELETED,
+	MAILDROP_PICK_RETRIEVED,	/* retrieved and not deleted */
+};
+
 /*
- * Appends an IMAP sequence set ("3:5,9") of the UIDs of deleted messages in
+ * Appends an IMAP sequence set ("3:5,9") of the UIDs of picked messages in
  * folder f, starting at message index *pos (0-based) and stopping before
  * the set would exceed max octets; *pos moves past what was written.
  * Returns the number of UIDs written (0 when none remain).
  */
-size_t maildrop_uidset(const struct maildrop *md, uint16_t f, size_t *pos,
-		       size_t max, struct buf *out);
+size_t maildrop_uidset(const struct maildrop *md, uint16_t f,
+		       enum maildrop_pick pick, size_t *pos, size_t max,
+		       struct buf *out);
 
 #endif

@@ -62,6 +62,8 @@ struct session {
 	struct upstream *up;
 	struct maildrop md;
 	bool md_ready;
+	struct uidmap *map;		/* the account's, from srv->maps */
+	struct uidmap_hasher *hasher;	/* fingerprints of what RETR sends */
 	enum session_state state;
 	enum session_wait wait;
 	uv_timer_t timer;		/* idle timeout and login delay */

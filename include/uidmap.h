@@ -66,7 +66,8 @@ struct uidmap {
 /*
  * The file name (not the path) of an account's map: 32 lowercase hex
  * characters of SHA-256 over host, port and user, so a name reveals no
- * user. name_r needs 33 bytes.
+ * user. name_r needs 33 bytes. Should OpenSSL fail, name_r is "", which
+ * uidmap_load refuses.
  */
 void uidmap_file_name(const char *host, uint16_t port, const char *user,
 		      size_t user_len, char name_r[33]);
@@ -75,6 +76,9 @@ void uidmap_file_name(const char *host, uint16_t port, const char *user,
  * Loads dir/<file name> or, when it does not exist, starts an empty map
  * for that path. Returns 0 and a new map in *map_r, or -1 with a reason in
  * err (unreadable, corrupt: a corrupt map is never silently replaced).
+ * The reason contains the word "corrupt" exactly when the file is damaged
+ * (truncated, checksum, syntax); a missing state directory, an I/O error
+ * or a map written by a newer version (to be kept) do not say "corrupt".
  */
 int uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
 		char *err, size_t errlen);
@@ -85,7 +89,9 @@ int uidmap_save(struct uidmap *m, char *err, size_t errlen);
 void uidmap_free(struct uidmap **m);
 
 /* The folder with that name, created empty when create is true (NULL when
- * absent and not created, or out of memory / over UIDMAP_FOLDERS_MAX). */
+ * absent and not created, or out of memory / over UIDMAP_FOLDERS_MAX).
+ * Creating marks the map dirty. The pointer stays valid until uidmap_free,
+ * however many folders are added. */
 struct uidmap_folder *uidmap_folder(struct uidmap *m, const char *name,
 				    bool create);
 
@@ -96,8 +102,10 @@ struct uidmap_entry *uidmap_find(struct uidmap_folder *f, uint32_t uid);
  * Brings the folder in line with the server's listing in the UIDVALIDITY
  * the folder has: uids[0..n) ascending and unique. Entries for UIDs not in
  * the list are dropped (pruned); listed UIDs without an entry get one whose
- * UIDL derives from (f->uidvalidity, uid). One merge pass, O(n + count).
- * Returns 0 or -ENOMEM; marks the map dirty when anything changed.
+ * UIDL derives from (f->uidvalidity, uid), with flags and size 0. In
+ * place, O(n + count). Returns 0, -ENOMEM or -EINVAL when uids are not
+ * ascending (nothing changed then); marks the map dirty when anything
+ * changed.
  */
 int uidmap_sync(struct uidmap *m, struct uidmap_folder *f,
 		const uint32_t *uids, size_t n);
@@ -118,7 +126,11 @@ struct uidmap_current {
  * UIDL identity, flags and exact size; every other current message
  * gets a fresh identity (new_validity, uid); old entries left over are
  * dropped. Each old entry matches at most one message. Sets the folder's
- * uidvalidity, marks the map dirty, and reports how many were re-matched.
+ * uidvalidity, marks the map dirty, and reports how many were re-matched
+ * (matched_r may be NULL). A matched entry keeps its size when exact and
+ * takes cur's otherwise; an all-zero fingerprint (see uidmap_hasher_final)
+ * counts as none. Returns 0, -ENOMEM, or -EINVAL when cur is not
+ * ascending; on error nothing changed.
  */
 int uidmap_rematch(struct uidmap *m, struct uidmap_folder *f,
 		   uint32_t new_validity, const struct uidmap_current *cur,
@@ -140,9 +152,11 @@ void uidmap_set_baseline(struct uidmap *m, struct uidmap_folder *f,
  * stream, split anywhere; feeding the body too is harmless (ignored).
  */
 struct uidmap_hasher;
+/* NULL when out of memory or without SHA-256. */
 struct uidmap_hasher *uidmap_hasher_new(void);
 void uidmap_hasher_feed(struct uidmap_hasher *h, const char *p, size_t n);
-/* Finishes; the hasher may be reused after uidmap_hasher_reset. */
+/* Finishes; the hasher may be reused after uidmap_hasher_reset. Should
+ * OpenSSL fail, fp_r is all zeros, which uidmap_rematch never matches. */
 void uidmap_hasher_final(struct uidmap_hasher *h, uint8_t fp_r[UIDMAP_FP_LEN]);
 void uidmap_hasher_reset(struct uidmap_hasher *h);
 void uidmap_hasher_free(struct uidmap_hasher **h);

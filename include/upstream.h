@@ -7,6 +7,7 @@
 #include "config.h"
 #include "imap_client.h"
 #include "maildrop.h"
+#include "uidmap.h"
 
 /*
  * The mailbox operations one POP3 session needs, built from IMAP commands:
@@ -44,10 +45,12 @@ struct upstream *upstream_new(uv_loop_t *loop, const struct config *cfg,
 			      const struct upstream_events *ev, void *ctx);
 void upstream_free(struct upstream **u);
 
-/* Logs in and takes the snapshot into md (initialised with the folders).
- * Returns 0 or -1 (an operation is running). */
+/* Logs in and takes the snapshot into md (initialised with the folders)
+ * through the account's UID map (borrowed; it must outlive u). Returns 0
+ * or -1 (an operation is running). */
 int upstream_open(struct upstream *u, const char *user, size_t user_len,
-		  const char *pass, size_t pass_len, struct maildrop *md);
+		  const char *pass, size_t pass_len, struct maildrop *md,
+		  struct uidmap *map);
 
 /* Streams part of message msg; for UPSTREAM_TEXT, length octets from
  * offset. done reports OK (all bytes delivered; data may not have been

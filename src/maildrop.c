@@ -56,6 +56,9 @@ maildrop_add(struct maildrop *md, uint16_t f, uint32_t uid, uint64_t size)
 	m->uid = uid;
 	m->folder = f;
 	m->deleted = false;
+	m->retrieved = false;
+	m->uidl_validity = md->folders[f].uidvalidity;
+	m->uidl_uid = uid;
 	m->size = size;
 	return 0;
 }
@@ -152,11 +155,11 @@ maildrop_uidl(const struct maildrop *md, const struct maildrop_msg *msg,
 
 	if (strcmp(f->name, "INBOX") == 0)
 		snprintf(out, MAILDROP_UIDL_MAX + 1, "%u.%u",
-			 (unsigned)f->uidvalidity, (unsigned)msg->uid);
+			 (unsigned)msg->uidl_validity, (unsigned)msg->uidl_uid);
 	else
 		snprintf(out, MAILDROP_UIDL_MAX + 1, "%08x.%u.%u",
 			 (unsigned)name_hash(f->name),
-			 (unsigned)f->uidvalidity, (unsigned)msg->uid);
+			 (unsigned)msg->uidl_validity, (unsigned)msg->uidl_uid);
 }
 
 static int
@@ -176,9 +179,17 @@ append_range(struct buf *out, uint32_t lo, uint32_t hi, size_t max)
 	return buf_append(out, item, (size_t)n);
 }
 
+static bool
+picked(const struct maildrop_msg *m, enum maildrop_pick pick)
+{
+	if (pick == MAILDROP_PICK_DELETED)
+		return m->deleted;
+	return m->retrieved && !m->deleted;
+}
+
 size_t
-maildrop_uidset(const struct maildrop *md, uint16_t f, size_t *pos,
-		size_t max, struct buf *out)
+maildrop_uidset(const struct maildrop *md, uint16_t f, enum maildrop_pick pick,
+		size_t *pos, size_t max, struct buf *out)
 {
 	size_t i = *pos, written = 0, run = 0, start_len = out->len;
 	uint32_t lo = 0, hi = 0;
@@ -186,7 +197,7 @@ maildrop_uidset(const struct maildrop *md, uint16_t f, size_t *pos,
 	for (; i < md->count; i++) {
 		const struct maildrop_msg *m = &md->msgs[i];
 
-		if (m->folder != f || !m->deleted)
+		if (m->folder != f || !picked(m, pick))
 			continue;
 		if (run > 0 && m->uid == hi + 1) {
 			hi = m->uid;

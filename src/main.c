@@ -1,8 +1,11 @@
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "config.h"
@@ -65,6 +68,29 @@ tls_setup(const struct config *cfg, struct tls_ctx **server_r,
 	} else {
 		log_warn("[upstream] tls = none: passwords and mail travel to "
 			 "%s in clear", cfg->upstream.host);
+	}
+	return 0;
+}
+
+/* The UID maps live in [state] dir: create it (one level, private) when
+ * missing, and refuse to start when it cannot be written. */
+static int
+state_dir_ready(const struct config *cfg)
+{
+	const char *dir = cfg->state.dir;
+	struct stat st;
+
+	if (stat(dir, &st) < 0 && errno == ENOENT && mkdir(dir, 0700) == 0)
+		log_info("created state directory %s", dir);
+	if (stat(dir, &st) < 0) {
+		log_error("%s: [state] dir: %s: %s", cfg->path, dir,
+			  strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) < 0) {
+		log_error("%s: [state] dir: %s is not a writable directory",
+			  cfg->path, dir);
+		return -1;
 	}
 	return 0;
 }
@@ -253,6 +279,10 @@ main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(d.cfg->log.level);
+	if (state_dir_ready(d.cfg) < 0) {
+		config_free(&d.cfg);
+		return 1;
+	}
 	if (tls_setup(d.cfg, &d.srv.tls_server, &d.srv.tls_client) < 0) {
 		config_free(&d.cfg);
 		return 1;

@@ -82,18 +82,29 @@ static void
 start_login(struct session *s, const char *user, size_t user_len,
 	    const char *pass, size_t pass_len)
 {
+	const struct config *cfg = s->srv->cfg;
 	struct upstream *up = session_upstream(s);
+	char err[256];
 
-	if (up == NULL || maildrop_init(&s->md, s->srv->cfg->maildrop.folders,
-					s->srv->cfg->maildrop.n_folders) < 0) {
+	if (up == NULL || maildrop_init(&s->md, cfg->maildrop.folders,
+					cfg->maildrop.n_folders) < 0) {
 		reply_temp(s, "out of memory", "login");
 		return;
 	}
 	s->md_ready = true;
+	s->map = mapstore_get(&s->srv->maps, cfg->state.dir,
+			      cfg->upstream.host, cfg->upstream.port, user,
+			      user_len, err, sizeof(err));
+	if (s->map == NULL) {
+		log_error("session=%s UID map unusable: %s", s->id, err);
+		reply_temp(s, "cannot open the UID map", "state directory");
+		return;
+	}
 	buf_reset(&s->user);
 	buf_append(&s->user, user, user_len);
 	s->have_user = true;
-	if (upstream_open(up, user, user_len, pass, pass_len, &s->md) < 0) {
+	if (upstream_open(up, user, user_len, pass, pass_len, &s->md,
+			  s->map) < 0) {
 		reply_temp(s, "cannot start login", "internal");
 		return;
 	}
@@ -426,13 +437,23 @@ start_fetch(struct session *s, enum session_wait wait,
 }
 
 static void
+xfer_begin(struct session *s)
+{
+	s->xfer_started = false;
+	dotstuff_init(&s->ds);
+	if (s->hasher == NULL)
+		s->hasher = uidmap_hasher_new();
+	else
+		uidmap_hasher_reset(s->hasher);
+}
+
+static void
 cmd_retr(struct session *s, const struct pop3_cmd *cmd)
 {
 	s->msg = message_arg(s, cmd->arg[0], cmd->arg_len[0], &s->msg_n);
 	if (s->msg == NULL || !upstream_usable(s))
 		return;
-	s->xfer_started = false;
-	dotstuff_init(&s->ds);
+	xfer_begin(s);
 	start_fetch(s, WAIT_RETR, UPSTREAM_WHOLE, 0, 0);
 }
 
@@ -450,11 +471,10 @@ cmd_top(struct session *s, const struct pop3_cmd *cmd)
 	}
 	if (!upstream_usable(s))
 		return;
-	s->xfer_started = false;
+	xfer_begin(s);
 	s->top_lines = lines;
 	s->top_offset = 0;
 	s->top_chunk = SESSION_TOP_CHUNK_MIN;
-	dotstuff_init(&s->ds);
 	start_fetch(s, WAIT_TOP_HEADER, UPSTREAM_HEADER, 0, 0);
 }
 
@@ -570,6 +590,8 @@ login_done(struct session *s, enum upstream_status st, const char *why)
 	uint64_t octets;
 
 	if (st == UPSTREAM_OK) {
+		/* The baseline and new UIDLs must survive a crash now. */
+		mapstore_save(&s->srv->maps, s->map);
 		session_set_state(s, SESSION_TRANSACTION);
 		maildrop_stat(&s->md, &count, &octets);
 		log_info("session=%s login user=%s messages=%zu octets=%llu",
@@ -582,6 +604,7 @@ login_done(struct session *s, enum upstream_status st, const char *why)
 	maildrop_free(&s->md);
 	s->md_ready = false;
 	upstream_free(&s->up);
+	mapstore_put(&s->srv->maps, &s->map);
 	if (st == UPSTREAM_AUTH) {
 		log_info("session=%s login failed user=%s: %s", s->id,
 			 session_log_user(s), why);
@@ -635,6 +658,8 @@ pop3_server_upstream_data(struct session *s, const char *p, size_t n)
 	xfer_start(s);
 	if (s->ds.limit_reached)
 		return;
+	if (s->hasher != NULL && s->wait != WAIT_TOP_TEXT)
+		uidmap_hasher_feed(s->hasher, p, n);
 	out = conn_outbuf(s->client);
 	used = dotstuff_feed(&s->ds, p, n, out);
 	if (used < 0) {
@@ -690,6 +715,27 @@ xfer_fail(struct session *s, enum upstream_status st, const char *why)
 		session_end(s, "upstream lost");
 }
 
+/* Records what a transfer taught about the message: its fingerprint from
+ * the header block and, after a whole RETR, its exact size. */
+static void
+remember_message(struct session *s, bool whole)
+{
+	struct uidmap_folder *f;
+	struct uidmap_entry *e;
+	uint8_t fp[UIDMAP_FP_LEN];
+
+	if (s->map == NULL || s->hasher == NULL)
+		return;
+	f = uidmap_folder(s->map, s->md.folders[s->msg->folder].name, false);
+	e = f != NULL ? uidmap_find(f, s->msg->uid) : NULL;
+	if (e == NULL)
+		return;
+	uidmap_hasher_final(s->hasher, fp);
+	uidmap_set_fp(s->map, e, fp);
+	if (whole)
+		uidmap_set_size(s->map, e, s->ds.size);
+}
+
 static void
 retr_done(struct session *s, enum upstream_status st, const char *why)
 {
@@ -699,7 +745,9 @@ retr_done(struct session *s, enum upstream_status st, const char *why)
 	}
 	/* RETR delivers the real bytes; the listing follows them from now. */
 	s->msg->size = s->ds.size;
+	s->msg->retrieved = true;
 	s->n_retrieved++;
+	remember_message(s, true);
 	xfer_finish(s);
 }
 
@@ -714,6 +762,7 @@ top_done(struct session *s, enum upstream_status st, const char *why)
 	}
 	got = upstream_fetched(s->up);
 	if (s->wait == WAIT_TOP_HEADER) {
+		remember_message(s, false);
 		if (s->top_lines == 0) {
 			xfer_finish(s);
 			return;
@@ -738,12 +787,14 @@ update_done(struct session *s, enum upstream_status st, const char *why)
 {
 	s->wait = WAIT_NONE;
 	if (st == UPSTREAM_OK) {
+		mapstore_save(&s->srv->maps, s->map);
 		s->n_deleted = (unsigned)s->md.n_deleted;
 		session_reply(s, "+OK " POPBRIDGE_NAME " signing off (%u "
 			      "messages deleted)", s->n_deleted);
 		session_end(s, "quit");
 		return;
 	}
+	mapstore_save(&s->srv->maps, s->map);
 	log_warn("session=%s update failed: %s", s->id, why);
 	session_reply(s, TEMP_FAIL "some deleted messages not removed"
 		      WAIT_HINT);

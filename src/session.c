@@ -328,6 +328,8 @@ session_end(struct session *s, const char *reason)
 		upstream_logout(s->up);
 	upstream_free(&s->up);
 	conn_close(&s->client, 1);
+	mapstore_put(&srv->maps, &s->map);
+	uidmap_hasher_free(&s->hasher);
 	maildrop_free(&s->md);
 	buf_wipe(&s->in);
 	buf_wipe(&s->user);

@@ -9,12 +9,20 @@
 #include "buf.h"
 #include "imap_string.h"
 #include "log.h"
+#include "snapshot.h"
 
 /* A UID set per STORE/EXPUNGE stays below this, well inside any server's
  * line limit. */
 #define UPSTREAM_UIDSET_MAX 4000
 /* Commands one chunk of deletions needs at most (COPY, STORE, EXPUNGE). */
 #define UPSTREAM_CHUNK_CMDS 3
+
+/* QUIT's work per folder: the deletions, then \Seen for mark_seen. */
+enum {
+	PASS_DELETE = 0,
+	PASS_SEEN,
+	PASS_END,
+};
 
 enum upstream_op {
 	OP_NONE = 0,
@@ -37,8 +45,15 @@ struct upstream {
 	uint32_t sel_uidvalidity, sel_uidnext, sel_exists;
 
 	/* open */
+	struct uidmap *map;		/* the account's, borrowed */
 	size_t folder;			/* folder being listed */
-	size_t folder_start;		/* its first message index */
+	struct uidmap_current *cur;	/* its listing */
+	size_t n_cur, cap_cur;
+	uint32_t *window;		/* since = date: SEARCH result */
+	size_t n_window;
+	struct uidmap_hasher *hasher;
+	struct uidmap_current *hashing;
+	bool open_oom;
 
 	/* fetch */
 	const struct maildrop_msg *msg;
@@ -49,6 +64,7 @@ struct upstream {
 
 	/* update */
 	size_t upd_folder, upd_pos;
+	int upd_pass;
 	char *chunk_cmds[UPSTREAM_CHUNK_CMDS];
 	size_t chunk_n, chunk_next;
 	bool upd_failed;
@@ -152,6 +168,66 @@ select_folder(struct upstream *u, size_t f)
 
 /* --- open: login and snapshot ------------------------------------------- */
 
+/* Grows the listing of the folder being opened. */
+static int
+listing_add(struct upstream *u, uint32_t uid, uint64_t size)
+{
+	struct uidmap_current *c;
+
+	if (u->n_cur == u->cap_cur) {
+		size_t cap = u->cap_cur ? u->cap_cur * 2 : 256;
+
+		c = realloc(u->cur, cap * sizeof(*c));
+		if (c == NULL)
+			return -1;
+		u->cur = c;
+		u->cap_cur = cap;
+	}
+	c = &u->cur[u->n_cur++];
+	memset(c, 0, sizeof(*c));
+	c->uid = uid;
+	c->size = size;
+	return 0;
+}
+
+static int
+cmp_current(const void *a, const void *b)
+{
+	const struct uidmap_current *x = a, *y = b;
+
+	return (x->uid > y->uid) - (x->uid < y->uid);
+}
+
+/* Sorted, without the repeats a server may send. */
+static void
+listing_normalize(struct upstream *u)
+{
+	size_t i, out = 0;
+
+	qsort(u->cur, u->n_cur, sizeof(*u->cur), cmp_current);
+	for (i = 0; i < u->n_cur; i++) {
+		if (out == 0 || u->cur[i].uid != u->cur[out - 1].uid)
+			u->cur[out++] = u->cur[i];
+	}
+	u->n_cur = out;
+}
+
+static struct uidmap_current *
+listing_find(struct upstream *u, uint32_t uid)
+{
+	struct uidmap_current key = { .uid = uid };
+
+	return bsearch(&key, u->cur, u->n_cur, sizeof(*u->cur),
+		       cmp_current);
+}
+
+static bool
+is_fetch(const struct imap_resp *r)
+{
+	return r->status == IMAP_STATUS_NONE && r->name_len == 5 &&
+	       strncasecmp(r->name, "FETCH", 5) == 0;
+}
+
 static void
 on_list_untagged(void *ctx, const struct imap_resp *r)
 {
@@ -159,20 +235,89 @@ on_list_untagged(void *ctx, const struct imap_resp *r)
 	const struct imap_arg *uid, *size;
 	uint64_t uv, sv;
 
-	if (r->status != IMAP_STATUS_NONE || r->name_len != 5 ||
-	    strncasecmp(r->name, "FETCH", 5) != 0)
+	if (!is_fetch(r))
 		return;
 	uid = imap_fetch_item(r, "UID");
 	size = imap_fetch_item(r, "RFC822.SIZE");
 	if (uid == NULL || size == NULL || imap_arg_number(uid, &uv) < 0 ||
 	    imap_arg_number(size, &sv) < 0 || uv == 0 || uv > UINT32_MAX)
 		return;
-	if (maildrop_add(u->md, (uint16_t)u->folder, (uint32_t)uv, sv) < 0)
-		log_error("session=%s out of memory listing messages", u->sid);
+	if (listing_add(u, (uint32_t)uv, sv) < 0)
+		u->open_oom = true;
+}
+
+/* An empty since-date window (distinct from "no window"). */
+static const uint32_t no_uid;
+
+static void
+open_folder_done(struct upstream *u)
+{
+	struct maildrop_folder *mf = &u->md->folders[u->folder];
+	struct snapshot_folder sf = {
+		.index = (uint16_t)u->folder,
+		.name = mf->name,
+		.uidvalidity = u->sel_uidvalidity,
+		.uidnext = u->sel_uidnext,
+		.cur = u->cur,
+		.n = u->n_cur,
+		.window = u->cfg->maildrop.since != SINCE_DATE ? NULL :
+			  u->window != NULL ? u->window : &no_uid,
+		.n_window = u->n_window,
+		.since_now = u->cfg->maildrop.since == SINCE_NOW,
+	};
+	uint32_t old = 0;
+	size_t rematched;
+	struct uidmap_folder *known = uidmap_folder(u->map, mf->name, false);
+
+	if (known != NULL)
+		old = known->uidvalidity;
+	if (u->open_oom || snapshot_apply(u->map, u->md, &sf, &rematched) < 0) {
+		finish(u, UPSTREAM_TEMP, "out of memory building the maildrop");
+		return;
+	}
+	if (old != 0 && old != u->sel_uidvalidity)
+		log_info("session=%s folder \"%s\" was rebuilt (UIDVALIDITY "
+			 "%u -> %u): %zu of %zu messages re-matched and keep "
+			 "their UIDL", u->sid, mf->name, (unsigned)old,
+			 (unsigned)u->sel_uidvalidity, rematched, u->n_cur);
+	u->folder++;
+	open_next_folder(u);
+}
+
+/* Header hashes of every message: only after a rebuild. */
+static void
+on_hdr_begin(void *ctx, uint32_t uid, uint64_t size)
+{
+	struct upstream *u = ctx;
+
+	(void)size;
+	u->hashing = uid != 0 ? listing_find(u, uid) : NULL;
+	uidmap_hasher_reset(u->hasher);
 }
 
 static void
-on_list_done(void *ctx, enum imap_result res, const char *text)
+on_hdr_data(void *ctx, const char *p, size_t n)
+{
+	struct upstream *u = ctx;
+
+	if (u->hashing != NULL)
+		uidmap_hasher_feed(u->hasher, p, n);
+}
+
+static void
+on_hdr_end(void *ctx)
+{
+	struct upstream *u = ctx;
+
+	if (u->hashing == NULL)
+		return;
+	uidmap_hasher_final(u->hasher, u->hashing->fp);
+	u->hashing->has_fp = true;
+	u->hashing = NULL;
+}
+
+static void
+on_hdr_done(void *ctx, enum imap_result res, const char *text)
 {
 	struct upstream *u = ctx;
 
@@ -180,20 +325,130 @@ on_list_done(void *ctx, enum imap_result res, const char *text)
 		finish(u, UPSTREAM_TEMP, text);
 		return;
 	}
-	maildrop_sort_tail(u->md, u->folder_start);
-	u->folder++;
-	open_next_folder(u);
+	open_folder_done(u);
+}
+
+static void
+on_list_done(void *ctx, enum imap_result res, const char *text)
+{
+	struct upstream *u = ctx;
+	struct imap_cmd_cb cb = {
+		.body_begin = on_hdr_begin,
+		.body_data = on_hdr_data,
+		.body_end = on_hdr_end,
+		.done = on_hdr_done,
+		.ctx = u,
+	};
+
+	if (res != IMAP_OK) {
+		finish(u, UPSTREAM_TEMP, text);
+		return;
+	}
+	listing_normalize(u);
+	if (u->n_cur == 0 || !snapshot_needs_fps(u->map,
+			u->md->folders[u->folder].name, u->sel_uidvalidity)) {
+		open_folder_done(u);
+		return;
+	}
+	if (u->hasher == NULL)
+		u->hasher = uidmap_hasher_new();
+	if (u->hasher == NULL ||
+	    imap_client_command(u->imap, "UID FETCH 1:* (UID BODY.PEEK[HEADER])",
+				&cb) < 0)
+		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
+}
+
+static void
+list_folder(struct upstream *u)
+{
+	struct imap_cmd_cb cb = {
+		.untagged = on_list_untagged,
+		.done = on_list_done,
+		.ctx = u,
+	};
+
+	if (u->sel_exists == 0) {
+		on_list_done(u, IMAP_OK, "empty");
+		return;
+	}
+	if (imap_client_command(u->imap, "UID FETCH 1:* (UID RFC822.SIZE)",
+				&cb) < 0)
+		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
+}
+
+static void
+on_search_untagged(void *ctx, const struct imap_resp *r)
+{
+	struct upstream *u = ctx;
+	uint32_t *w;
+	uint64_t v;
+	size_t i;
+
+	if (r->status != IMAP_STATUS_NONE || r->name_len != 6 ||
+	    strncasecmp(r->name, "SEARCH", 6) != 0)
+		return;
+	w = realloc(u->window, (u->n_window + r->nargs + 1) * sizeof(*w));
+	if (w == NULL) {
+		u->open_oom = true;
+		return;
+	}
+	u->window = w;
+	for (i = 0; i < r->nargs; i++) {
+		if (imap_arg_number(&r->args[i], &v) == 0 && v > 0 &&
+		    v <= UINT32_MAX)
+			u->window[u->n_window++] = (uint32_t)v;
+	}
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void
+on_search_done(void *ctx, enum imap_result res, const char *text)
+{
+	struct upstream *u = ctx;
+
+	if (res != IMAP_OK) {
+		finish(u, UPSTREAM_TEMP, text);
+		return;
+	}
+	if (u->n_window > 0)
+		qsort(u->window, u->n_window, sizeof(*u->window), cmp_u32);
+	list_folder(u);
+}
+
+/* since = YYYY-MM-DD: RFC 9051 SEARCH SINCE compares the internal date. */
+static void
+search_window(struct upstream *u)
+{
+	static const char *const months[] = {
+		"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+	};
+	struct imap_cmd_cb cb = {
+		.untagged = on_search_untagged,
+		.done = on_search_done,
+		.ctx = u,
+	};
+	const char *d = u->cfg->maildrop.since_date;
+	char cmd[64];
+	int month = (d[5] - '0') * 10 + (d[6] - '0');
+
+	snprintf(cmd, sizeof(cmd), "UID SEARCH SINCE %.2s-%s-%.4s", d + 8,
+		 months[(month - 1) % 12], d);
+	if (imap_client_command(u->imap, cmd, &cb) < 0)
+		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
 }
 
 static void
 open_after_select(struct upstream *u, enum imap_result res, const char *text)
 {
 	struct maildrop_folder *f = &u->md->folders[u->folder];
-	struct imap_cmd_cb cb = {
-		.untagged = on_list_untagged,
-		.done = on_list_done,
-		.ctx = u,
-	};
 
 	if (res == IMAP_NO && u->folder > 0) {
 		/* A missing extra folder (no Junk here) hides nothing. */
@@ -209,15 +464,12 @@ open_after_select(struct upstream *u, enum imap_result res, const char *text)
 	}
 	f->uidvalidity = u->sel_uidvalidity;
 	f->uidnext = u->sel_uidnext;
-	u->folder_start = u->md->count;
-	if (u->sel_exists == 0) {
-		u->folder++;
-		open_next_folder(u);
-		return;
-	}
-	if (imap_client_command(u->imap, "UID FETCH 1:* (UID RFC822.SIZE)",
-				&cb) < 0)
-		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
+	u->n_cur = 0;
+	u->n_window = 0;
+	if (u->cfg->maildrop.since == SINCE_DATE && u->sel_exists > 0)
+		search_window(u);
+	else
+		list_folder(u);
 }
 
 static void
@@ -250,13 +502,15 @@ on_login_done(void *ctx, enum imap_result res, const char *text)
 
 int
 upstream_open(struct upstream *u, const char *user, size_t user_len,
-	      const char *pass, size_t pass_len, struct maildrop *md)
+	      const char *pass, size_t pass_len, struct maildrop *md,
+	      struct uidmap *map)
 {
 	struct imap_cmd_cb cb = { .done = on_login_done, .ctx = u };
 
 	if (u->op != OP_NONE)
 		return -1;
 	u->md = md;
+	u->map = map;
 	u->op = OP_OPEN;
 	if (imap_client_login(u->imap, user, user_len, pass, pass_len,
 			      &cb) < 0) {
@@ -528,6 +782,14 @@ on_update_cmd_done(void *ctx, enum imap_result res, const char *text)
 }
 
 static void
+update_skip_folder(struct upstream *u)
+{
+	u->upd_folder++;
+	u->upd_pass = PASS_DELETE;
+	u->upd_pos = 0;
+}
+
+static void
 update_after_select(struct upstream *u, enum imap_result res, const char *text)
 {
 	if (res == IMAP_FAIL) {
@@ -536,14 +798,54 @@ update_after_select(struct upstream *u, enum imap_result res, const char *text)
 	}
 	if (res != IMAP_OK ||
 	    u->sel_uidvalidity != u->md->folders[u->upd_folder].uidvalidity) {
-		/* Whatever this folder held is not what the client saw. */
+		/* Whatever this folder holds is not what the client saw. */
 		u->upd_failed = true;
-		u->upd_folder++;
-		u->upd_pos = 0;
+		update_skip_folder(u);
 	}
 	update_next(u);
 }
 
+static enum maildrop_pick
+pass_pick(const struct upstream *u)
+{
+	return u->upd_pass == PASS_DELETE ? MAILDROP_PICK_DELETED :
+	       MAILDROP_PICK_RETRIEVED;
+}
+
+/* Appends the next UID set of this folder and pass; 0 when none is left. */
+static size_t
+pass_uidset(struct upstream *u, size_t *pos, struct buf *set)
+{
+	if (u->upd_pass == PASS_DELETE &&
+	    u->cfg->maildrop.on_delete == ON_DELETE_KEEP)
+		return 0;
+	if (u->upd_pass == PASS_SEEN && !u->cfg->maildrop.mark_seen)
+		return 0;
+	return maildrop_uidset(u->md, (uint16_t)u->upd_folder, pass_pick(u),
+			       pos, UPSTREAM_UIDSET_MAX, set);
+}
+
+static bool
+pass_has_work(struct upstream *u)
+{
+	size_t pos = u->upd_pos, n;
+	struct buf probe;
+
+	buf_init(&probe, UPSTREAM_UIDSET_MAX + 64);
+	n = pass_uidset(u, &pos, &probe);
+	buf_free(&probe);
+	return n > 0;
+}
+
+static void
+pass_advance(struct upstream *u)
+{
+	u->upd_pos = 0;
+	if (++u->upd_pass == PASS_END)
+		update_skip_folder(u);
+}
+
+/* Queues the commands for the next UID set of this folder and pass. */
 static int
 update_plan_chunk(struct upstream *u)
 {
@@ -563,60 +865,70 @@ update_plan_chunk(struct upstream *u)
 	} else {
 		r = -1;
 	}
-	if (r == 0 && maildrop_uidset(u->md, (uint16_t)u->upd_folder,
-				      &u->upd_pos, UPSTREAM_UIDSET_MAX,
-				      &set) == 0)
-		r = 1;		/* nothing left in this folder */
-	if (r == 0)
+	if (r == 0 && pass_uidset(u, &u->upd_pos, &set) == 0)
+		r = -1;
+	if (r == 0 && u->upd_pass == PASS_DELETE)
 		r = chunk_plan(u, &set, trash);
+	else if (r == 0)
+		r = chunk_add(u, "UID STORE", &set, " +FLAGS.SILENT (\\Seen)");
 	buf_free(&set);
 	buf_free(&q);
 	return r;
+}
+
+/* on_delete = seen: the messages leave the POP3 view for good, by the map
+ * and not only by the flag (someone reading them elsewhere must not make
+ * other messages vanish, nor these reappear). */
+static void
+update_hide_deleted(struct upstream *u)
+{
+	struct uidmap_folder *f;
+	struct uidmap_entry *e;
+	size_t i;
+
+	if (u->cfg->maildrop.on_delete != ON_DELETE_SEEN || u->map == NULL)
+		return;
+	for (i = 0; i < u->md->count; i++) {
+		const struct maildrop_msg *m = &u->md->msgs[i];
+
+		if (!m->deleted)
+			continue;
+		f = uidmap_folder(u->map, u->md->folders[m->folder].name,
+				  false);
+		e = f != NULL ? uidmap_find(f, m->uid) : NULL;
+		if (e != NULL)
+			uidmap_set_hidden(u->map, e);
+	}
 }
 
 static void
 update_next(struct upstream *u)
 {
 	struct imap_cmd_cb cb = { .done = on_update_cmd_done, .ctx = u };
-	int r;
 
 	while (u->chunk_next >= u->chunk_n) {
 		chunk_clear(u);
 		if (u->upd_folder >= u->md->n_folders) {
+			if (!u->upd_failed)
+				update_hide_deleted(u);
 			finish(u, u->upd_failed ? UPSTREAM_TEMP : UPSTREAM_OK,
 			       u->upd_failed ?
 			       "some deleted messages not removed" : "done");
 			return;
 		}
+		if (!pass_has_work(u)) {
+			pass_advance(u);
+			continue;
+		}
 		if (u->selected != (int)u->upd_folder) {
-			size_t pos = u->upd_pos;
-			struct buf probe;
-
-			/* Select only folders that have something to do. */
-			buf_init(&probe, UPSTREAM_UIDSET_MAX + 64);
-			r = (int)maildrop_uidset(u->md, (uint16_t)u->upd_folder,
-						 &pos, UPSTREAM_UIDSET_MAX,
-						 &probe);
-			buf_free(&probe);
-			if (r == 0 || u->cfg->maildrop.on_delete ==
-				      ON_DELETE_KEEP) {
-				u->upd_folder++;
-				u->upd_pos = 0;
-				continue;
-			}
 			if (select_folder(u, u->upd_folder) < 0)
 				finish(u, UPSTREAM_TEMP,
 				       imap_client_error(u->imap));
 			return;
 		}
-		r = update_plan_chunk(u);
-		if (r < 0) {
+		if (update_plan_chunk(u) < 0) {
 			finish(u, UPSTREAM_TEMP, "cannot build command");
 			return;
-		}
-		if (r == 1) {
-			u->upd_folder++;
-			u->upd_pos = 0;
 		}
 	}
 	if (imap_client_command(u->imap, u->chunk_cmds[u->chunk_next++],
@@ -633,6 +945,7 @@ upstream_update(struct upstream *u)
 		return -1;
 	u->op = OP_UPDATE;
 	u->upd_folder = 0;
+	u->upd_pass = PASS_DELETE;
 	u->upd_pos = 0;
 	u->upd_failed = false;
 	chunk_clear(u);
@@ -692,6 +1005,9 @@ upstream_free(struct upstream **up)
 	*up = NULL;
 	chunk_clear(u);
 	imap_client_free(&u->imap);
+	uidmap_hasher_free(&u->hasher);
+	free(u->cur);
+	free(u->window);
 	free(u);
 }
 

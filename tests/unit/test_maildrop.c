@@ -85,17 +85,24 @@ Test(maildrop, uidset_ranges_and_chunks)
 			maildrop_delete(&md, uid);
 	}
 	buf_init(&out, 1024);
-	n = maildrop_uidset(&md, 0, &pos, 100, &out);
+	n = maildrop_uidset(&md, 0, MAILDROP_PICK_DELETED, &pos, 100, &out);
 	cr_assert_eq(n, 9);
 	cr_assert_eq(out.len, strlen("1:5,7,9:10,20"));
 	cr_assert_eq(memcmp(out.data, "1:5,7,9:10,20", out.len), 0);
 	buf_reset(&out);
-	cr_assert_eq(maildrop_uidset(&md, 0, &pos, 100, &out), 0);
+	cr_assert_eq(maildrop_uidset(&md, 0, MAILDROP_PICK_DELETED, &pos, 100, &out), 0);
+
+	/* Retrieved and not deleted: 6 and 8 only. */
+	md.msgs[5].retrieved = md.msgs[7].retrieved = md.msgs[0].retrieved = true;
+	pos = 0;
+	buf_reset(&out);
+	cr_assert_eq(maildrop_uidset(&md, 0, MAILDROP_PICK_RETRIEVED, &pos, 100, &out), 2);
+	cr_assert_eq(memcmp(out.data, "6,8", out.len), 0);
 
 	/* Junk's deleted UID 2 never mixes with INBOX's. */
 	pos = 0;
 	buf_reset(&out);
-	cr_assert_eq(maildrop_uidset(&md, 1, &pos, 100, &out), 1);
+	cr_assert_eq(maildrop_uidset(&md, 1, MAILDROP_PICK_DELETED, &pos, 100, &out), 1);
 	cr_assert_eq(memcmp(out.data, "2", out.len), 0);
 
 	/* A small limit splits the set without losing or repeating UIDs. */
@@ -105,7 +112,7 @@ Test(maildrop, uidset_ranges_and_chunks)
 		size_t got;
 
 		buf_reset(&out);
-		got = maildrop_uidset(&md, 0, &pos, 5, &out);
+		got = maildrop_uidset(&md, 0, MAILDROP_PICK_DELETED, &pos, 5, &out);
 		if (got == 0)
 			break;
 		cr_assert(out.len <= 5);
