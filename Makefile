@@ -85,3 +85,31 @@ bench: deps
 
 clean:
 	rm -rf build
+
+# Fuzzing (tests/fuzz/): make fuzz [FUZZ_SECONDS=60] installs clang and
+# libFuzzer if missing, builds each target with ASan+UBSan into build/fuzz/
+# and runs each for FUZZ_SECONDS on a copy of its seed corpus.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-fno-omit-frame-pointer -g -O1 $(CSTD) $(WARN) -Iinclude
+FUZZ_TARGETS := fuzz_pop3_parse fuzz_imap_parse fuzz_config
+
+.PHONY: fuzz fuzz-build
+# Each target links only the sources it fuzzes (buf.c wipes with OpenSSL).
+build/fuzz/fuzz_pop3_parse: src/pop3_parse.c
+build/fuzz/fuzz_imap_parse: src/imap_parse.c src/buf.c
+build/fuzz/fuzz_imap_parse: FUZZ_LIBS := -lcrypto
+build/fuzz/fuzz_config: src/config.c
+build/fuzz/fuzz_config: FUZZ_LIBS := -linih
+build/fuzz/%: tests/fuzz/%.c $(wildcard include/*.h)
+	@mkdir -p build/fuzz
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(filter src/%.c,$^) $(FUZZ_LIBS)
+
+fuzz-build: $(addprefix build/fuzz/,$(FUZZ_TARGETS))
+
+fuzz:
+	sh tests/fuzz/deps.sh
+	$(MAKE) fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(FUZZ_TARGETS)

@@ -279,6 +279,24 @@ cmd_capa(struct session *s, const struct pop3_cmd *cmd)
 	session_reply(s, ".");
 }
 
+/* Whether QUIT has anything to tell the server. */
+static bool
+update_needed(const struct session *s)
+{
+	const struct config *cfg = s->srv->cfg;
+	size_t i;
+
+	if (s->md.n_deleted > 0 && cfg->maildrop.on_delete != ON_DELETE_KEEP)
+		return true;
+	if (!cfg->maildrop.mark_seen)
+		return false;
+	for (i = 0; i < s->md.count; i++) {
+		if (s->md.msgs[i].retrieved && !s->md.msgs[i].deleted)
+			return true;
+	}
+	return false;
+}
+
 static void
 cmd_quit(struct session *s, const struct pop3_cmd *cmd)
 {
@@ -289,7 +307,7 @@ cmd_quit(struct session *s, const struct pop3_cmd *cmd)
 		return;
 	}
 	session_set_state(s, SESSION_UPDATE);
-	if (s->md.n_deleted == 0) {
+	if (!update_needed(s)) {
 		session_reply(s, "+OK " POPBRIDGE_NAME " signing off");
 		session_end(s, "quit");
 		return;
