@@ -90,6 +90,9 @@ int imap_client_command(struct imap_client *c, const char *args,
 unsigned imap_client_caps(const struct imap_client *c);
 bool imap_client_dead(const struct imap_client *c);
 const char *imap_client_error(const struct imap_client *c);
+/* The response code of the last tagged answer ("EXPUNGEISSUED",
+ * "UNAVAILABLE", ...; "" without one), valid until the next command. */
+const char *imap_client_code(const struct imap_client *c);
 
 /* Back-pressure: stop and resume reading from the upstream. The command
  * timeout does not run while paused. */

@@ -976,6 +976,12 @@ imap_client_dead(const struct imap_client *c)
 }
 
 const char *
+imap_client_code(const struct imap_client *c)
+{
+	return c->code;
+}
+
+const char *
 imap_client_error(const struct imap_client *c)
 {
 	return c->error[0] ? c->error : "upstream connection lost";

@@ -728,9 +728,9 @@ xfer_fail(struct session *s, enum upstream_status st, const char *why)
 			      (unsigned)s->msg_n);
 		return;
 	}
+	/* SPEC §5: a failing upstream ends the session, mailbox untouched. */
 	reply_temp(s, "mail server failed", why);
-	if (s->up == NULL || !upstream_alive(s->up))
-		session_end(s, "upstream lost");
+	session_end(s, "upstream failed");
 }
 
 /* Records what a transfer taught about the message: its fingerprint from

@@ -60,6 +60,8 @@ struct upstream {
 	enum upstream_part part;
 	uint64_t offset, length;
 	bool got_body, ignoring;
+	bool unverified;		/* streaming began before the UID came */
+	bool wrong_uid;			/* ... and it was another message's */
 	uint64_t fetched;
 
 	/* update */
@@ -68,6 +70,7 @@ struct upstream {
 	char *chunk_cmds[UPSTREAM_CHUNK_CMDS];
 	size_t chunk_n, chunk_next;
 	bool upd_failed;
+	bool flagged_only;		/* expunge fell back to \Deleted only */
 	bool warned_fallback;
 };
 
@@ -528,10 +531,13 @@ on_body_begin(void *ctx, uint32_t uid, uint64_t size)
 	struct upstream *u = ctx;
 
 	(void)size;
-	/* Replies are matched by UID: a body for another message is not ours. */
+	/* Replies are matched by UID: a body for another message is not ours.
+	 * When the UID comes after the data, it is checked at the end. */
 	u->ignoring = uid != 0 && uid != u->msg->uid;
 	if (!u->ignoring)
 		u->got_body = true;
+	if (uid == 0)
+		u->unverified = true;
 }
 
 static void
@@ -576,8 +582,14 @@ on_fetch_untagged(void *ctx, const struct imap_resp *r)
 	    r->args[0].type != IMAP_ARG_LIST)
 		return;
 	uid = imap_fetch_item(r, "UID");
-	if (uid == NULL || imap_arg_number(uid, &uv) < 0 || uv != u->msg->uid)
+	if (uid == NULL || imap_arg_number(uid, &uv) < 0 || uv != u->msg->uid) {
+		/* Data already streamed belonged to another message. */
+		if (u->unverified && uid != NULL)
+			u->wrong_uid = true;
+		u->unverified = false;
 		return;
+	}
+	u->unverified = false;
 	list = &r->args[0];
 	for (i = 0; i + 1 < list->count; i += 2) {
 		const struct imap_arg *v = &list->list[i + 1];
@@ -597,14 +609,29 @@ on_fetch_untagged(void *ctx, const struct imap_resp *r)
 	}
 }
 
+/* A NO is "gone" only when the server says so (RFC 5530 codes); anything
+ * else is a failure, and the session must end without touching mail. */
+static bool
+fetch_no_means_gone(const struct upstream *u)
+{
+	const char *code = imap_client_code(u->imap);
+
+	return strncasecmp(code, "EXPUNGEISSUED", 13) == 0 ||
+	       strncasecmp(code, "NONEXISTENT", 11) == 0;
+}
+
 static void
 on_fetch_done(void *ctx, enum imap_result res, const char *text)
 {
 	struct upstream *u = ctx;
 
-	if (res == IMAP_FAIL || res == IMAP_BAD)
+	if (u->wrong_uid)
+		finish(u, UPSTREAM_TEMP, "upstream sent another message's data");
+	else if (res == IMAP_NO && fetch_no_means_gone(u))
+		finish(u, UPSTREAM_GONE, "message is no longer on the server");
+	else if (res != IMAP_OK)
 		finish(u, UPSTREAM_TEMP, text);
-	else if (res == IMAP_NO || !u->got_body)
+	else if (!u->got_body)
 		finish(u, UPSTREAM_GONE, "message is no longer on the server");
 	else
 		finish(u, UPSTREAM_OK, text);
@@ -670,6 +697,7 @@ upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
 	u->offset = offset;
 	u->length = length;
 	u->got_body = u->ignoring = false;
+	u->unverified = u->wrong_uid = false;
 	u->fetched = 0;
 	if (u->selected == (int)msg->folder) {
 		fetch_send(u);
@@ -735,6 +763,7 @@ chunk_plan(struct upstream *u, const struct buf *set, const char *trash)
 			how = ON_DELETE_TRASH;
 		} else {
 			warn_fallback(u, "deleted messages are only flagged");
+			u->flagged_only = true;
 			return chunk_add(u, "UID STORE", set, deleted);
 		}
 	}
@@ -876,9 +905,9 @@ update_plan_chunk(struct upstream *u)
 	return r;
 }
 
-/* on_delete = seen: the messages leave the POP3 view for good, by the map
- * and not only by the flag (someone reading them elsewhere must not make
- * other messages vanish, nor these reappear). */
+/* on_delete = seen, and deletions that could only be flagged (no UIDPLUS,
+ * no MOVE): the messages leave the POP3 view for good, by the map and not
+ * only by a flag, so they do not come back in the next session. */
 static void
 update_hide_deleted(struct upstream *u)
 {
@@ -886,7 +915,8 @@ update_hide_deleted(struct upstream *u)
 	struct uidmap_entry *e;
 	size_t i;
 
-	if (u->cfg->maildrop.on_delete != ON_DELETE_SEEN || u->map == NULL)
+	if (u->map == NULL || (u->cfg->maildrop.on_delete != ON_DELETE_SEEN &&
+			       !u->flagged_only))
 		return;
 	for (i = 0; i < u->md->count; i++) {
 		const struct maildrop_msg *m = &u->md->msgs[i];
@@ -948,6 +978,7 @@ upstream_update(struct upstream *u)
 	u->upd_pass = PASS_DELETE;
 	u->upd_pos = 0;
 	u->upd_failed = false;
+	u->flagged_only = false;
 	chunk_clear(u);
 	update_next(u);
 	return 0;
