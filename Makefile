@@ -113,3 +113,46 @@ fuzz:
 	sh tests/fuzz/deps.sh
 	$(MAKE) fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(FUZZ_TARGETS)
+
+# Installation. make install [PREFIX=/usr/local] [DESTDIR=] installs the
+# program, the man pages and the systemd unit (with the installed paths
+# written into it). The configuration is installed only when none exists:
+# an existing $(SYSCONFDIR)/popbridge.ini is never touched, and the new
+# sample goes next to it as popbridge.ini.sample. Packagers install into an
+# empty DESTDIR and so get popbridge.ini itself, for dpkg to manage as a
+# conffile. make uninstall leaves the configuration and the state alone.
+SYSCONFDIR     ?= /etc
+SBINDIR        ?= $(PREFIX)/sbin
+MANDIR         ?= $(PREFIX)/share/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL        ?= install
+
+.PHONY: install uninstall
+# The unit is written again on every install: PREFIX may have changed.
+install: build/popbridge
+	sed -e 's|/usr/local/sbin/popbridge|$(SBINDIR)/popbridge|g' \
+	    -e 's|/etc/popbridge\.ini|$(SYSCONFDIR)/popbridge.ini|g' \
+	    etc/popbridge.service > build/popbridge.service
+	$(INSTALL) -D -m 0755 build/popbridge $(DESTDIR)$(SBINDIR)/popbridge
+	$(INSTALL) -D -m 0644 etc/popbridge.8 $(DESTDIR)$(MANDIR)/man8/popbridge.8
+	$(INSTALL) -D -m 0644 etc/popbridge.ini.5 \
+		$(DESTDIR)$(MANDIR)/man5/popbridge.ini.5
+	$(INSTALL) -D -m 0644 build/popbridge.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/popbridge.service
+	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/popbridge.ini" ]; then \
+		echo "$(INSTALL) -D -m 0644 etc/popbridge.ini $(DESTDIR)$(SYSCONFDIR)/popbridge.ini.sample"; \
+		$(INSTALL) -D -m 0644 etc/popbridge.ini \
+			$(DESTDIR)$(SYSCONFDIR)/popbridge.ini.sample; \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/popbridge.ini; the new sample is popbridge.ini.sample"; \
+	else \
+		echo "$(INSTALL) -D -m 0644 etc/popbridge.ini $(DESTDIR)$(SYSCONFDIR)/popbridge.ini"; \
+		$(INSTALL) -D -m 0644 etc/popbridge.ini \
+			$(DESTDIR)$(SYSCONFDIR)/popbridge.ini; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/popbridge \
+		$(DESTDIR)$(MANDIR)/man8/popbridge.8 \
+		$(DESTDIR)$(MANDIR)/man5/popbridge.ini.5 \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/popbridge.service \
+		$(DESTDIR)$(SYSCONFDIR)/popbridge.ini.sample

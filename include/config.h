@@ -76,6 +76,10 @@ struct config {
 		char *ca_file;		/* NULL: the system trust store */
 		bool verify;
 		unsigned timeout;	/* seconds, > 0 */
+		/* The preset named by "provider" ("gmail", ...), NULL when
+		 * unset. Its host, port and tls are already in the fields
+		 * above, except where the file set those keys itself. */
+		char *provider;
 	} upstream;
 
 	struct {
@@ -116,6 +120,8 @@ struct config {
  * applies (cannot open). Section and key names are case-insensitive; a key
  * may appear once. Lines are at most 197 characters (inih's buffer).
  * pop3s defaults to 127.0.0.1:1995 only when cert and key are both set.
+ * [upstream] provider fills host, port and tls from a preset after the
+ * whole file is read, so keys written in the file win wherever they stand.
  */
 int config_load(const char *path, struct config **cfg_r, char *err,
 		size_t errlen);

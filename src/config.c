@@ -99,6 +99,28 @@ static const struct enum_name level_names[] = {
 	{ "debug", LOG_DEBUG },
 	{ NULL, 0 },
 };
+/* Provider presets for [upstream]: what each one's IMAP service expects.
+ * Their quirks (app passwords, Gmail's archive-on-expunge) are documented
+ * in popbridge.ini(5) and etc/popbridge.ini. */
+struct provider {
+	const char *name;
+	const char *host;
+	uint16_t port;
+	enum upstream_tls tls;
+};
+
+static const struct provider providers[] = {
+	{ "gmail", "imap.gmail.com", 993, UPSTREAM_TLS_IMPLICIT },
+	{ "outlook", "outlook.office365.com", 993, UPSTREAM_TLS_IMPLICIT },
+	{ "yahoo", "imap.mail.yahoo.com", 993, UPSTREAM_TLS_IMPLICIT },
+	{ "icloud", "imap.mail.me.com", 993, UPSTREAM_TLS_IMPLICIT },
+	{ "fastmail", "imap.fastmail.com", 993, UPSTREAM_TLS_IMPLICIT },
+	{ "zoho", "imap.zoho.com", 993, UPSTREAM_TLS_IMPLICIT },
+	{ "zoho-pro", "imappro.zoho.com", 993, UPSTREAM_TLS_IMPLICIT },
+};
+#define PROVIDERS_EXPECT \
+	"gmail, outlook, yahoo, icloud, fastmail, zoho, zoho-pro or empty"
+
 static const struct enum_name bool_names[] = {
 	{ "yes", 1 }, { "no", 0 }, { "true", 1 }, { "false", 0 },
 	{ "on", 1 }, { "off", 0 }, { "1", 1 }, { "0", 0 }, { NULL, 0 },
@@ -433,6 +455,43 @@ folder_parse(struct config *cfg, const struct key_def *k, const char *value,
 
 static const struct key_type type_folder = { folder_parse, string_print };
 
+static const struct provider *
+provider_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(providers) / sizeof(providers[0]); i++) {
+		if (strcasecmp(providers[i].name, name) == 0)
+			return &providers[i];
+	}
+	return NULL;
+}
+
+/* Only the name is kept here; the preset is applied once the whole file
+ * has been read (provider_apply), so that host, port and tls written in
+ * the file win wherever they stand. Empty means no preset. */
+static int
+provider_parse(struct config *cfg, const struct key_def *k,
+	       const char *value, char *why)
+{
+	char **field = FIELD(cfg, k, char *);
+	const struct provider *p;
+
+	if (value[0] == '\0') {
+		free(*field);
+		*field = NULL;
+		return 0;
+	}
+	p = provider_find(value);
+	if (p == NULL) {
+		snprintf(why, CONFIG_WHY_MAX, "unknown provider \"%s\"", value);
+		return -1;
+	}
+	return set_string(field, p->name) < 0 ? oom(why) : 0;
+}
+
+static const struct key_type type_provider = { provider_parse, string_print };
+
 /* --- folders --- */
 
 static void
@@ -707,6 +766,8 @@ static const struct key_def keys[] = {
 	KEY("listen", "allow_plaintext_auth", type_enum,
 	    listen.allow_plaintext_auth, .names = plaintext_names,
 	    .expect = "loopback, always or never"),
+	KEY("upstream", "provider", type_provider, upstream.provider,
+	    .expect = PROVIDERS_EXPECT),
 	KEY("upstream", "host", type_host, upstream.host,
 	    .expect = "a host name or an IP address without brackets"),
 	KEY("upstream", "port", type_port, upstream.port,
@@ -1017,6 +1078,25 @@ check_trash(struct parse_ctx *c)
 	}
 }
 
+/* Fills what the preset knows and the file did not say. */
+static void
+provider_apply(struct parse_ctx *c)
+{
+	struct config *cfg = c->cfg;
+	const struct provider *p;
+
+	if (cfg->upstream.provider == NULL)
+		return;
+	p = provider_find(cfg->upstream.provider);
+	if (c->key_line[key_index("upstream", "host")] == 0 &&
+	    set_string(&cfg->upstream.host, p->host) < 0)
+		ctx_fail(c, 0, "out of memory");
+	if (c->key_line[key_index("upstream", "port")] == 0)
+		cfg->upstream.port = p->port;
+	if (c->key_line[key_index("upstream", "tls")] == 0)
+		cfg->upstream.tls = p->tls;
+}
+
 /* --- load, print, free --- */
 
 static int
@@ -1079,6 +1159,8 @@ config_parse(const char *text, size_t len, const char *name,
 	} else if (r < 0) {
 		ctx_fail(&c, 0, "out of memory");
 	}
+	if (c.err_line == 0)
+		provider_apply(&c);
 	if (c.err_line == 0) {
 		check_tls_files(&c);
 		check_pop3s(&c);
@@ -1209,6 +1291,7 @@ config_free(struct config **cfg)
 	free(c->listen.key);
 	free(c->upstream.host);
 	free(c->upstream.ca_file);
+	free(c->upstream.provider);
 	free(c->maildrop.trash);
 	free(c->state.dir);
 	free(c);

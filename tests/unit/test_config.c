@@ -788,3 +788,175 @@ Test(config, small_or_missing_error_buffer)
 	cr_assert_eq(config_load("/nonexistent", &cfg, NULL, 0), -1);
 	cr_assert_null(cfg);
 }
+
+struct preset_case {
+	const char *provider;
+	const char *host;
+};
+
+static const struct preset_case presets[] = {
+	{ "gmail", "imap.gmail.com" },
+	{ "outlook", "outlook.office365.com" },
+	{ "yahoo", "imap.mail.yahoo.com" },
+	{ "icloud", "imap.mail.me.com" },
+	{ "fastmail", "imap.fastmail.com" },
+	{ "zoho", "imap.zoho.com" },
+	{ "zoho-pro", "imappro.zoho.com" },
+};
+
+Test(config, provider_presets)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(presets) / sizeof(presets[0]); i++) {
+		char text[128], want[256];
+		struct config *cfg;
+		char *p;
+
+		snprintf(text, sizeof(text), "[upstream]\nprovider = %s\n",
+			 presets[i].provider);
+		cfg = load_ok(text);
+		cr_assert_str_eq(cfg->upstream.provider, presets[i].provider);
+		cr_assert_str_eq(cfg->upstream.host, presets[i].host);
+		cr_assert_eq(cfg->upstream.port, 993);
+		cr_assert_eq(cfg->upstream.tls, UPSTREAM_TLS_IMPLICIT);
+		p = print_to_string(cfg);
+		snprintf(want, sizeof(want),
+			 "\n[upstream]\nprovider = %s\nhost = %s\nport = 993\n"
+			 "tls = implicit\n", presets[i].provider,
+			 presets[i].host);
+		assert_contains(p, want);
+		free(p);
+		config_free(&cfg);
+	}
+}
+
+Test(config, provider_name_is_case_insensitive_and_printed_canonical)
+{
+	struct config *cfg = load_ok("[UPSTREAM]\nProvider = GMail\n");
+	char *p;
+
+	cr_assert_str_eq(cfg->upstream.provider, "gmail");
+	cr_assert_str_eq(cfg->upstream.host, "imap.gmail.com");
+	p = print_to_string(cfg);
+	assert_contains(p, "\nprovider = gmail\n");
+	free(p);
+	config_free(&cfg);
+}
+
+Test(config, no_provider_by_default)
+{
+	struct config *cfg = load_ok("");
+	char *p = print_to_string(cfg);
+
+	cr_assert_null(cfg->upstream.provider);
+	assert_contains(p, "\n[upstream]\nprovider =\nhost = imap.example.com\n");
+	free(p);
+	config_free(&cfg);
+	cfg = load_ok("[upstream]\nprovider =\n");
+	assert_defaults(cfg);
+	cr_assert_null(cfg->upstream.provider);
+	config_free(&cfg);
+}
+
+Test(config, explicit_keys_override_the_preset_wherever_they_stand)
+{
+	static const char *const texts[] = {
+		/* before the provider line */
+		"[upstream]\nhost = imap.example.org\nport = 143\n"
+		"tls = starttls\nprovider = gmail\n",
+		/* after it */
+		"[upstream]\nprovider = gmail\nhost = imap.example.org\n"
+		"port = 143\ntls = starttls\n",
+		/* in another [upstream] block further down */
+		"[upstream]\nport = 143\n[log]\nlevel = info\n[upstream]\n"
+		"provider = gmail\n[upstream]\ntls = starttls\n"
+		"host = imap.example.org\n",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		struct config *cfg = load_ok(texts[i]);
+
+		cr_assert_str_eq(cfg->upstream.provider, "gmail");
+		cr_assert_str_eq(cfg->upstream.host, "imap.example.org",
+				 "case %zu", i);
+		cr_assert_eq(cfg->upstream.port, 143, "case %zu", i);
+		cr_assert_eq(cfg->upstream.tls, UPSTREAM_TLS_STARTTLS,
+			     "case %zu", i);
+		config_free(&cfg);
+	}
+}
+
+Test(config, provider_fills_only_what_the_file_left_out)
+{
+	struct config *cfg = load_ok("[upstream]\ntls = none\nprovider = "
+				     "icloud\nport = 1993\n");
+
+	cr_assert_str_eq(cfg->upstream.host, "imap.mail.me.com");
+	cr_assert_eq(cfg->upstream.port, 1993);
+	cr_assert_eq(cfg->upstream.tls, UPSTREAM_TLS_NONE);
+	config_free(&cfg);
+	cfg = load_ok("[upstream]\nhost = 192.0.2.1\nprovider = outlook\n");
+	cr_assert_str_eq(cfg->upstream.host, "192.0.2.1");
+	cr_assert_eq(cfg->upstream.port, 993);
+	cr_assert_eq(cfg->upstream.tls, UPSTREAM_TLS_IMPLICIT);
+	config_free(&cfg);
+}
+
+Test(config, unknown_provider)
+{
+	cr_assert_str_eq(load_bad("[log]\nlevel = info\n[upstream]\n\n"
+				  "provider = hotmail\n"),
+			 "t.ini:5: [upstream] provider: unknown provider "
+			 "\"hotmail\" (expected gmail, outlook, yahoo, icloud, "
+			 "fastmail, zoho, zoho-pro or empty)");
+	assert_prefix(load_bad("[upstream]\nprovider = gmail\nprovider = "
+			       "yahoo\n"),
+		      "t.ini:3: [upstream] provider: set twice, first on "
+		      "line 2");
+	assert_prefix(load_bad("[upstream]\nprovider = gmail,yahoo\n"),
+		      "t.ini:2: [upstream] provider: unknown provider");
+	/* A bad host still fails on its own line with a provider set. */
+	assert_prefix(load_bad("[upstream]\nprovider = gmail\nhost = a b\n"),
+		      "t.ini:3: [upstream] host: bad character");
+}
+
+Test(config, provider_round_trips)
+{
+	assert_round_trip("[upstream]\nprovider = zoho-pro\n");
+	assert_round_trip("[upstream]\nprovider = gmail\nhost = 192.0.2.1\n"
+			  "port = 143\ntls = starttls\n[maildrop]\n"
+			  "on_delete = trash\ntrash = [Gmail]/Trash\n");
+}
+
+Test(config, print_masks_nothing_today_and_shows_every_key)
+{
+	/* No key holds a secret yet; config_print's masking is for the
+	 * first that does. Every key of every section appears once. */
+	static const char *const lines[] = {
+		"\npop3 =", "\ncert =", "\nkey =", "\ntls_min =",
+		"\nallow_plaintext_auth =", "\nprovider =", "\nhost =",
+		"\nport =", "\ntls =", "\nca_file =", "\nverify =",
+		"\ntimeout =", "\nfolders =", "\nsince =", "\non_delete =",
+		"\ntrash =", "\nmark_seen =", "\ndir =", "\nmax_sessions =",
+		"\nmax_per_ip =", "\nidle_timeout =", "\nauth_fail_delay =",
+		"\nshutdown_grace =", "\nlevel =",
+	};
+	struct config *cfg = load_ok("[listen]\ncert = /c\nkey = /k\n");
+	char *p = print_to_string(cfg);
+	size_t i;
+
+	assert_prefix(p, "; popbridge effective configuration (from t.ini)\n");
+	assert_contains(p, "\npop3s =");
+	for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		const char *at = strstr(p, lines[i]);
+
+		cr_assert_not_null(at, "%s missing", lines[i] + 1);
+		cr_assert_null(strstr(at + 1, lines[i]), "%s twice",
+			       lines[i] + 1);
+	}
+	cr_assert_null(strstr(p, "secret"));
+	free(p);
+	config_free(&cfg);
+}
