@@ -74,6 +74,7 @@ check: deps
 	$(MAKE) asan
 	$(MAKE) unit
 	$(MAKE) integration
+	bash tests/integration/test_install.sh
 
 demo: deps
 	$(MAKE) build/popbridge

@@ -13,6 +13,8 @@
 #define CONFIG_MAX_FOLDERS 16
 /* Longest IP literal we accept in a listen address, with room for NUL. */
 #define CONFIG_HOST_MAX 64
+/* Trusted PROXY protocol senders (addresses or CIDR blocks). */
+#define CONFIG_MAX_PROXIES 16
 /* Room for one error message: "FILE:LINE: [section] key: reason". */
 #define CONFIG_ERR_MAX 512
 
@@ -49,6 +51,14 @@ struct config_addr {
 	uint16_t port;
 };
 
+/* An address block: af (AF_INET or AF_INET6), the address in network
+ * order (first 4 or 16 bytes) and the prefix length. */
+struct config_cidr {
+	int af;
+	unsigned char addr[16];
+	unsigned prefix;
+};
+
 /*
  * The effective configuration: defaults from SPEC §1 overlaid with the file.
  * Immutable once config_load() returns; strings are owned by the struct and
@@ -67,6 +77,9 @@ struct config {
 		char *key;		/* NULL when unset */
 		int tls_min;		/* 10, 11, 12 or 13 */
 		enum plaintext_auth allow_plaintext_auth;
+		bool proxy_protocol;	/* expect PROXY v1/v2 headers */
+		struct config_cidr trusted_proxies[CONFIG_MAX_PROXIES];
+		size_t n_trusted_proxies;
 	} listen;
 
 	struct {
@@ -110,6 +123,10 @@ struct config {
 	struct {
 		enum log_level level;
 	} log;
+
+	struct {
+		char *user;		/* drop root to this user; NULL: stay */
+	} process;
 };
 
 /*
@@ -133,6 +150,11 @@ int config_load_string(const char *text, const char *name,
 /* Prints the effective settings as INI that config_load reads back to the
  * same settings; a secret key is printed as a comment without its value. */
 void config_print(const struct config *cfg, FILE *out);
+
+/* Whether addr (binary, af AF_INET/AF_INET6) is in one of the blocks;
+ * IPv4-mapped IPv6 addresses match IPv4 blocks. */
+bool config_cidr_match(const struct config_cidr *blocks, size_t n, int af,
+		       const unsigned char *addr);
 
 /* Frees *cfg and sets it to NULL; NULL is allowed. */
 void config_free(struct config **cfg);

@@ -92,6 +92,14 @@ bool conn_tls_active(const struct conn *c);
 const char *conn_peer(const struct conn *c);
 /* True when the peer address is a loopback address. */
 int conn_peer_is_loopback(const struct conn *c);
+/* The peer address in binary: *af is AF_INET or AF_INET6 (0 if unknown)
+ * and addr holds 4 or 16 bytes. */
+void conn_peer_addr(const struct conn *c, int *af, unsigned char addr[16]);
+
+/* Processes bytes as if they had just been received from the socket
+ * (through TLS when it is on): for bytes read ahead of a protocol switch,
+ * such as a ClientHello that came with a PROXY header. */
+void conn_feed(struct conn *c, const char *p, size_t n);
 
 /*
  * Ends the connection and sets *c to NULL; no events fire afterwards and

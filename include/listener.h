@@ -8,6 +8,7 @@
 #include "config.h"
 #include "mapstore.h"
 
+struct conn;
 struct session;
 struct tls_ctx;
 struct server;
@@ -48,6 +49,9 @@ void listener_stop(struct server *srv);
 
 /* Sessions from one address, for max_per_ip. */
 unsigned listener_count_peer(const struct server *srv, const char *peer);
+
+/* Starts implicit TLS (pop3s) on an accepted connection: 0 or -1. */
+int listener_start_tls(struct server *srv, struct conn *c);
 
 /* Called by a session as it ends. */
 void listener_session_gone(struct server *srv);

@@ -57,7 +57,10 @@ struct session {
 	struct server *srv;
 	struct session *prev, *next;
 	char id[24];
-	char peer[48];
+	char peer[48];			/* the client (after PROXY) */
+	bool peer_loopback;
+	bool proxy_pending;		/* waiting for the PROXY header */
+	bool implicit_tls;
 	struct conn *client;
 	struct upstream *up;
 	struct maildrop md;
@@ -96,9 +99,19 @@ struct session {
 	uint64_t bytes_out;
 };
 
-/* Creates a session for an accepted connection and sends the greeting.
- * Returns 0 or -1 (the connection is closed then). */
-int session_start(struct server *srv, struct conn *client);
+/* How a session begins. */
+enum {
+	SESSION_PROXIED = 1 << 0,	/* a PROXY header comes first */
+	SESSION_IMPLICIT_TLS = 1 << 1,	/* pop3s (started after the header
+					 * when proxied) */
+};
+/* A trusted proxy has this long to send its header. */
+#define SESSION_PROXY_TIMEOUT_MS 10000
+
+/* Creates a session for an accepted connection and sends the greeting
+ * (after the PROXY header when proxied). Returns 0 or -1 (the connection
+ * is closed then). */
+int session_start(struct server *srv, struct conn *client, unsigned flags);
 
 void session_set_state(struct session *s, enum session_state st);
 

@@ -66,9 +66,10 @@ struct parse_ctx {
 };
 
 static const char *const sections[] = {
-	"listen", "upstream", "maildrop", "state", "limits", "log",
+	"listen", "upstream", "maildrop", "state", "limits", "log", "process",
 };
-#define SECTIONS_EXPECT "listen, upstream, maildrop, state, limits or log"
+#define SECTIONS_EXPECT \
+	"listen, upstream, maildrop, state, limits, log or process"
 
 static const struct enum_name tls_min_names[] = {
 	{ "1.0", 10 }, { "1.1", 11 }, { "1.2", 12 }, { "1.3", 13 }, { NULL, 0 },
@@ -358,6 +359,119 @@ addrs_print(const struct config *cfg, const struct key_def *k, FILE *out)
 
 static const struct key_type type_addrs = { addrs_parse, addrs_print };
 
+/* --- address blocks (trusted_proxies) --- */
+
+static int
+cidr_parse_one(const char *s, size_t len, struct config_cidr *c, char *why)
+{
+	char text[CONFIG_HOST_MAX + 8];
+	const char *slash;
+	unsigned long long prefix;
+	unsigned max;
+
+	if (len >= sizeof(text))
+		goto bad;
+	memcpy(text, s, len);
+	text[len] = '\0';
+	slash = strchr(text, '/');
+	if (slash != NULL)
+		text[slash - text] = '\0';
+	c->af = strchr(text, ':') != NULL ? AF_INET6 : AF_INET;
+	memset(c->addr, 0, sizeof(c->addr));
+	if (inet_pton(c->af, text, c->addr) != 1)
+		goto bad;
+	max = c->af == AF_INET ? 32 : 128;
+	c->prefix = max;
+	if (slash != NULL) {
+		if (parse_decimal(slash + 1, strlen(slash + 1), max, &prefix) < 0)
+			goto bad;
+		c->prefix = (unsigned)prefix;
+	}
+	return 0;
+bad:
+	snprintf(why, CONFIG_WHY_MAX, "bad address or block \"%.*s\"",
+		 (int)len, s);
+	return -1;
+}
+
+static int
+cidrs_parse(struct config *cfg, const struct key_def *k, const char *value,
+	    char *why)
+{
+	const char *item;
+	size_t len;
+
+	(void)k;
+	cfg->listen.n_trusted_proxies = 0;
+	value = value[0] != '\0' ? value : NULL;
+	while (list_next(&value, &item, &len)) {
+		if (len == 0) {
+			snprintf(why, CONFIG_WHY_MAX, "empty item in list");
+			return -1;
+		}
+		if (cfg->listen.n_trusted_proxies == CONFIG_MAX_PROXIES) {
+			snprintf(why, CONFIG_WHY_MAX, "more than %d entries",
+				 CONFIG_MAX_PROXIES);
+			return -1;
+		}
+		if (cidr_parse_one(item, len, &cfg->listen.trusted_proxies[
+				   cfg->listen.n_trusted_proxies], why) < 0)
+			return -1;
+		cfg->listen.n_trusted_proxies++;
+	}
+	return 0;
+}
+
+static void
+cidrs_print(const struct config *cfg, const struct key_def *k, FILE *out)
+{
+	char text[INET6_ADDRSTRLEN];
+	size_t i;
+
+	(void)k;
+	for (i = 0; i < cfg->listen.n_trusted_proxies; i++) {
+		const struct config_cidr *c = &cfg->listen.trusted_proxies[i];
+
+		inet_ntop(c->af, c->addr, text, sizeof(text));
+		fprintf(out, "%s%s/%u", i ? ", " : " ", text, c->prefix);
+	}
+}
+
+static const struct key_type type_cidrs = { cidrs_parse, cidrs_print };
+
+static bool
+prefix_equal(const unsigned char *a, const unsigned char *b, unsigned bits)
+{
+	unsigned full = bits / 8, rest = bits % 8;
+
+	if (memcmp(a, b, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((a[full] ^ b[full]) & (0xff << (8 - rest))) == 0;
+}
+
+bool
+config_cidr_match(const struct config_cidr *blocks, size_t n, int af,
+		  const unsigned char *addr)
+{
+	static const unsigned char mapped[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
+	};
+	size_t i;
+
+	if (af == AF_INET6 && memcmp(addr, mapped, sizeof(mapped)) == 0) {
+		af = AF_INET;
+		addr += sizeof(mapped);
+	}
+	for (i = 0; i < n; i++) {
+		if (blocks[i].af == af &&
+		    prefix_equal(blocks[i].addr, addr, blocks[i].prefix))
+			return true;
+	}
+	return false;
+}
+
 /* --- strings --- */
 
 /* Prints a value so that inih reads it back unchanged: inih takes " ;" as
@@ -400,6 +514,28 @@ string_print(const struct config *cfg, const struct key_def *k, FILE *out)
 }
 
 static const struct key_type type_path = { path_parse, string_print };
+
+/* A user name to switch to: checked against the password database when
+ * the daemon starts, here only for shape. */
+static int
+user_parse(struct config *cfg, const struct key_def *k, const char *value,
+	   char *why)
+{
+	size_t i;
+
+	for (i = 0; value[i] != '\0'; i++) {
+		unsigned char ch = (unsigned char)value[i];
+
+		if (ch <= ' ' || ch >= 0x7f || ch == ':' || ch == '/') {
+			snprintf(why, CONFIG_WHY_MAX,
+				 "not a user name (no spaces, ':' or '/')");
+			return -1;
+		}
+	}
+	return path_parse(cfg, k, value, why);
+}
+
+static const struct key_type type_user = { user_parse, string_print };
 
 /* A path that must be set. */
 static int
@@ -766,6 +902,10 @@ static const struct key_def keys[] = {
 	KEY("listen", "allow_plaintext_auth", type_enum,
 	    listen.allow_plaintext_auth, .names = plaintext_names,
 	    .expect = "loopback, always or never"),
+	KEY("listen", "proxy_protocol", type_bool, listen.proxy_protocol,
+	    .expect = "yes or no"),
+	KEY("listen", "trusted_proxies", type_cidrs, listen.trusted_proxies,
+	    .expect = "a comma list of addresses or blocks (10.0.0.0/8)"),
 	KEY("upstream", "provider", type_provider, upstream.provider,
 	    .expect = PROVIDERS_EXPECT),
 	KEY("upstream", "host", type_host, upstream.host,
@@ -805,6 +945,8 @@ static const struct key_def keys[] = {
 	    .expect = SECONDS_EXPECT),
 	KEY("log", "level", type_enum, log.level, .names = level_names,
 	    .expect = "error, warn, info or debug"),
+	KEY("process", "user", type_user, process.user,
+	    .expect = "a user name, or empty to keep the starting user"),
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -1294,6 +1436,7 @@ config_free(struct config **cfg)
 	free(c->upstream.provider);
 	free(c->maildrop.trash);
 	free(c->state.dir);
+	free(c->process.user);
 	free(c);
 	*cfg = NULL;
 }

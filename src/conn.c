@@ -38,6 +38,8 @@ struct conn {
 	int wipe_reads;
 	char peer[INET6_ADDRSTRLEN];
 	int peer_loopback;
+	int peer_af;
+	unsigned char peer_bin[16];
 };
 
 struct write_req {
@@ -104,10 +106,14 @@ conn_note_peer(struct conn *c)
 
 		uv_ip4_name(sin, c->peer, sizeof(c->peer));
 		c->peer_loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+		c->peer_af = AF_INET;
+		memcpy(c->peer_bin, &sin->sin_addr, 4);
 	} else if (ss.ss_family == AF_INET6) {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 
 		uv_ip6_name(sin6, c->peer, sizeof(c->peer));
+		c->peer_af = AF_INET6;
+		memcpy(c->peer_bin, &sin6->sin6_addr, 16);
 		c->peer_loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
 			(IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
 			 sin6->sin6_addr.s6_addr[12] == 127);
@@ -266,14 +272,22 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		conn_fail(c, (int)n);
 		return;
 	}
+	conn_feed(c, b->base, (size_t)n);
+	if (c->wipe_reads)
+		OPENSSL_cleanse(b->base, (size_t)n);
+}
+
+void
+conn_feed(struct conn *c, const char *p, size_t n)
+{
+	if (n == 0 || c->closing || c->failed)
+		return;
 	if (c->tls != NULL) {
-		tls_input(c, b->base, (size_t)n);
+		tls_input(c, p, n);
 		return;
 	}
 	if (c->ev != NULL && c->ev->data != NULL)
-		c->ev->data(c->ctx, b->base, (size_t)n);
-	if (c->wipe_reads)
-		OPENSSL_cleanse(b->base, (size_t)n);
+		c->ev->data(c->ctx, p, n);
 }
 
 int
@@ -496,6 +510,13 @@ int
 conn_peer_is_loopback(const struct conn *c)
 {
 	return c->peer_loopback;
+}
+
+void
+conn_peer_addr(const struct conn *c, int *af, unsigned char addr[16])
+{
+	*af = c->peer_af;
+	memcpy(addr, c->peer_bin, sizeof(c->peer_bin));
 }
 
 static void

@@ -21,6 +21,18 @@ refuse(struct conn *c, const char *reply, const char *why)
 	conn_close(&c, 1);
 }
 
+static bool
+peer_trusted(const struct config *cfg, const struct conn *c)
+{
+	unsigned char addr[16];
+	int af;
+
+	conn_peer_addr(c, &af, addr);
+	return af != 0 && config_cidr_match(cfg->listen.trusted_proxies,
+					    cfg->listen.n_trusted_proxies, af,
+					    addr);
+}
+
 static void
 on_connection(uv_stream_t *server, int status)
 {
@@ -28,6 +40,7 @@ on_connection(uv_stream_t *server, int status)
 	struct server *srv = l->srv;
 	const struct config *cfg = srv->cfg;
 	struct conn *c;
+	bool proxied;
 
 	if (status < 0) {
 		log_warn("accept failed: %s", uv_strerror(status));
@@ -46,24 +59,36 @@ on_connection(uv_stream_t *server, int status)
 		       "try again\r\n", "max_sessions reached");
 		return;
 	}
-	if (listener_count_peer(srv, conn_peer(c)) >= cfg->limits.max_per_ip) {
+	/* Behind a trusted proxy the real client is known only once its
+	 * PROXY header is read; the session checks max_per_ip then. */
+	proxied = cfg->listen.proxy_protocol && peer_trusted(cfg, c);
+	if (!proxied &&
+	    listener_count_peer(srv, conn_peer(c)) >= cfg->limits.max_per_ip) {
 		refuse(c, "-ERR [SYS/TEMP] too many sessions from your "
 		       "address, please wait and try again\r\n",
 		       "max_per_ip reached");
 		return;
 	}
-	if (l->implicit_tls) {
-		struct tls *t = tls_new(srv->tls_server, NULL);
-
-		/* RFC 8314: TLS from the first byte; the greeting waits in
-		 * the TLS layer until the handshake is done. */
-		if (t == NULL || conn_start_tls(c, t) < 0) {
-			log_warn("client=%s: cannot start TLS", conn_peer(c));
-			conn_close(&c, 0);
-			return;
-		}
+	if (!proxied && l->implicit_tls && listener_start_tls(srv, c) < 0) {
+		conn_close(&c, 0);
+		return;
 	}
-	session_start(srv, c);
+	session_start(srv, c, (proxied ? SESSION_PROXIED : 0) |
+		      (l->implicit_tls ? SESSION_IMPLICIT_TLS : 0));
+}
+
+int
+listener_start_tls(struct server *srv, struct conn *c)
+{
+	struct tls *t = tls_new(srv->tls_server, NULL);
+
+	/* RFC 8314: TLS from the first byte; the greeting waits in the TLS
+	 * layer until the handshake is done. */
+	if (t == NULL || conn_start_tls(c, t) < 0) {
+		log_warn("client=%s: cannot start TLS", conn_peer(c));
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -95,7 +120,10 @@ listen_one(struct server *srv, const struct config_addr *a, bool tls)
 	l->implicit_tls = tls;
 	t->data = l;
 	srv->n_listeners++;
-	r = uv_tcp_bind(t, (const struct sockaddr *)&ss, 0);
+	/* "[::]:110" must not also claim IPv4, or "0.0.0.0:110" beside it
+	 * could not bind. */
+	r = uv_tcp_bind(t, (const struct sockaddr *)&ss,
+			ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
 	if (r == 0)
 		r = uv_listen((uv_stream_t *)t, LISTEN_BACKLOG, on_connection);
 	if (r < 0) {

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "privs.h"
 #include "session.h"
 #include "tls.h"
 #include "version.h"
@@ -206,7 +207,7 @@ run(struct daemon *d)
 	d->loop->data = d;
 	d->srv.on_idle = on_server_idle;
 	r = listener_start(&d->srv, d->loop, d->cfg);
-	if (r < 0)
+	if (r < 0 || privs_drop(d->cfg) < 0)
 		return 1;
 	uv_signal_init(d->loop, &d->sigterm);
 	uv_signal_init(d->loop, &d->sigint);

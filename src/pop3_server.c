@@ -62,7 +62,7 @@ plaintext_auth_ok(const struct session *s)
 	case PLAINTEXT_AUTH_NEVER:
 		return false;
 	case PLAINTEXT_AUTH_LOOPBACK:
-		return s->client != NULL && conn_peer_is_loopback(s->client);
+		return s->peer_loopback;
 	}
 	return false;
 }

@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "proxy.h"
 #include "version.h"
 
 static const char *const state_names[] = {
@@ -18,6 +20,8 @@ static const char *const state_names[] = {
 };
 
 static void process_input(struct session *s);
+static void proxy_begin(struct session *s);
+static void proxy_input(struct session *s, const char *p, size_t n);
 static void idle_restart(struct session *s);
 
 void
@@ -112,6 +116,10 @@ on_client_data(void *ctx, const char *p, size_t n)
 
 	if (s->state == SESSION_CLOSED)
 		return;
+	if (s->proxy_pending) {
+		proxy_input(s, p, n);
+		return;
+	}
 	if (buf_append(&s->in, p, n) < 0) {
 		/* Reading pauses before this can happen; a client that gets
 		 * here anyway is not speaking POP3. */
@@ -251,8 +259,100 @@ session_resume(struct session *s)
 	process_input(s);
 }
 
+static void
+greet(struct session *s)
+{
+	/* RFC 1939 §4; no APOP timestamp: pass-through needs the password. */
+	session_reply(s, "+OK " POPBRIDGE_NAME " ready");
+	conn_flush(s->client);
+	idle_restart(s);
+}
+
+static bool
+text_is_loopback(const char *addr)
+{
+	unsigned char b[16];
+
+	if (inet_pton(AF_INET, addr, b) == 1)
+		return b[0] == 127;
+	if (inet_pton(AF_INET6, addr, b) != 1)
+		return false;
+	return memcmp(b, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0;
+}
+
+static void
+proxy_expired(uv_timer_t *t)
+{
+	session_end(t->data, "no PROXY header in time");
+}
+
+/* Reads the PROXY header of a trusted proxy, then starts the session for
+ * the real client it names. */
+static void
+proxy_input(struct session *s, const char *p, size_t n)
+{
+	struct proxy_info info;
+	const char *why;
+	char via[48];
+	size_t used;
+	int r;
+
+	if (buf_append(&s->in, p, n) < 0) {
+		session_end(s, "PROXY header too long");
+		return;
+	}
+	r = proxy_parse((const unsigned char *)s->in.data, s->in.len, &used,
+			&info, &why);
+	if (r == 0)
+		return;
+	if (r < 0) {
+		log_warn("session=%s client=%s: %s", s->id, s->peer, why);
+		session_end(s, "bad PROXY header");
+		return;
+	}
+	buf_consume(&s->in, used);
+	s->proxy_pending = false;
+	snprintf(via, sizeof(via), "%s", s->peer);
+	if (!info.local) {
+		snprintf(s->peer, sizeof(s->peer), "%s", info.addr);
+		s->peer_loopback = text_is_loopback(info.addr);
+	}
+	log_info("session=%s client=%s via proxy %s", s->id, s->peer, via);
+	if (listener_count_peer(s->srv, s->peer) >
+	    s->srv->cfg->limits.max_per_ip) {
+		if (!s->implicit_tls)
+			session_reply(s, "-ERR [SYS/TEMP] too many sessions "
+				      "from your address, please wait and try "
+				      "again");
+		session_end(s, "max_per_ip reached");
+		return;
+	}
+	proxy_begin(s);
+}
+
+/* What followed the header (a ClientHello, early commands) goes through
+ * the connection as if it had just arrived. */
+static void
+proxy_begin(struct session *s)
+{
+	struct buf rest = s->in;
+
+	buf_init_secret(&s->in, SESSION_IN_MAX);
+	uv_timer_stop(&s->timer);
+	if (s->implicit_tls &&
+	    listener_start_tls(s->srv, s->client) < 0) {
+		buf_free(&rest);
+		session_end(s, "cannot start TLS");
+		return;
+	}
+	greet(s);
+	if (rest.len > 0 && s->client != NULL)
+		conn_feed(s->client, rest.data, rest.len);
+	buf_free(&rest);
+}
+
 int
-session_start(struct server *srv, struct conn *client)
+session_start(struct server *srv, struct conn *client, unsigned flags)
 {
 	struct session *s;
 
@@ -279,11 +379,16 @@ session_start(struct server *srv, struct conn *client)
 	srv->n_sessions++;
 	conn_set_events(client, &client_events, s);
 	conn_wipe_reads(client);
+	s->peer_loopback = conn_peer_is_loopback(client);
+	s->implicit_tls = (flags & SESSION_IMPLICIT_TLS) != 0;
 	log_info("session=%s connect client=%s", s->id, s->peer);
-	/* RFC 1939 §4; no APOP timestamp: pass-through needs the password. */
-	session_reply(s, "+OK " POPBRIDGE_NAME " ready");
-	conn_flush(client);
-	idle_restart(s);
+	if (flags & SESSION_PROXIED) {
+		s->proxy_pending = true;
+		uv_timer_start(&s->timer, proxy_expired,
+			       SESSION_PROXY_TIMEOUT_MS, 0);
+	} else {
+		greet(s);
+	}
 	if (conn_start(client) < 0) {
 		session_end(s, "cannot read from client");
 		return -1;

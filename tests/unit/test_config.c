@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -534,13 +535,14 @@ Test(config, unknown_sections_and_keys)
 {
 	cr_assert_str_eq(load_bad("[listen]\n[lisen]\npop3 = 127.0.0.1:1\n"),
 			 "t.ini:2: [lisen]: unknown section (expected listen, "
-			 "upstream, maildrop, state, limits or log)");
+			 "upstream, maildrop, state, limits, log or process)");
 	/* An unknown section with no keys is still an error. */
 	assert_prefix(load_bad("[log]\nlevel = info\n\n[extra]\n"),
 		      "t.ini:4: [extra]: unknown section");
 	cr_assert_str_eq(load_bad("[listen]\npop3 = 127.0.0.1:1\nport = 1\n"),
 			 "t.ini:3: [listen] port: unknown key (expected pop3, "
-			 "pop3s, cert, key, tls_min or allow_plaintext_auth)");
+			 "pop3s, cert, key, tls_min, allow_plaintext_auth, proxy_protocol "
+		     "or trusted_proxies)");
 	cr_assert_str_eq(load_bad("[log]\nlevel = info\nfile = /x\n"),
 			 "t.ini:3: [log] file: unknown key (expected level)");
 	assert_prefix(load_bad("pop3 = 127.0.0.1:1\n[listen]\n"),
@@ -959,4 +961,39 @@ Test(config, print_masks_nothing_today_and_shows_every_key)
 	cr_assert_null(strstr(p, "secret"));
 	free(p);
 	config_free(&cfg);
+}
+
+Test(config, proxy_protocol_and_trusted_blocks)
+{
+	struct config *cfg = NULL;
+	char err[CONFIG_ERR_MAX];
+	unsigned char a4[4], a6[16];
+
+	cr_assert_eq(config_load_string("[listen]\nproxy_protocol = yes\n"
+					"trusted_proxies = 10.0.0.0/8, 192.0.2.7, "
+					"2001:db8::/32\n[process]\nuser = pop\n",
+					"t.ini", &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert(cfg->listen.proxy_protocol);
+	cr_assert_eq(cfg->listen.n_trusted_proxies, 3);
+	cr_assert_str_eq(cfg->process.user, "pop");
+	inet_pton(AF_INET, "10.200.1.1", a4);
+	cr_assert(config_cidr_match(cfg->listen.trusted_proxies, 3, AF_INET, a4));
+	inet_pton(AF_INET, "192.0.2.8", a4);
+	cr_assert_not(config_cidr_match(cfg->listen.trusted_proxies, 3, AF_INET, a4));
+	inet_pton(AF_INET6, "::ffff:192.0.2.7", a6);
+	cr_assert(config_cidr_match(cfg->listen.trusted_proxies, 3, AF_INET6, a6));
+	inet_pton(AF_INET6, "2001:db8:ffff::1", a6);
+	cr_assert(config_cidr_match(cfg->listen.trusted_proxies, 3, AF_INET6, a6));
+	inet_pton(AF_INET6, "2001:db9::1", a6);
+	cr_assert_not(config_cidr_match(cfg->listen.trusted_proxies, 3, AF_INET6, a6));
+	config_free(&cfg);
+
+	cr_assert_eq(config_load_string("[listen]\ntrusted_proxies = 10.0.0.0/33\n",
+					"t.ini", &cfg, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "t.ini:2: [listen] trusted_proxies:") == err, "%s", err);
+	cr_assert_eq(config_load_string("[listen]\ntrusted_proxies = host.example\n",
+					"t.ini", &cfg, err, sizeof(err)), -1);
+	cr_assert_eq(config_load_string("[process]\nuser = a b\n",
+					"t.ini", &cfg, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "t.ini:2: [process] user:") == err, "%s", err);
 }
