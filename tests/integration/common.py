@@ -26,7 +26,7 @@ import imapfetch  # noqa: E402
 import pop3wire   # noqa: E402
 
 HOST = "127.0.0.1"
-TIMEOUT = float(os.environ.get("CASE_TIMEOUT", "30"))
+TIMEOUT = float(os.environ.get("CASE_TIMEOUT", "20"))
 
 
 def env(name, default=None):

@@ -39,10 +39,10 @@ LIB=$ROOT/tests/lib
 . "$LIB/dovecot.sh"
 
 TARGET=${POP3_TARGET:-popbridge}
-ONLY=${ONLY:-pop3 clients delete concurrency upstream}
+ONLY=${ONLY:-pop3 clients delete concurrency faults upstream}
 export PYTHONDONTWRITEBYTECODE=1
 export PYTHONUNBUFFERED=1
-SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-300}
+SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-240}
 
 PASS=0
 FAIL=0
@@ -89,6 +89,7 @@ DA=$TMP/dovecot-a
 DB=$TMP/dovecot-b
 mkdir -p "$DA" "$DB"
 PB_PIDS=""
+CHILD=""
 CLEANED=0
 
 stop_pid() { # pid [seconds]: TERM, then KILL; reaps it
@@ -108,6 +109,13 @@ cleanup() {
 	[ "$CLEANED" = 1 ] && return
 	CLEANED=1
 	local pid
+	if [ -n "$CHILD" ]; then
+		# a case script still running (interrupted): its whole subtree
+		for pid in $(_pb_descendants "$CHILD") $CHILD; do
+			kill -TERM "$pid" 2>/dev/null
+		done
+		{ wait "$CHILD"; } 2>/dev/null
+	fi
 	for pid in $PB_PIDS; do
 		stop_pid "$pid" 5
 	done
@@ -120,8 +128,8 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
-trap 'echo "# interrupted" >&2; exit 130' INT
-trap 'echo "# terminated" >&2; exit 143' TERM
+trap 'fail "interrupted (SIGINT)"; summary; exit 130' INT
+trap 'fail "terminated (SIGTERM)"; summary; exit 143' TERM
 
 # ---------------------------------------------------------------------------
 # start_pop3 NAME IMAPPORT: popbridge in front of 127.0.0.1:IMAPPORT.
@@ -165,10 +173,18 @@ run_py() {
 	shift 2
 	out=$TMP/out.$name
 	mkdir -p "$TMP/work.$name"
-	TEST_TMP=$TMP/work.$name TARGET=$TARGET \
-		timeout --foreground -k 10 "$SCRIPT_TIMEOUT" \
-		python3 "$HERE/$script" "$@" 2>&1 | tee "$out"
-	rc=${PIPESTATUS[0]}
+	# In the background, so that the INT/TERM traps run at once (bash
+	# defers traps while a foreground command runs); cleanup kills it.
+	(
+		TEST_TMP=$TMP/work.$name TARGET=$TARGET \
+			timeout -k 10 "$SCRIPT_TIMEOUT" \
+			python3 "$HERE/$script" "$@" 2>&1 | tee "$out"
+		exit "${PIPESTATUS[0]}"
+	) &
+	CHILD=$!
+	wait "$CHILD"
+	rc=$?
+	CHILD=""
 	p=$(grep -c '^ok - ' "$out")
 	f=$(grep -c '^not ok - ' "$out")
 	PASS=$((PASS + p))
@@ -234,6 +250,9 @@ want pop3 && run_py pop3 test_pop3.py
 want clients && run_py clients test_clients.py
 want delete && run_py delete test_delete.py
 want concurrency && run_py concurrency test_concurrency.py
+# Faults a real server will not produce on demand: a scripted IMAP peer
+# (tests/lib/imapfault.py) with its own popbridge.
+want faults && run_py faults test_faults.py
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the
@@ -241,7 +260,8 @@ want concurrency && run_py concurrency test_concurrency.py
 if want upstream; then
 	if ! dovecot_start "$DB" 2> "$TMP/dovecot-b.err"; then
 		fail "second Dovecot starts" "$(cat "$TMP/dovecot-b.err")"
-	elif ! append_corpus "$DB" zed > "$TMP/corpus-b.log" 2>&1; then
+	elif ! { append_corpus "$DB" zed --only plain,dot-lines,latin1-8bit,no-final-crlf,body-dot &&
+		append_corpus "$DB" zed --generate 1 --size 24000000; } > "$TMP/corpus-b.log" 2>&1; then
 		fail "corpus appended to the second Dovecot" "$(tail -n 5 "$TMP/corpus-b.log")"
 	else
 		IMAP_B=$DOVECOT_IMAP_PORT

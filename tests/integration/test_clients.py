@@ -72,6 +72,9 @@ def curl_retr():
                  "-o", out, url + str(i)])
         if p.returncode != 0:
             probs.append("curl %s%d: exit %d %s" % (url, i, p.returncode, tail(p.stderr)))
+            if p.returncode == 28:   # timed out: the rest would too, 60 s each
+                probs.append("(stopped after curl timed out)")
+                break
             continue
         with open(out, "rb") as f:
             got = f.read()

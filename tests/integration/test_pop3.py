@@ -23,10 +23,12 @@ Byte comparisons (see tests/lib/imapfetch.py for the helpers):
 """
 
 import base64
+import os
 import poplib
 import re
+import time
 
-from common import (Expected, Report, HOST, IMAP_PORT, POP3_PORT, TIMEOUT,
+from common import (Expected, Report, HOST, IMAP_PORT, POP3_PORT, TIMEOUT, env,
                     first_diff, login, pop3, users, wait_port_closed_by_peer)
 import imapfetch
 import pop3wire
@@ -38,6 +40,7 @@ poplib._MAXLINE = 1 << 20
 
 R = Report()
 U = users()
+DOVECOT_DIR = env("DOVECOT_DIR")
 USER, PW = "alice", U["alice"]
 QUSER, QPW = "quote", U["quote"]
 assert QPW == 'p a"s\\s', "the quote user's password is %r" % QPW
@@ -435,12 +438,25 @@ def quote_user_near_miss():
     return probs
 
 
+def alice_logins():
+    """How many upstream logins as alice Dovecot has logged so far."""
+    path = os.path.join(DOVECOT_DIR, "dovecot.log")
+    with open(path, "rb") as f:
+        return len(re.findall(rb"Login: user=<%s>" % USER.encode(), f.read()))
+
+
 def injection():
-    """Credentials pasted raw into IMAP LOGIN would log in as alice here."""
+    """No byte of the credentials may become IMAP syntax (SPEC §3). Quotes
+    and literal markers in USER/PASS, and CR LF smuggled inside AUTH PLAIN
+    (base64 can carry any byte): pasted raw, these would log in as alice.
+    Every attempt must get -ERR, and Dovecot must log no login as alice
+    while they run (nothing else logs in as alice meanwhile)."""
     probs = []
+    before = alice_logins()
     for user, pw in (('alice" "%s' % PW, "x"),
                      ("alice", 'x" "%s' % PW),
-                     ('alice {%d+}' % len(PW), "x")):
+                     ('alice {%d+}' % len(PW), "x"),
+                     ("alice\\", '" "%s' % PW)):
         p = pop3()
         try:
             r = p.login(user, pw)
@@ -448,6 +464,22 @@ def injection():
                 probs.append("USER %r PASS %r -> %r" % (user, pw, r))
         finally:
             p.close()
+    smuggled = ('x"\r\nZ1 LOGIN "alice" "%s"' % PW,
+                'x"\r\nZ1 LOGIN alice %s\r\n' % PW,
+                "x\r\nZ1 LOGIN alice %s" % PW)
+    for pw in smuggled:
+        p = pop3()
+        try:
+            r = p.auth_plain("nobody", pw, initial=True)
+            if not r.startswith(b"-ERR"):
+                probs.append("AUTH PLAIN nobody/%r -> %r" % (pw, r))
+        finally:
+            p.close()
+    time.sleep(0.5)   # let Dovecot's log catch up
+    after = alice_logins()
+    if after != before:
+        probs.append("Dovecot logged %d login(s) as alice during the injection "
+                     "attempts" % (after - before))
     return probs
 
 

@@ -108,6 +108,10 @@ class Session:
         return typ, data
 
     def login(self, user, password):
+        # imaplib quotes only \ and "; CR, LF or NUL inside a quoted string
+        # would end the command line (an injection). Refuse them.
+        if "raw-login" not in ACTIVE and re.search(r"[\r\n\0]", user + password):
+            return False
         up = self.cfg["upstream"]
         try:
             imap = imaplib.IMAP4(up.get("host", "127.0.0.1"), int(up.get("port", "143")),
@@ -117,6 +121,9 @@ class Session:
         try:
             if "raw-login" in ACTIVE:
                 typ, data = imap._simple_command("LOGIN", '"%s"' % user, '"%s"' % password)
+                if typ != "OK":
+                    raise imaplib.IMAP4.error("LOGIN failed")
+                imap.state = "AUTH"
             else:
                 typ, data = imap.login(user, password)
         except imaplib.IMAP4.error:
@@ -377,11 +384,18 @@ def serve(cfg):
 
     def handle(conn):
         conn.settimeout(600)
-        if "serial" in ACTIVE:
-            with SERIAL:
+        try:
+            if "serial" in ACTIVE:
+                with SERIAL:
+                    Session(conn, cfg).run()
+            else:
                 Session(conn, cfg).run()
-        else:
-            Session(conn, cfg).run()
+        except Exception as e:   # a crashed session closes, never hangs
+            log("session failed: %s: %s" % (type(e).__name__, e))
+            try:
+                conn.close()
+            except OSError:
+                pass
 
     while True:
         conn, _ = srv.accept()
