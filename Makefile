@@ -30,7 +30,7 @@ SANTESTS  := $(patsubst %,build/asan/%,$(TESTS))
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all deps check unit integration demo bench clean asan
+.PHONY: all deps check unit integration demo bench clean asan valgrind
 all: build/popbridge
 
 # V=1 shows the full commands.
@@ -70,11 +70,22 @@ unit: $(SANTESTS)
 integration: build/asan/popbridge
 	POPBRIDGE=$(CURDIR)/build/asan/popbridge sh tests/integration/run.sh
 
+# The integration cases again with the release build under valgrind; any
+# report (memory error, definite or indirect leak) fails.
+valgrind: build/popbridge
+	@rm -rf build/valgrind && mkdir -p build/valgrind
+	VG_LOG_DIR=$(CURDIR)/build/valgrind POPBRIDGE=$(CURDIR)/tests/lib/valgrind-popbridge.sh \
+		ONLY="pop3 delete faults" bash tests/integration/run.sh
+	@if [ -n "$$(find build/valgrind -name 'vg.*.log' -size +0)" ]; then \
+		cat build/valgrind/vg.*.log; echo "valgrind: reports above"; exit 1; \
+	else echo "valgrind: clean ($$(ls build/valgrind | wc -l) processes)"; fi
+
 check: deps
 	$(MAKE) asan
 	$(MAKE) unit
 	$(MAKE) integration
 	bash tests/integration/test_install.sh
+	$(MAKE) valgrind
 
 demo: deps
 	$(MAKE) build/popbridge

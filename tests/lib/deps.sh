@@ -4,7 +4,7 @@
 set -e
 pkgs="build-essential pkg-config libuv1-dev libssl-dev libinih-dev
 libcriterion-dev dovecot-imapd dovecot-core fetchmail mpop curl python3
-openssl procps man-db groff-base"
+openssl procps man-db groff-base valgrind"
 missing=""
 for p in $pkgs; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
