@@ -39,7 +39,7 @@ LIB=$ROOT/tests/lib
 . "$LIB/dovecot.sh"
 
 TARGET=${POP3_TARGET:-popbridge}
-ONLY=${ONLY:-pop3 clients delete concurrency faults upstream}
+ONLY=${ONLY:-pop3 clients delete concurrency faults tls upstream}
 export PYTHONDONTWRITEBYTECODE=1
 export PYTHONUNBUFFERED=1
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-240}
@@ -253,6 +253,8 @@ want concurrency && run_py concurrency test_concurrency.py
 # Faults a real server will not produce on demand: a scripted IMAP peer
 # (tests/lib/imapfault.py) with its own popbridge.
 want faults && run_py faults test_faults.py
+# TLS on both sides: a test CA, Dovecot with imaps and STARTTLS, real clients.
+want tls && run_py tls test_tls.py
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the

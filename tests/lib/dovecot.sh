@@ -30,6 +30,14 @@
 #   DOVECOT_EXTRA_CONF    text appended to dovecot.conf (e.g. imap_capability)
 #   DOVECOT_USERS         users to create if DIR/users does not exist yet;
 #                         default: $DOVECOT_DEFAULT_USERS
+#   DOVECOT_SSL_CERT, DOVECOT_SSL_KEY
+#                         opt-in TLS (both set): ssl = yes with this PEM
+#                         certificate chain and key; the plain IMAP port then
+#                         offers STARTTLS, and an imaps listener (implicit
+#                         TLS) runs on another free port, exported as
+#                         DOVECOT_IMAPS_PORT (kept in DIR/ports for restarts).
+#                         Unset (the default): ssl = no, no imaps port, and
+#                         DIR/ports and dovecot.conf are exactly as before.
 #
 # Everything lives in DIR: dovecot.conf, users, run/ (base_dir), state/,
 # dovecot.log, mail/USER/Maildir. Dovecot listens on 127.0.0.1 only.
@@ -95,6 +103,40 @@ EOF
 	done
 }
 
+# _dovecot_wait_tls PORT SECONDS [PID]: like pb_wait_port, through an
+# implicit-TLS handshake (the certificate is not checked here).
+_dovecot_wait_tls() {
+	local port=$1 secs=$2 pid=${3:-} deadline
+	deadline=$(( $(date +%s) + secs ))
+	while :; do
+		if python3 - "$port" <<'PYEOF' 2>/dev/null
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+s.settimeout(3)
+s = ctx.wrap_socket(s)
+data = b""
+while not data.endswith(b"\n"):
+    chunk = s.recv(512)
+    if not chunk:
+        break
+    data += chunk
+s.close()
+sys.exit(0 if data.startswith(b"* OK") else 1)
+PYEOF
+		then
+			return 0
+		fi
+		if [ -n "$pid" ] && ! pb_alive "$pid"; then
+			return 1
+		fi
+		[ "$(date +%s)" -ge "$deadline" ] && return 1
+		sleep 0.1
+	done
+}
+
 dovecot_write_users() {
 	local dir=$1 line user pass
 	: > "$dir/users" || return 1
@@ -107,6 +149,31 @@ dovecot_write_users() {
 ${DOVECOT_USERS:-$DOVECOT_DEFAULT_USERS}
 EOF
 	chmod 0644 "$dir/users"
+}
+
+# True when the caller asked for TLS (DOVECOT_SSL_CERT and DOVECOT_SSL_KEY).
+_dovecot_ssl_wanted() {
+	[ -n "${DOVECOT_SSL_CERT:-}" ] && [ -n "${DOVECOT_SSL_KEY:-}" ]
+}
+
+# The ssl lines of dovecot.conf: "ssl = no" unless TLS was asked for.
+_dovecot_ssl_conf() {
+	if _dovecot_ssl_wanted; then
+		printf 'ssl = yes\nssl_cert = <%s\nssl_key = <%s' \
+			"$DOVECOT_SSL_CERT" "$DOVECOT_SSL_KEY"
+	else
+		printf 'ssl = no'
+	fi
+}
+
+# The body of the imaps inet_listener: port 0 (off) unless TLS was asked for.
+_dovecot_imaps_conf() {
+	if _dovecot_ssl_wanted && [ -n "${DOVECOT_IMAPS_PORT:-}" ]; then
+		printf '    address = 127.0.0.1\n    port = %s\n    ssl = yes' \
+			"$DOVECOT_IMAPS_PORT"
+	else
+		printf '    port = 0'
+	fi
 }
 
 # Writes DIR/dovecot.conf for the ports in DOVECOT_IMAP_PORT / DOVECOT_POP3_PORT.
@@ -131,7 +198,7 @@ info_log_path = $dir/dovecot.log
 debug_log_path = $dir/dovecot.log
 listen = 127.0.0.1
 protocols = $protocols
-ssl = no
+$(_dovecot_ssl_conf)
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -181,7 +248,7 @@ service imap-login {
     port = $DOVECOT_IMAP_PORT
   }
   inet_listener imaps {
-    port = 0
+$(_dovecot_imaps_conf)
   }
   service_count = 0
 }
@@ -266,6 +333,19 @@ dovecot_start() {
 		printf 'DOVECOT_INSTANCE=%s\nDOVECOT_IMAP_PORT=%s\nDOVECOT_POP3_PORT=%s\n' \
 			"$DOVECOT_INSTANCE" "$DOVECOT_IMAP_PORT" "$DOVECOT_POP3_PORT" > "$dir/ports"
 	fi
+	if _dovecot_ssl_wanted; then
+		# Opt-in TLS: an imaps port, chosen once and kept in DIR/ports.
+		if ! grep -q '^DOVECOT_IMAPS_PORT=' "$dir/ports"; then
+			DOVECOT_IMAPS_PORT=$(pb_free_port) || return 1
+			while [ "$DOVECOT_IMAPS_PORT" = "$DOVECOT_IMAP_PORT" ] ||
+				[ "$DOVECOT_IMAPS_PORT" = "$DOVECOT_POP3_PORT" ]; do
+				DOVECOT_IMAPS_PORT=$(pb_free_port) || return 1
+			done
+			printf 'DOVECOT_IMAPS_PORT=%s\n' "$DOVECOT_IMAPS_PORT" >> "$dir/ports"
+		fi
+		DOVECOT_IMAPS_PORT=$(sed -n 's/^DOVECOT_IMAPS_PORT=//p' "$dir/ports")
+		export DOVECOT_IMAPS_PORT
+	fi
 	[ -f "$dir/users" ] || dovecot_write_users "$dir" || return 1
 	mkdir -p "$dir/mail" "$dir/state" || return 1
 	if [ "$(id -u)" = 0 ]; then
@@ -282,6 +362,12 @@ dovecot_start() {
 	if ! pb_wait_port "$DOVECOT_IMAP_PORT" 20 "$DOVECOT_PID"; then
 		echo "dovecot_start: Dovecot in $dir did not come up on 127.0.0.1:$DOVECOT_IMAP_PORT" >&2
 		cat "$dir/dovecot.stderr" >&2 2>/dev/null
+		dovecot_log "$dir" 20 >&2
+		dovecot_stop "$dir"
+		return 1
+	fi
+	if _dovecot_ssl_wanted && ! _dovecot_wait_tls "$DOVECOT_IMAPS_PORT" 20 "$DOVECOT_PID"; then
+		echo "dovecot_start: Dovecot imaps did not come up on 127.0.0.1:$DOVECOT_IMAPS_PORT" >&2
 		dovecot_log "$dir" 20 >&2
 		dovecot_stop "$dir"
 		return 1
