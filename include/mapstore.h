@@ -17,6 +17,10 @@ struct mapstore_entry;
 
 struct mapstore {
 	struct mapstore_entry *head;
+	/* Accounts whose missing-UIDPLUS fallback was logged already, so the
+	 * log says it once per account and process, not once per session. */
+	char (*warned)[33];
+	size_t n_warned;
 };
 
 /*
@@ -37,5 +41,12 @@ void mapstore_save(struct mapstore *ms, struct uidmap *map);
 /* Gives the map back: saved if changed, freed with its last user. *map
  * becomes NULL. */
 void mapstore_put(struct mapstore *ms, struct uidmap **map);
+
+/* Removes temporary map files a crash left behind in dir (older than a few
+ * minutes, so another process's save in progress is never touched). */
+void mapstore_clean_stale(const char *dir);
+
+/* Frees what the store keeps for the process's lifetime. */
+void mapstore_free(struct mapstore *ms);
 
 #endif

@@ -94,6 +94,7 @@ struct session {
 	uint32_t listing_next;
 
 	/* Counters for the closing log line. */
+	unsigned n_listed;
 	unsigned n_retrieved;
 	unsigned n_deleted;
 	uint64_t bytes_out;

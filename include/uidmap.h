@@ -61,6 +61,8 @@ struct uidmap {
 	struct uidmap_folder *folders;
 	size_t n_folders;
 	bool dirty;			/* changed since load or save */
+	bool warned_fallback;		/* in memory only: a missing-UIDPLUS
+					 * fallback was logged for the account */
 };
 
 /*

@@ -284,12 +284,14 @@ main(int argc, char **argv)
 		config_free(&d.cfg);
 		return 1;
 	}
+	mapstore_clean_stale(d.cfg->state.dir);
 	if (tls_setup(d.cfg, &d.srv.tls_server, &d.srv.tls_client) < 0) {
 		config_free(&d.cfg);
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	code = run(&d);
+	mapstore_free(&d.srv.maps);
 	tls_ctx_unref(&d.srv.tls_server);
 	tls_ctx_unref(&d.srv.tls_client);
 	for (i = 0; i < d.n_old; i++)

@@ -1,10 +1,13 @@
 #include "mapstore.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -49,6 +52,32 @@ replace_corrupt(const char *dir, const char *name, const char *why, char *err,
 	return map;
 }
 
+static bool
+was_warned(const struct mapstore *ms, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ms->n_warned; i++) {
+		if (strcmp(ms->warned[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+remember_warned(struct mapstore *ms, const char *name)
+{
+	char (*w)[33];
+
+	if (was_warned(ms, name))
+		return;
+	w = realloc(ms->warned, (ms->n_warned + 1) * sizeof(*w));
+	if (w == NULL)
+		return;		/* at worst the warning comes again */
+	ms->warned = w;
+	memcpy(ms->warned[ms->n_warned++], name, 33);
+}
+
 struct uidmap *
 mapstore_get(struct mapstore *ms, const char *dir, const char *host,
 	     uint16_t port, const char *user, size_t user_len, char *err,
@@ -79,6 +108,7 @@ mapstore_get(struct mapstore *ms, const char *dir, const char *host,
 		return NULL;
 	}
 	memcpy(e->name, name, sizeof(e->name));
+	map->warned_fallback = was_warned(ms, name);
 	e->map = map;
 	e->users = 1;
 	e->next = ms->head;
@@ -114,8 +144,52 @@ mapstore_put(struct mapstore *ms, struct uidmap **mapp)
 		if (--e->users > 0)
 			return;
 		*pp = e->next;
+		if (e->map->warned_fallback)
+			remember_warned(ms, e->name);
 		uidmap_free(&e->map);
 		free(e);
 		return;
 	}
+}
+
+/* A save that a crash interrupted leaves ".<name>.tmp-<random>". */
+#define MAPSTORE_STALE_SECONDS 600
+
+void
+mapstore_clean_stale(const char *dir)
+{
+	char path[4096];
+	struct dirent *de;
+	struct stat st;
+	time_t now = time(NULL);
+	DIR *d = opendir(dir);
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] != '.' || strstr(de->d_name, ".tmp-") == NULL)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+		    now - st.st_mtime < MAPSTORE_STALE_SECONDS)
+			continue;
+		if (unlink(path) == 0)
+			log_info("removed %s, left by an interrupted save", path);
+	}
+	closedir(d);
+}
+
+void
+mapstore_free(struct mapstore *ms)
+{
+	struct mapstore_entry *e;
+
+	while ((e = ms->head) != NULL) {
+		ms->head = e->next;
+		uidmap_free(&e->map);
+		free(e);
+	}
+	free(ms->warned);
+	ms->warned = NULL;
+	ms->n_warned = 0;
 }

@@ -612,6 +612,7 @@ login_done(struct session *s, enum upstream_status st, const char *why)
 		mapstore_save(&s->srv->maps, s->map);
 		session_set_state(s, SESSION_TRANSACTION);
 		maildrop_stat(&s->md, &count, &octets);
+		s->n_listed = (unsigned)count;
 		log_info("session=%s login user=%s messages=%zu octets=%llu",
 			 s->id, session_log_user(s), count,
 			 (unsigned long long)octets);
@@ -669,6 +670,7 @@ void
 pop3_server_upstream_data(struct session *s, const char *p, size_t n)
 {
 	struct buf *out;
+	size_t before;
 	long used;
 
 	if (s->client == NULL)
@@ -679,11 +681,13 @@ pop3_server_upstream_data(struct session *s, const char *p, size_t n)
 	if (s->hasher != NULL && s->wait != WAIT_TOP_TEXT)
 		uidmap_hasher_feed(s->hasher, p, n);
 	out = conn_outbuf(s->client);
+	before = out->len;
 	used = dotstuff_feed(&s->ds, p, n, out);
 	if (used < 0) {
 		session_end(s, "output buffer overflow");
 		return;
 	}
+	s->bytes_out += out->len - before;
 	conn_flush(s->client);
 	if (conn_pending(s->client) >= SESSION_OUT_HIGH && !s->xfer_paused) {
 		/* The client reads slower than the server sends: hold the
@@ -697,12 +701,17 @@ pop3_server_upstream_data(struct session *s, const char *p, size_t n)
 static void
 xfer_finish(struct session *s)
 {
+	struct buf *out;
+	size_t before;
+
 	xfer_start(s);
-	if (dotstuff_finish(&s->ds, conn_outbuf(s->client)) < 0) {
+	out = conn_outbuf(s->client);
+	before = out->len;
+	if (dotstuff_finish(&s->ds, out) < 0) {
 		session_end(s, "output buffer overflow");
 		return;
 	}
-	s->bytes_out += s->ds.size;
+	s->bytes_out += out->len - before;
 	s->wait = WAIT_NONE;
 	if (s->xfer_paused) {
 		s->xfer_paused = false;

@@ -106,7 +106,8 @@ session_reply(struct session *s, const char *fmt, ...)
 	line[n++] = '\r';
 	line[n++] = '\n';
 	log_debug("session=%s pop3> %.*s", s->id, n - 2, line);
-	conn_write(s->client, line, (size_t)n);
+	if (conn_write(s->client, line, (size_t)n) == 0)
+		s->bytes_out += (uint64_t)n;
 }
 
 static void
@@ -424,10 +425,12 @@ session_end(struct session *s, const char *reason)
 		return;
 	ms = uv_now(srv->loop) - s->started_ms;
 	log_info("session=%s end client=%s user=%s reason=\"%s\" "
-		 "retrieved=%u deleted=%u bytes_out=%llu duration_ms=%llu",
-		 s->id, s->peer, session_log_user(s), reason, s->n_retrieved,
-		 s->n_deleted, (unsigned long long)s->bytes_out,
-		 (unsigned long long)ms);
+		 "retrieved=%u deleted=%u bytes_out=%llu duration_ms=%llu "
+		 "listed=%u upstream=%s:%u", s->id, s->peer,
+		 session_log_user(s), reason, s->n_retrieved, s->n_deleted,
+		 (unsigned long long)s->bytes_out, (unsigned long long)ms,
+		 s->n_listed, srv->cfg->upstream.host,
+		 (unsigned)srv->cfg->upstream.port);
 	session_set_state(s, SESSION_CLOSED);
 	if (s->up != NULL && upstream_alive(s->up))
 		upstream_logout(s->up);

@@ -71,7 +71,6 @@ struct upstream {
 	size_t chunk_n, chunk_next;
 	bool upd_failed;
 	bool flagged_only;		/* expunge fell back to \Deleted only */
-	bool warned_fallback;
 };
 
 static void update_next(struct upstream *u);
@@ -207,6 +206,8 @@ listing_normalize(struct upstream *u)
 {
 	size_t i, out = 0;
 
+	if (u->n_cur == 0)
+		return;
 	qsort(u->cur, u->n_cur, sizeof(*u->cur), cmp_current);
 	for (i = 0; i < u->n_cur; i++) {
 		if (out == 0 || u->cur[i].uid != u->cur[out - 1].uid)
@@ -742,9 +743,10 @@ chunk_add(struct upstream *u, const char *verb, const struct buf *set,
 static void
 warn_fallback(struct upstream *u, const char *what)
 {
-	if (u->warned_fallback)
+	/* SPEC §3: once per account, not per session. */
+	if (u->map == NULL || u->map->warned_fallback)
 		return;
-	u->warned_fallback = true;
+	u->map->warned_fallback = true;
 	log_warn("session=%s upstream lacks UIDPLUS: %s", u->sid, what);
 }
 

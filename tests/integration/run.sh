@@ -39,7 +39,7 @@ LIB=$ROOT/tests/lib
 . "$LIB/dovecot.sh"
 
 TARGET=${POP3_TARGET:-popbridge}
-ONLY=${ONLY:-pop3 clients delete concurrency faults tls upstream}
+ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies upstream}
 export PYTHONDONTWRITEBYTECODE=1
 export PYTHONUNBUFFERED=1
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-240}
@@ -255,6 +255,9 @@ want concurrency && run_py concurrency test_concurrency.py
 want faults && run_py faults test_faults.py
 # TLS on both sides: a test CA, Dovecot with imaps and STARTTLS, real clients.
 want tls && run_py tls test_tls.py
+# Maildrop policies and the UID map: folders, since, on_delete, mark_seen,
+# missing UIDPLUS/MOVE, a real UIDVALIDITY change, kill -9 crash safety.
+want policies && run_py policies test_policies.py
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the
