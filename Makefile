@@ -93,7 +93,7 @@ demo: deps
 
 bench: deps
 	$(MAKE) build/popbridge
-	sh tests/bench/run.sh
+	POPBRIDGE=$(CURDIR)/build/popbridge bash tests/bench/run.sh
 
 clean:
 	rm -rf build
@@ -168,3 +168,12 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man5/popbridge.ini.5 \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/popbridge.service \
 		$(DESTDIR)$(SYSCONFDIR)/popbridge.ini.sample
+
+# Load test (tests/soak/soak.py), not part of check: a private Dovecot with
+# raised limits and SOAK_SESSIONS (default 1000) concurrent sessions of
+# SOAK_USERS (default 20) users through the release build; gives up after
+# SOAK_DEADLINE (default 300) seconds.
+.PHONY: soak
+soak: deps
+	$(MAKE) build/popbridge
+	POPBRIDGE=$(CURDIR)/build/popbridge python3 tests/soak/soak.py

@@ -34,6 +34,8 @@ struct conn_events {
 	void (*data)(void *ctx, const char *p, size_t n);
 	/* Output fell to CONN_LOW_WATER after conn_want_drained. */
 	void (*drained)(void *ctx);
+	/* A write reached the kernel: the peer is reading. May be NULL. */
+	void (*progress)(void *ctx);
 	/* The outgoing connect finished: 0 or a negative libuv error. */
 	void (*connected)(void *ctx, int status);
 	/* The TLS handshake finished: err is NULL, or why it failed (the
@@ -76,6 +78,9 @@ struct buf *conn_outbuf(struct conn *c);
 int conn_flush(struct conn *c);
 /* Bytes queued or in flight. */
 size_t conn_pending(const struct conn *c);
+/* Bytes not yet taken by the peer: ours plus what the kernel still holds
+ * in the socket's send queue (where the system can tell). */
+size_t conn_unsent(const struct conn *c);
 /* Asks for one drained event when pending output reaches CONN_LOW_WATER. */
 void conn_want_drained(struct conn *c);
 

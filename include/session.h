@@ -20,8 +20,13 @@
  * session_end, which releases everything once libuv has let go.
  */
 
-/* Unprocessed client input kept at most; reading pauses above it. */
-#define SESSION_IN_MAX (32u * 1024)
+/* Reading from the client pauses while this much input waits unprocessed;
+ * one read past the mark must still fit, hence the maximum. */
+#define SESSION_IN_PAUSE (16u * 1024)
+#define SESSION_IN_MAX (SESSION_IN_PAUSE + CONN_READ_MAX)
+/* An input buffer larger than this is released once empty, so a burst
+ * does not stay with an idle session. */
+#define SESSION_IN_KEEP (4u * 1024)
 /* Output queued beyond this pauses whatever produces it (RFC 1939 has no
  * flow control: a client that does not read must not cost memory). */
 #define SESSION_OUT_HIGH (256u * 1024)
@@ -71,6 +76,7 @@ struct session {
 	enum session_wait wait;
 	uv_timer_t timer;		/* idle timeout and login delay */
 	uint64_t started_ms;
+	size_t last_unsent;		/* output the client had not taken */
 
 	struct pop3_line_reader reader;
 	struct buf in;			/* client bytes not yet processed */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include <openssl/crypto.h>
 
@@ -365,6 +366,10 @@ on_written(uv_write_t *req, int status)
 		conn_fail(c, status);
 		return;
 	}
+	if (c->ev != NULL && c->ev->progress != NULL)
+		c->ev->progress(c->ctx);
+	if (c->closing || c->failed)
+		return;
 	if (c->want_drained && conn_pending(c) <= CONN_LOW_WATER) {
 		c->want_drained = 0;
 		if (c->ev != NULL && c->ev->drained != NULL)
@@ -492,6 +497,21 @@ size_t
 conn_pending(const struct conn *c)
 {
 	return c->out.len + c->in_flight;
+}
+
+size_t
+conn_unsent(const struct conn *c)
+{
+	size_t n = conn_pending(c);
+#ifdef TIOCOUTQ
+	uv_os_fd_t fd;
+	int queued = 0;
+
+	if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 &&
+	    ioctl(fd, TIOCOUTQ, &queued) == 0 && queued > 0)
+		n += (size_t)queued;
+#endif
+	return n;
 }
 
 void

@@ -195,8 +195,10 @@ listener_count_peer(const struct server *srv, const char *peer)
 	const struct session *s;
 	unsigned n = 0;
 
+	/* Connections still waiting for their PROXY header carry the proxy's
+	 * address, which is not a client's. */
 	for (s = srv->sessions; s != NULL; s = s->next) {
-		if (strcmp(s->peer, peer) == 0)
+		if (!s->proxy_pending && strcmp(s->peer, peer) == 0)
 			n++;
 	}
 	return n;

@@ -45,6 +45,17 @@ idle_expired(uv_timer_t *t)
 		process_input(s);
 		return;
 	}
+	/* A client still taking the output of a long RETR is slow, not idle:
+	 * the kernel's queue moved since the last look. */
+	if (s->client != NULL) {
+		size_t unsent = conn_unsent(s->client);
+
+		if (unsent > 0 && unsent != s->last_unsent) {
+			s->last_unsent = unsent;
+			idle_restart(s);
+			return;
+		}
+	}
 	/* RFC 1939 §3: the autologout timer closes without entering UPDATE. */
 	session_end(s, "idle timeout");
 }
@@ -122,8 +133,8 @@ on_client_data(void *ctx, const char *p, size_t n)
 		return;
 	}
 	if (buf_append(&s->in, p, n) < 0) {
-		/* Reading pauses before this can happen; a client that gets
-		 * here anyway is not speaking POP3. */
+		/* Reading pauses at SESSION_IN_PAUSE and one read is at most
+		 * CONN_READ_MAX, so this cannot happen; if it does, say so. */
 		session_reply(s, "-ERR too much input");
 		session_end(s, "input flood");
 		return;
@@ -177,9 +188,21 @@ on_client_tls_ready(void *ctx, const char *err)
 	session_end(s, reason);
 }
 
+/* A client that reads, however slowly, is not idle (RFC 1939 §3 counts
+ * inactivity): each write that completes restarts the timer. */
+static void
+on_client_progress(void *ctx)
+{
+	struct session *s = ctx;
+
+	if (s->state != SESSION_CLOSED)
+		idle_restart(s);
+}
+
 static const struct conn_events client_events = {
 	.data = on_client_data,
 	.drained = on_client_drained,
+	.progress = on_client_progress,
 	.tls_ready = on_client_tls_ready,
 	.failed = on_client_failed,
 };
@@ -210,6 +233,20 @@ static const struct upstream_events upstream_events = {
 	.data = on_upstream_data,
 };
 
+/* An over-long AUTH response also ends the AUTH exchange (RFC 5034 §4),
+ * so the next line is a command again. */
+static void
+line_too_long(struct session *s)
+{
+	if (s->wait == WAIT_AUTH_LINE) {
+		s->wait = WAIT_NONE;
+		pop3_line_reader_init(&s->reader, POP3_LINE_MAX);
+		session_reply(s, "-ERR [AUTH] AUTH response too long");
+		return;
+	}
+	session_reply(s, "-ERR line too long");
+}
+
 /* Handles complete lines until the session must wait for something. */
 static void
 process_input(struct session *s)
@@ -230,7 +267,7 @@ process_input(struct session *s)
 		}
 		if (r == POP3_LINE_TOO_LONG) {
 			buf_consume(&s->in, used);
-			session_reply(s, "-ERR line too long");
+			line_too_long(s);
 			continue;
 		}
 		/* The command owns its line; the input may be discarded
@@ -247,8 +284,10 @@ process_input(struct session *s)
 	if (conn_pending(s->client) >= SESSION_OUT_HIGH)
 		conn_want_drained(s->client);
 	conn_flush(s->client);
+	if (s->in.len == 0 && s->in.cap > SESSION_IN_KEEP)
+		buf_free(&s->in);
 	/* Stop reading while input piles up unprocessed. */
-	if (s->in.len >= SESSION_IN_MAX / 2)
+	if (s->in.len >= SESSION_IN_PAUSE)
 		conn_pause(s->client);
 	else if (s->state != SESSION_CLOSED)
 		conn_start(s->client);

@@ -39,7 +39,7 @@ LIB=$ROOT/tests/lib
 . "$LIB/dovecot.sh"
 
 TARGET=${POP3_TARGET:-popbridge}
-ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies upstream}
+ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy upstream}
 export PYTHONDONTWRITEBYTECODE=1
 export PYTHONUNBUFFERED=1
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-240}
@@ -258,6 +258,10 @@ want tls && run_py tls test_tls.py
 # Maildrop policies and the UID map: folders, since, on_delete, mark_seen,
 # missing UIDPLUS/MOVE, a real UIDVALIDITY change, kill -9 crash safety.
 want policies && run_py policies test_policies.py
+# Limits and hostile clients (floods, garbage, never-reading, slowloris).
+want hostile && run_py hostile test_hostile.py
+# PROXY protocol v1/v2 from trusted proxies, and the session end log line.
+want proxy && run_py proxy test_proxy.py
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the
