@@ -20,7 +20,7 @@
 
 /* One read delivers at most this much; shared by all connections of a loop
  * (reads are processed synchronously, so one buffer serves them all). */
-#define CONN_READ_MAX (64u * 1024)
+#define CONN_READ_MAX (128u * 1024)
 /* drained fires once pending output falls to this after conn_want_drained. */
 #define CONN_LOW_WATER (64u * 1024)
 /* A graceful close waits this long for queued output to reach the peer. */

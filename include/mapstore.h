@@ -21,6 +21,7 @@ struct mapstore {
 	 * log says it once per account and process, not once per session. */
 	char (*warned)[33];
 	size_t n_warned;
+	uint64_t clock;			/* orders cache use */
 };
 
 /*
@@ -38,8 +39,9 @@ struct uidmap *mapstore_get(struct mapstore *ms, const char *dir,
 /* Saves the map if it changed; logs a failure. */
 void mapstore_save(struct mapstore *ms, struct uidmap *map);
 
-/* Gives the map back: saved if changed, freed with its last user. *map
- * becomes NULL. */
+/* Gives the map back: saved if changed. With its last user it stays
+ * cached (a few dozen accounts at most) and is reused while its file has
+ * not changed on disk. *map becomes NULL. */
 void mapstore_put(struct mapstore *ms, struct uidmap **map);
 
 /* Removes temporary map files a crash left behind in dir (older than a few

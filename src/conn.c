@@ -366,6 +366,10 @@ on_written(uv_write_t *req, int status)
 		conn_fail(c, status);
 		return;
 	}
+	/* The plaintext queue keeps its memory while a transfer streams
+	 * through TLS, and lets it go once everything has been sent. */
+	if (c->in_flight == 0 && c->out.len == 0 && c->out.cap > CONN_OUT_KEEP)
+		buf_free(&c->out);
 	if (c->ev != NULL && c->ev->progress != NULL)
 		c->ev->progress(c->ctx);
 	if (c->closing || c->failed)
@@ -466,8 +470,6 @@ conn_flush(struct conn *c)
 		buf_wipe(&c->out);
 	c->out_secret = 0;
 	buf_reset(&c->out);
-	if (c->out.cap > CONN_OUT_KEEP)
-		buf_free(&c->out);
 	return tls_flush_raw(c);
 }
 

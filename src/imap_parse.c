@@ -391,6 +391,12 @@ close_list(struct imap_parser *p)
 static bool
 item_is_body(const char *s, size_t n)
 {
+	char first = n > 0 ? ascii_upper(s[0]) : '\0';
+
+	/* Called for every FETCH item: most (UID, FLAGS, RFC822.SIZE) are
+	 * decided by the first letter or the length. */
+	if ((first != 'B' && first != 'R') || n < 5)
+		return false;
 	return prefix_nocase(s, n, "BODY[") ||
 	       prefix_nocase(s, n, "BODY.PEEK[") ||
 	       prefix_nocase(s, n, "BINARY[") ||

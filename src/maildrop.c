@@ -151,15 +151,38 @@ void
 maildrop_uidl(const struct maildrop *md, const struct maildrop_msg *msg,
 	      char out[MAILDROP_UIDL_MAX + 1])
 {
+	static const char hex[] = "0123456789abcdef";
 	const struct maildrop_folder *f = &md->folders[msg->folder];
+	char *p = out;
+	uint32_t h;
+	int i;
 
-	if (strcmp(f->name, "INBOX") == 0)
-		snprintf(out, MAILDROP_UIDL_MAX + 1, "%u.%u",
-			 (unsigned)msg->uidl_validity, (unsigned)msg->uidl_uid);
-	else
-		snprintf(out, MAILDROP_UIDL_MAX + 1, "%08x.%u.%u",
-			 (unsigned)name_hash(f->name),
-			 (unsigned)msg->uidl_validity, (unsigned)msg->uidl_uid);
+	/* By hand: UIDL listings of large mailboxes format one per message. */
+	if (strcmp(f->name, "INBOX") != 0) {
+		h = name_hash(f->name);
+		for (i = 7; i >= 0; i--)
+			*p++ = hex[(h >> (4 * i)) & 0xf];
+		*p++ = '.';
+	}
+	p = maildrop_format_u64(p, msg->uidl_validity);
+	*p++ = '.';
+	p = maildrop_format_u64(p, msg->uidl_uid);
+	*p = '\0';
+}
+
+char *
+maildrop_format_u64(char *p, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
 }
 
 static int

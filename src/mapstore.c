@@ -16,7 +16,17 @@ struct mapstore_entry {
 	char name[33];
 	struct uidmap *map;
 	unsigned users;
+	/* An unused map stays cached while its file is what we last saw:
+	 * a login then skips re-reading and re-checking it. */
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	uint64_t last_used;
 };
+
+/* Unused maps kept in memory at most. */
+#define MAPSTORE_CACHE_MAX 32
 
 static struct mapstore_entry *
 find(struct mapstore *ms, const char *name)
@@ -50,6 +60,88 @@ replace_corrupt(const char *dir, const char *name, const char *why, char *err,
 	if (uidmap_load(dir, name, &map, err, errlen) < 0)
 		return NULL;
 	return map;
+}
+
+/* The identity of the map's file: absent files are all alike (ino 0). */
+static void
+file_identity(const struct mapstore_entry *e, dev_t *dev, ino_t *ino,
+	      off_t *size, struct timespec *mtime)
+{
+	struct stat st;
+
+	*dev = 0;
+	*ino = 0;
+	*size = 0;
+	memset(mtime, 0, sizeof(*mtime));
+	if (stat(e->map->path, &st) < 0)
+		return;
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+	*size = st.st_size;
+	*mtime = st.st_mtim;
+}
+
+static void
+remember_file(struct mapstore_entry *e)
+{
+	file_identity(e, &e->dev, &e->ino, &e->size, &e->mtime);
+}
+
+static bool
+file_unchanged(const struct mapstore_entry *e)
+{
+	struct timespec mtime;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+
+	file_identity(e, &dev, &ino, &size, &mtime);
+	return dev == e->dev && ino == e->ino && size == e->size &&
+	       mtime.tv_sec == e->mtime.tv_sec &&
+	       mtime.tv_nsec == e->mtime.tv_nsec;
+}
+
+static void remember_warned(struct mapstore *ms, const char *name);
+
+/* Unlinks and frees an entry nobody uses. */
+static void
+drop(struct mapstore *ms, struct mapstore_entry *e)
+{
+	struct mapstore_entry **pp;
+
+	for (pp = &ms->head; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp != e)
+			continue;
+		*pp = e->next;
+		if (e->map->warned_fallback)
+			remember_warned(ms, e->name);
+		uidmap_free(&e->map);
+		free(e);
+		return;
+	}
+}
+
+/* Keeps at most MAPSTORE_CACHE_MAX unused maps, dropping the oldest. */
+static void
+trim_cache(struct mapstore *ms)
+{
+	struct mapstore_entry *e, *oldest;
+	size_t idle;
+
+	for (;;) {
+		idle = 0;
+		oldest = NULL;
+		for (e = ms->head; e != NULL; e = e->next) {
+			if (e->users > 0)
+				continue;
+			idle++;
+			if (oldest == NULL || e->last_used < oldest->last_used)
+				oldest = e;
+		}
+		if (idle <= MAPSTORE_CACHE_MAX)
+			return;
+		drop(ms, oldest);
+	}
 }
 
 static bool
@@ -89,8 +181,13 @@ mapstore_get(struct mapstore *ms, const char *dir, const char *host,
 
 	uidmap_file_name(host, port, user, user_len, name);
 	e = find(ms, name);
+	if (e != NULL && e->users == 0 && !file_unchanged(e)) {
+		drop(ms, e);
+		e = NULL;
+	}
 	if (e != NULL) {
 		e->users++;
+		e->last_used = ++ms->clock;
 		return e->map;
 	}
 	if (uidmap_load(dir, name, &map, err, errlen) < 0) {
@@ -111,6 +208,7 @@ mapstore_get(struct mapstore *ms, const char *dir, const char *host,
 	map->warned_fallback = was_warned(ms, name);
 	e->map = map;
 	e->users = 1;
+	e->last_used = ++ms->clock;
 	e->next = ms->head;
 	ms->head = e;
 	return map;
@@ -131,23 +229,25 @@ mapstore_save(struct mapstore *ms, struct uidmap *map)
 void
 mapstore_put(struct mapstore *ms, struct uidmap **mapp)
 {
-	struct mapstore_entry **pp, *e;
+	struct mapstore_entry *e;
 	struct uidmap *map = *mapp;
 
 	if (map == NULL)
 		return;
 	*mapp = NULL;
 	mapstore_save(ms, map);
-	for (pp = &ms->head; (e = *pp) != NULL; pp = &e->next) {
+	for (e = ms->head; e != NULL; e = e->next) {
 		if (e->map != map)
 			continue;
 		if (--e->users > 0)
 			return;
-		*pp = e->next;
-		if (e->map->warned_fallback)
-			remember_warned(ms, e->name);
-		uidmap_free(&e->map);
-		free(e);
+		/* A map that could not be saved is not kept: the file is the
+		 * truth the next login must see. */
+		if (map->dirty)
+			drop(ms, e);
+		else
+			remember_file(e);
+		trim_cache(ms);
 		return;
 	}
 }

@@ -372,6 +372,27 @@ listing_line(struct session *s, uint32_t n, const struct maildrop_msg *m,
 	}
 }
 
+/* One line of a multi-line LIST or UIDL, formatted by hand straight into
+ * the output queue: a 10,000-message listing is on every login's path. */
+static void
+listing_entry(struct session *s, uint32_t n, const struct maildrop_msg *m)
+{
+	char line[16 + MAILDROP_UIDL_MAX + 4], *p;
+
+	p = maildrop_format_u64(line, n);
+	*p++ = ' ';
+	if (s->listing_uidl) {
+		maildrop_uidl(&s->md, m, p);
+		p += strlen(p);
+	} else {
+		p = maildrop_format_u64(p, m->size);
+	}
+	*p++ = '\r';
+	*p++ = '\n';
+	if (conn_write(s->client, line, (size_t)(p - line)) == 0)
+		s->bytes_out += (uint64_t)(p - line);
+}
+
 void
 pop3_server_listing(struct session *s)
 {
@@ -379,8 +400,7 @@ pop3_server_listing(struct session *s)
 		uint32_t i = s->listing_next++;
 
 		if (!s->md.msgs[i].deleted)
-			listing_line(s, i + 1, &s->md.msgs[i], s->listing_uidl,
-				     false);
+			listing_entry(s, i + 1, &s->md.msgs[i]);
 		if (conn_pending(s->client) >= SESSION_OUT_HIGH) {
 			s->wait = WAIT_LISTING;
 			conn_want_drained(s->client);
@@ -682,6 +702,9 @@ pop3_server_upstream_data(struct session *s, const char *p, size_t n)
 		uidmap_hasher_feed(s->hasher, p, n);
 	out = conn_outbuf(s->client);
 	before = out->len;
+	/* One allocation for the stuffed chunk instead of doublings: dots
+	 * and bare LFs add little. */
+	buf_reserve(out, n + n / 8 + 16);
 	used = dotstuff_feed(&s->ds, p, n, out);
 	if (used < 0) {
 		session_end(s, "output buffer overflow");

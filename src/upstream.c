@@ -205,8 +205,14 @@ static void
 listing_normalize(struct upstream *u)
 {
 	size_t i, out = 0;
+	bool sorted = true;
 
 	if (u->n_cur == 0)
+		return;
+	/* Servers answer in UID order; sort only when one did not. */
+	for (i = 1; i < u->n_cur && sorted; i++)
+		sorted = u->cur[i - 1].uid < u->cur[i].uid;
+	if (sorted)
 		return;
 	qsort(u->cur, u->n_cur, sizeof(*u->cur), cmp_current);
 	for (i = 0; i < u->n_cur; i++) {
@@ -232,19 +238,42 @@ is_fetch(const struct imap_resp *r)
 	       strncasecmp(r->name, "FETCH", 5) == 0;
 }
 
+/* Takes UID and RFC822.SIZE from one pass over a FETCH list (10,000
+ * of these arrive at every login). */
+static bool
+fetch_uid_size(const struct imap_resp *r, uint64_t *uid_r, uint64_t *size_r)
+{
+	const struct imap_arg *list;
+	bool have_uid = false, have_size = false;
+	size_t i;
+
+	if (r->nargs < 1 || r->args[0].type != IMAP_ARG_LIST)
+		return false;
+	list = &r->args[0];
+	for (i = 0; i + 1 < list->count; i += 2) {
+		const struct imap_arg *k = &list->list[i];
+
+		if (k->type != IMAP_ARG_ATOM)
+			continue;
+		if (k->len == 3 && strncasecmp(k->str, "UID", 3) == 0)
+			have_uid = imap_arg_number(&list->list[i + 1],
+						   uid_r) == 0;
+		else if (k->len == 11 &&
+			 strncasecmp(k->str, "RFC822.SIZE", 11) == 0)
+			have_size = imap_arg_number(&list->list[i + 1],
+						    size_r) == 0;
+	}
+	return have_uid && have_size;
+}
+
 static void
 on_list_untagged(void *ctx, const struct imap_resp *r)
 {
 	struct upstream *u = ctx;
-	const struct imap_arg *uid, *size;
 	uint64_t uv, sv;
 
-	if (!is_fetch(r))
-		return;
-	uid = imap_fetch_item(r, "UID");
-	size = imap_fetch_item(r, "RFC822.SIZE");
-	if (uid == NULL || size == NULL || imap_arg_number(uid, &uv) < 0 ||
-	    imap_arg_number(size, &sv) < 0 || uv == 0 || uv > UINT32_MAX)
+	if (!is_fetch(r) || !fetch_uid_size(r, &uv, &sv) || uv == 0 ||
+	    uv > UINT32_MAX)
 		return;
 	if (listing_add(u, (uint32_t)uv, sv) < 0)
 		u->open_oom = true;
