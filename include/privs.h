@@ -12,4 +12,8 @@
  */
 int privs_drop(const struct config *cfg);
 
+/* For a configuration about to replace old on SIGHUP: the same refusal of
+ * a state directory others can write while still root. 0 or -1. */
+int privs_check_reload(const struct config *old, const struct config *cfg);
+
 #endif

@@ -179,7 +179,8 @@ on_reload_signal(uv_signal_t *h, int signum)
 			  err);
 		return;
 	}
-	if (tls_setup(cfg, &server, &client) < 0) {
+	if (state_dir_ready(cfg) < 0 || privs_check_reload(d->cfg, cfg) < 0 ||
+	    tls_setup(cfg, &server, &client) < 0) {
 		log_error("reload failed, keeping the old configuration");
 		config_free(&cfg);
 		return;

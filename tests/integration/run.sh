@@ -39,7 +39,7 @@ LIB=$ROOT/tests/lib
 . "$LIB/dovecot.sh"
 
 TARGET=${POP3_TARGET:-popbridge}
-ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy upstream}
+ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy daemon upstream}
 export PYTHONDONTWRITEBYTECODE=1
 export PYTHONUNBUFFERED=1
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-240}
@@ -262,6 +262,8 @@ want policies && run_py policies test_policies.py
 want hostile && run_py hostile test_hostile.py
 # PROXY protocol v1/v2 from trusted proxies, and the session end log line.
 want proxy && run_py proxy test_proxy.py
+# The daemon: root and [process] user, --check-config, SIGHUP, SIGTERM.
+want daemon && run_py daemon test_daemon.py
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the
