@@ -28,4 +28,14 @@ int imap_string_append_quoted(struct buf *out, const char *s, size_t n);
 int imap_string_append_literal_prefix(struct buf *out, size_t n,
 				      bool non_sync);
 
+/*
+ * Appends a mailbox name as a quoted string. Names with 8-bit bytes are
+ * taken as UTF-8 and written in modified UTF-7 (RFC 3501 §5.1.3), the form
+ * IMAP4rev1 servers expect ("Indésirables" -> "Ind&AOk-sirables"); pure
+ * ASCII names are sent as they are, so a name already written in modified
+ * UTF-7 keeps working. Returns 0, -EINVAL for invalid UTF-8 or control
+ * characters, or a buf error.
+ */
+int imap_string_append_mailbox(struct buf *out, const char *name);
+
 #endif

@@ -155,9 +155,8 @@ select_folder(struct upstream *u, size_t f)
 	/* Folder names come from the configuration, which rejects control
 	 * characters; they still travel quoted, never raw. */
 	buf_init(&cmd, IMAP_CMD_MAX);
-	if (imap_string_form(name, strlen(name)) == IMAP_STRING_QUOTED &&
-	    buf_append_str(&cmd, "SELECT ") == 0 &&
-	    imap_string_append_quoted(&cmd, name, strlen(name)) == 0 &&
+	if (buf_append_str(&cmd, "SELECT ") == 0 &&
+	    imap_string_append_mailbox(&cmd, name) == 0 &&
 	    buf_append(&cmd, "", 1) == 0) {
 		u->selecting = (int)f;
 		u->selected = -1;
@@ -918,7 +917,7 @@ update_plan_chunk(struct upstream *u)
 	buf_init(&q, sizeof(trash));
 	r = buf_append(&q, " ", 1);
 	if (r == 0)
-		r = imap_string_append_quoted(&q, tname, strlen(tname));
+		r = imap_string_append_mailbox(&q, tname);
 	if (r == 0 && q.len < sizeof(trash)) {
 		memcpy(trash, q.data, q.len);
 		trash[q.len] = '\0';

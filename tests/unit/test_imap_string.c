@@ -295,3 +295,41 @@ Test(imap_string, buffer_limit_leaves_output_unchanged)
 	cr_assert_eq(b.len, 2);
 	buf_free(&b);
 }
+
+static void
+check_mailbox(const char *name, const char *want)
+{
+	struct buf out;
+
+	buf_init(&out, 1024);
+	cr_assert_eq(imap_string_append_mailbox(&out, name), 0, "%s", name);
+	cr_assert_eq(out.len, strlen(want), "%s: %.*s", name, (int)out.len,
+		     out.data);
+	cr_assert_eq(memcmp(out.data, want, out.len), 0, "%s", name);
+	buf_free(&out);
+}
+
+Test(imap_string, mailbox_names_in_modified_utf7)
+{
+	struct buf out;
+
+	/* RFC 3501 §5.1.3's own example and the usual suspects. */
+	check_mailbox("~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+		      "\"~peter/mail/&U,BTFw-/&ZeVnLIqe-\"");
+	check_mailbox("Ind\xc3\xa9sirables", "\"Ind&AOk-sirables\"");
+	check_mailbox("[Gmail]/Corbeille", "\"[Gmail]/Corbeille\"");
+	check_mailbox("Entw\xc3\xbcrfe & Co", "\"Entw&APw-rfe &- Co\"");
+	/* ASCII passes unchanged: a name already in modified UTF-7 works. */
+	check_mailbox("Ind&AOk-sirables", "\"Ind&AOk-sirables\"");
+	check_mailbox("a\"b\\c", "\"a\\\"b\\\\c\"");
+	/* Outside the BMP: a surrogate pair. */
+	check_mailbox("\xf0\x9f\x93\xa7", "\"&2D3c5w-\"");
+
+	buf_init(&out, 1024);
+	cr_assert_eq(imap_string_append_mailbox(&out, "bad\xc3"), -EINVAL);
+	cr_assert_eq(imap_string_append_mailbox(&out, "\xc0\xaf"), -EINVAL);
+	cr_assert_eq(imap_string_append_mailbox(&out, "\xed\xa0\x80"), -EINVAL);
+	cr_assert_eq(imap_string_append_mailbox(&out, "a\r\nb"), -EINVAL);
+	cr_assert_eq(out.len, 0);
+	buf_free(&out);
+}
