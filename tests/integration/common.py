@@ -61,9 +61,14 @@ def users(dovecot_dir=None):
 # -- reporting ----------------------------------------------------------------
 
 class Report:
-    def __init__(self):
+    """Counts and prints results; a failure shows at most max_lines
+    diagnostic lines of at most width characters each."""
+
+    def __init__(self, max_lines=12, width=300):
         self.passed = 0
         self.failed = 0
+        self.max_lines = max_lines
+        self.width = width
 
     def ok(self, name):
         self.passed += 1
@@ -75,10 +80,10 @@ class Report:
         lines = []
         for d in diag:
             lines.extend(str(d).splitlines())
-        for d in lines[:12]:
-            print("    %s" % d[:300], flush=True)
-        if len(lines) > 12:
-            print("    ... (%d more lines)" % (len(lines) - 12), flush=True)
+        for d in lines[:self.max_lines]:
+            print("    %s" % d[:self.width], flush=True)
+        if len(lines) > self.max_lines:
+            print("    ... (%d more lines)" % (len(lines) - self.max_lines), flush=True)
 
     def case(self, name, fn, *args, **kw):
         """Runs fn; it passes when it returns a falsy value or an empty list

@@ -23,12 +23,10 @@ ONLY_CASE=substring (run only the cases whose name contains it).
 import base64
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
@@ -38,10 +36,11 @@ sys.path.insert(0, HERE)
 
 from common import Report, first_diff  # noqa: E402
 import imapfetch  # noqa: E402
+import pbtest  # noqa: E402
 from imapfault import CAPS_FULL, Fault, FaultPeer  # noqa: E402
+from pbtest import HOST, free_port  # noqa: E402
 from pop3wire import Pop3, Pop3Closed  # noqa: E402
 
-HOST = "127.0.0.1"
 UPSTREAM_TIMEOUT = 2        # [upstream] timeout in popbridge's config
 REPLY_WAIT = 10.0           # longest wait for one POP3 reply
 USER, PW = b"alice", b"Alice-pw-1"
@@ -53,22 +52,7 @@ POPBRIDGE = os.environ.get("POPBRIDGE", "")
 ONLY = os.environ.get("ONLY_CASE", "")   # not ONLY: run.sh uses that for groups
 
 
-class FaultReport(Report):
-    """Report with room for the transcript and log lines."""
-
-    def fail(self, name, diag=()):
-        self.failed += 1
-        print("not ok - %s" % name, flush=True)
-        lines = []
-        for d in diag:
-            lines.extend(str(d).splitlines())
-        for d in lines[:24]:
-            print("    %s" % d[:300], flush=True)
-        if len(lines) > 24:
-            print("    ... (%d more lines)" % (len(lines) - 24), flush=True)
-
-
-R = FaultReport()
+R = Report(max_lines=24)
 PEER = None
 PB = None           # the popbridge process
 PB_PORT = 0
@@ -84,28 +68,6 @@ def caps_without(*names):
 
 
 # -- popbridge --------------------------------------------------------------------
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def _die_with_parent():
-    """In the child: SIGTERM when this script dies, however it dies."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)     # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _on_signal(signum, frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
 
 def start_popbridge(imap_port):
     global PB, PB_PORT, PB_LOG
@@ -136,33 +98,17 @@ shutdown_grace = 5
 level = debug
 """ % (PB_PORT, imap_port, UPSTREAM_TIMEOUT, state))
     PB_LOG = os.path.join(TMP, "popbridge-faults.log")
-    log = open(PB_LOG, "wb")
-    PB = subprocess.Popen([POPBRIDGE, "-c", conf], stdout=log,
-                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                          preexec_fn=_die_with_parent)
-    log.close()
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if PB.poll() is not None:
-            return "popbridge exited with status %s" % PB.returncode
-        try:
-            s = socket.create_connection((HOST, PB_PORT), timeout=2)
-            s.settimeout(3)
-            data = s.recv(512)
-            s.close()
-            if data.startswith(b"+OK"):
-                return None
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return "popbridge does not greet on port %d within 30 s" % PB_PORT
+    PB = pbtest.spawn(POPBRIDGE, conf, PB_LOG)
+    why = pbtest.wait_greeting(PB, PB_PORT)
+    if why == "exited":
+        return "popbridge exited with status %s" % PB.returncode
+    if why:
+        return "popbridge does not greet on port %d within 30 s" % PB_PORT
+    return None
 
 
 def log_offset():
-    try:
-        return os.path.getsize(PB_LOG)
-    except OSError:
-        return 0
+    return pbtest.file_size(PB_LOG)
 
 
 INTERESTING = re.compile(r"upstream|imap[<>]|pop3>|transfer|update|warn|error|"
@@ -172,12 +118,7 @@ INTERESTING = re.compile(r"upstream|imap[<>]|pop3>|transfer|update|warn|error|"
 def log_lines(offset, limit=6):
     """popbridge's log lines since offset that say something about the
     upstream, trimmed to the last `limit`."""
-    try:
-        with open(PB_LOG, "rb") as f:
-            f.seek(offset)
-            data = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
+    data = pbtest.read_text(PB_LOG, offset)
     lines = [ln for ln in data.splitlines() if INTERESTING.search(ln)]
     return lines[-limit:]
 
@@ -1021,18 +962,14 @@ def finish():
     with open(PB_LOG, "rb") as f:
         log = f.read()
     text = log.decode("utf-8", "replace")
-    san = [ln for ln in text.splitlines() if re.search(
-        r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|"
-        r"SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)", ln)]
+    san = [ln for ln in text.splitlines() if pbtest.SANITIZER.search(ln)]
     if san:
         R.fail("no sanitizer reports in popbridge's log", san[:10])
     else:
         R.ok("no sanitizer reports in popbridge's log")
     leaks = []
     for s in SECRETS:
-        forms = {s, s.replace(b"\\", b"\\\\").replace(b'"', b'\\"'),
-                 base64.b64encode(b"\0" + USER + b"\0" + s)}
-        for x in forms:
+        for x in pbtest.secret_forms(USER, s):
             if x in log:
                 leaks.append("the log contains %r" % x)
     if leaks:
@@ -1049,21 +986,18 @@ def main():
         # model the Dovecot-backed cases, not upstream faults.
         print("# fault cases skipped for TARGET=%s" % target)
         return 0
-    if not POPBRIDGE or not os.access(POPBRIDGE, os.X_OK):
-        print("test_faults.py: POPBRIDGE must name the popbridge binary (got %r)"
-              % POPBRIDGE, file=sys.stderr)
-        print("0 passed, 1 failed")
-        return 1
-    signal.signal(signal.SIGTERM, _on_signal)     # run the cleanup below
-    own_tmp = "TEST_TMP" not in os.environ
-    TMP = tempfile.mkdtemp(prefix="popbridge-faults.") if own_tmp else os.environ["TEST_TMP"]
-    os.makedirs(TMP, exist_ok=True)
+    rc = pbtest.missing_binary("test_faults.py", POPBRIDGE)
+    if rc is not None:
+        return rc
+    pbtest.catch_signals()                        # run the cleanup below
+    TMP, own_tmp = pbtest.scratch_dir("popbridge-faults.", chmod=False)
     PEER = FaultPeer()
     PEER.start()
     MSGS = PEER.base_messages
     EXP = [imapfetch.pop3_expected(d) for _, d in MSGS]
     print("# imapfault peer on 127.0.0.1:%d; scratch %s" % (PEER.port, TMP), flush=True)
-    try:
+
+    def body():
         err = start_popbridge(PEER.port)
         if err:
             R.fail("popbridge starts in front of the fault peer", [err] + log_lines(0, 10))
@@ -1071,19 +1005,16 @@ def main():
             print("# popbridge (%s) on 127.0.0.1:%d" % (POPBRIDGE, PB_PORT), flush=True)
             cases()
             finish()
-    except KeyboardInterrupt as e:
-        R.fail("the fault cases ran to the end", ["interrupted (%s)" % e])
+
+    try:
+        pbtest.run_guarded(R, "fault cases", body, crash_lines=None)
     finally:
         if PB is not None and PB.poll() is None:
             PB.kill()
             PB.wait(5)
         PEER.stop()
-        if own_tmp and os.environ.get("KEEP_TMP") != "1":
-            shutil.rmtree(TMP, ignore_errors=True)
-        elif own_tmp:
-            print("# kept %s" % TMP)
-    print("%d passed, %d failed" % (R.passed, R.failed), flush=True)
-    return 1 if R.failed else 0
+        pbtest.remove_scratch(TMP, own_tmp)
+    return pbtest.summary(R)
 
 
 if __name__ == "__main__":

@@ -37,12 +37,9 @@ import os
 import random
 import re
 import select
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -56,11 +53,12 @@ sys.path.insert(0, HERE)
 from common import Report, first_diff  # noqa: E402
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
+import pbtest  # noqa: E402
+from pbtest import (HOST, REPLY_WAIT, Dovecot, cmd, free_port, is_err, is_ok,  # noqa: E402
+                    note, read_line, show, want_temp)
 from pop3wire import Pop3, Pop3Closed  # noqa: E402
 
-HOST = "127.0.0.1"
-REPLY_WAIT = 10.0
-POPBRIDGE = os.environ.get("POPBRIDGE") or os.path.join(ROOT, "build", "asan", "popbridge")
+POPBRIDGE = pbtest.default_popbridge()
 POPBRIDGE_REL = os.environ.get("POPBRIDGE_RELEASE") or os.path.join(ROOT, "build", "popbridge")
 ONLY = os.environ.get("ONLY_CASE", "")
 
@@ -82,22 +80,7 @@ RSS_PIPELINE_KB = 2048
 RSS_BASELINE_KB = 4096         # "back near its baseline"
 
 
-class HostileReport(Report):
-    """Report with room for log lines."""
-
-    def fail(self, name, diag=()):
-        self.failed += 1
-        print("not ok - %s" % name, flush=True)
-        lines = []
-        for d in diag:
-            lines.extend(str(d).splitlines())
-        for d in lines[:30]:
-            print("    %s" % d[:300], flush=True)
-        if len(lines) > 30:
-            print("    ... (%d more lines)" % (len(lines) - 30), flush=True)
-
-
-R = HostileReport()
+R = Report(max_lines=30)
 TMP = ""
 DOVECOT = None
 L = H = REL = None
@@ -106,118 +89,9 @@ USERS = {}
 EXP = {}            # user -> [(retr bytes, list size)] in POP3 order
 
 
-def note(msg):
-    print("# %s" % msg, flush=True)
-
-
-def _on_signal(signum, frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
-
-def _die_with_parent():
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)     # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _become_subreaper():
-    """Dovecot is started by a bash that exits at once: let it become our
-    child rather than init's, so that a harness killing our process tree
-    also finds it."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(36, 1, 0, 0, 0)                 # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        pass
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-# -- Dovecot (tests/lib/dovecot.sh) --------------------------------------------------
-
-class Dovecot:
-    def __init__(self, d, users=None, extra=None):
-        self.dir = d
-        self.users = users
-        self.extra = extra
-        self.pid = None
-        self.port = None
-
-    def _bash(self, script, timeout):
-        env = dict(os.environ)
-        for k in ("DOVECOT_POP3", "DOVECOT_SSL_CERT", "DOVECOT_SSL_KEY"):
-            env.pop(k, None)
-        env["PB_LIB"] = LIB
-        env["PB_DIR"] = self.dir
-        if self.users:
-            env["DOVECOT_USERS"] = "\n".join("%s:%s" % kv for kv in self.users.items())
-        if self.extra:
-            env["DOVECOT_EXTRA_CONF"] = self.extra
-        with open(os.path.join(self.dir, "harness.out"), "ab") as out:
-            r = subprocess.run(["bash", "-c", '. "$PB_LIB/dovecot.sh" && ' + script],
-                               env=env, stdin=subprocess.DEVNULL, stdout=out,
-                               stderr=out, timeout=timeout)
-        return r.returncode
-
-    def start(self):
-        os.makedirs(self.dir, exist_ok=True)
-        rc = self._bash('dovecot_start "$PB_DIR"', 90)
-        if rc != 0:
-            try:
-                with open(os.path.join(self.dir, "harness.out"), errors="replace") as f:
-                    tail = f.read().splitlines()[-10:]
-            except OSError:
-                tail = []
-            raise RuntimeError("dovecot_start failed (%d): %s" % (rc, " | ".join(tail)))
-        ports = {}
-        with open(os.path.join(self.dir, "ports")) as f:
-            for line in f:
-                k, _, v = line.strip().partition("=")
-                ports[k] = v
-        self.port = int(ports["DOVECOT_IMAP_PORT"])
-        with open(os.path.join(self.dir, "dovecot.pid")) as f:
-            self.pid = int(f.read().strip())
-
-    def stop(self):
-        if self.pid is None:
-            return
-        try:
-            self._bash('dovecot_stop "$PB_DIR"', 30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.waitpid(self.pid, os.WNOHANG)    # ours as subreaper
-        except ChildProcessError:
-            pass
-        self.pid = None
-
-    def passwords(self):
-        out = {}
-        with open(os.path.join(self.dir, "users"), encoding="utf-8") as f:
-            for line in f:
-                user, _, pw = line.rstrip("\n").partition(":")
-                if user:
-                    out[user] = pw[len("{PLAIN}"):] if pw.startswith("{PLAIN}") else pw
-        return out
-
-
 # -- popbridge ---------------------------------------------------------------------
 
-SANITIZER = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|"
-                       r"SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)")
-
-
-class Popbridge:
+class Popbridge(pbtest.Popbridge):
     def __init__(self, name, binary, limits, level="debug"):
         self.name = name
         self.binary = binary
@@ -251,82 +125,20 @@ dir = %s
 [log]
 level = %s
 """ % (self.port, imap_port, state, limits, self.level))
-        log = open(self.log, "wb")
-        self.proc = subprocess.Popen([self.binary, "-c", self.conf], stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent)
-        log.close()
+        self.spawn(self.binary, self.conf)
         INSTANCES.append(self)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                return "exited with status %s: %s" % (self.proc.returncode,
-                                                      " | ".join(self.tail(5)))
-            try:
-                s = socket.create_connection((HOST, self.port), timeout=2)
-                s.settimeout(3)
-                data = s.recv(512)
-                s.close()
-                if data.startswith(b"+OK"):
-                    return None
-            except OSError:
-                pass
-            time.sleep(0.1)
-        return "does not greet on port %d within 30 s" % self.port
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def offset(self):
-        try:
-            return os.path.getsize(self.log)
-        except OSError:
-            return 0
-
-    def text(self, off=0):
-        try:
-            with open(self.log, "rb") as f:
-                f.seek(off)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def tail(self, n=8, off=0, interesting=None):
-        lines = self.text(off).splitlines()
-        if interesting:
-            lines = [ln for ln in lines if re.search(interesting, ln)]
-        return lines[-n:]
-
-    def wait_log(self, off, pattern, timeout):
-        """The first match of pattern in the log after off, waiting up to
-        timeout seconds; None if none."""
-        deadline = time.time() + timeout
-        rx = re.compile(pattern)
-        while True:
-            m = rx.search(self.text(off))
-            if m or time.time() >= deadline:
-                return m
-            time.sleep(0.05)
-
-    def active(self):
-        t = self.text()
-        return (len(re.findall(r"session=\d+ connect ", t))
-                - len(re.findall(r"session=\d+ end ", t)))
-
-    def wait_active(self, n, timeout=10):
-        deadline = time.time() + timeout
-        while self.active() != n and time.time() < deadline:
-            time.sleep(0.05)
-        return self.active()
+        why = pbtest.wait_greeting(self.proc, self.port)
+        if why == "exited":
+            return "exited with status %s: %s" % (self.proc.returncode,
+                                                  " | ".join(self.tail(5)))
+        if why:
+            return "does not greet on port %d within 30 s" % self.port
+        return None
 
     def session_of(self, off, client, timeout=5):
         m = self.wait_log(off, r"session=(\d+) connect client=%s\b" % re.escape(client),
                           timeout)
         return m.group(1) if m else None
-
-    def end_line(self, sid, timeout=5):
-        m = self.wait_log(0, r"session=%s end [^\n]*" % sid, timeout)
-        return m.group(0) if m else None
 
     def rss_kb(self):
         try:
@@ -344,33 +156,7 @@ level = %s
         except OSError:
             return -1
 
-    def stop(self, timeout=20):
-        """SIGTERM; the exit status, or a string saying what went wrong."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            return "still running %d s after SIGTERM (killed)" % timeout
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-
-
 # -- POP3 clients ------------------------------------------------------------------
-
-TIMEOUT = object()
-
 
 class Client(Pop3):
     """pop3wire.Pop3 from a chosen 127.0.0.x source address."""
@@ -385,49 +171,6 @@ class Client(Pop3):
         self.sock.connect((HOST, port))
         self.buf = b""
         self.greeting = self.line() if greet else None
-
-
-def read_line(p, timeout=REPLY_WAIT):
-    """The next line; None when the server closed; TIMEOUT."""
-    p.sock.settimeout(timeout)
-    try:
-        return p.line()
-    except Pop3Closed:
-        return None
-    except socket.timeout:
-        return TIMEOUT
-    except OSError:
-        return None
-
-
-def cmd(p, text, timeout=REPLY_WAIT):
-    try:
-        p.send(text + b"\r\n")
-    except OSError:
-        return None
-    return read_line(p, timeout)
-
-
-def show(r):
-    if r is None:
-        return "(connection closed, no reply)"
-    if r is TIMEOUT:
-        return "(no reply in time)"
-    return repr(r[:200])
-
-
-def is_ok(r):
-    return isinstance(r, bytes) and r.startswith(b"+OK")
-
-
-def is_err(r):
-    return isinstance(r, bytes) and r.startswith(b"-ERR")
-
-
-def want_temp(what, r):
-    if isinstance(r, bytes) and r.startswith(b"-ERR [SYS/TEMP]") and b"wait" in r.lower():
-        return []
-    return ["%s -> %s, want -ERR [SYS/TEMP] ... wait ..." % (what, show(r))]
 
 
 def wait_close(p, timeout):
@@ -1516,27 +1259,7 @@ def t_rel_back_to_baseline():
 # == the end ======================================================================================
 
 def finish(pb):
-    rc = pb.stop()
-    if rc == 0:
-        R.ok("%s popbridge exits 0 on SIGTERM" % pb.name)
-    else:
-        R.fail("%s popbridge exits 0 on SIGTERM" % pb.name,
-               ["exit status %s" % rc] + pb.tail(8))
-    with open(pb.log, "rb") as f:
-        log = f.read()
-    text = log.decode("utf-8", "replace")
-    san = [ln for ln in text.splitlines() if SANITIZER.search(ln)]
-    if san:
-        R.fail("no sanitizer reports in the %s log" % pb.name, san[:12])
-    else:
-        R.ok("no sanitizer reports in the %s log" % pb.name)
-    ctl = sorted({b for b in log if (b < 0x20 and b != 0x0a) or b == 0x7f})
-    if ctl:
-        i = min(log.find(bytes([b])) for b in ctl)
-        R.fail("the %s log holds no raw control bytes" % pb.name,
-               ["bytes %s, first near %r" % (ctl, log[max(0, i - 60):i + 20])])
-    else:
-        R.ok("the %s log holds no raw control bytes" % pb.name)
+    pbtest.finish_checks(R, pb)
 
 
 def setup():
@@ -1639,46 +1362,31 @@ def cases():
 
 def main():
     global TMP
-    if os.environ.get("TARGET", "popbridge") != "popbridge":
-        print("ok - hostile-client cases skipped for TARGET=%s" % os.environ["TARGET"])
-        print("1 passed, 0 failed")
-        return 0
-    if not os.access(POPBRIDGE, os.X_OK):
-        print("test_hostile.py: POPBRIDGE must name the popbridge binary (got %r)"
-              % POPBRIDGE, file=sys.stderr)
-        print("0 passed, 1 failed")
-        return 1
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
-    _become_subreaper()
-    own_tmp = "TEST_TMP" not in os.environ
-    TMP = tempfile.mkdtemp(prefix="popbridge-hostile.") if own_tmp else os.environ["TEST_TMP"]
-    os.makedirs(TMP, exist_ok=True)
-    os.chmod(TMP, 0o755)
+    rc = pbtest.skip_for_target("ok - hostile-client cases skipped for TARGET=%s")
+    if rc is None:
+        rc = pbtest.missing_binary("test_hostile.py", POPBRIDGE)
+    if rc is not None:
+        return rc
+    pbtest.catch_signals(signal.SIGHUP)
+    pbtest.become_subreaper()
+    TMP, own_tmp = pbtest.scratch_dir("popbridge-hostile.")
+
+    def body():
+        if setup():
+            cases()
+            for pb in (L, H, REL):
+                if pb is not None and pb.proc is not None:
+                    finish(pb)
+
     try:
-        try:
-            if setup():
-                cases()
-                for pb in (L, H, REL):
-                    if pb is not None and pb.proc is not None:
-                        finish(pb)
-        except KeyboardInterrupt as e:
-            R.fail("the hostile-client cases ran to the end", ["interrupted (%s)" % e])
-        except Exception as e:
-            tb = traceback.format_exc().strip().splitlines()
-            R.fail("the hostile-client cases ran to the end",
-                   ["%s: %s" % (type(e).__name__, e)] + tb[-6:])
+        pbtest.run_guarded(R, "hostile-client cases", body)
     finally:
         for pb in INSTANCES:
             pb.kill()
         if DOVECOT is not None:
             DOVECOT.stop()
-        if own_tmp and os.environ.get("KEEP_TMP") != "1":
-            shutil.rmtree(TMP, ignore_errors=True)
-        elif own_tmp:
-            print("# kept %s" % TMP)
-    print("%d passed, %d failed" % (R.passed, R.failed), flush=True)
-    return 1 if R.failed else 0
+        pbtest.remove_scratch(TMP, own_tmp)
+    return pbtest.summary(R)
 
 
 if __name__ == "__main__":

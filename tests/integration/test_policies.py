@@ -60,7 +60,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -74,10 +73,11 @@ sys.path.insert(0, HERE)
 from common import Report, first_diff  # noqa: E402
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
+import pbtest  # noqa: E402
+from pbtest import HOST, free_port, note  # noqa: E402
 from pop3wire import Pop3, Pop3Closed  # noqa: E402
 
-HOST = "127.0.0.1"
-POPBRIDGE = os.environ.get("POPBRIDGE") or os.path.join(ROOT, "build", "asan", "popbridge")
+POPBRIDGE = pbtest.default_popbridge()
 DOVECOT_SH = os.path.join(LIB, "dovecot.sh")
 ONLY = os.environ.get("ONLY_CASE", "")
 REPLY_WAIT = 15.0           # longest wait for one POP3 reply
@@ -110,54 +110,13 @@ MAIN_USERS = ["fold", "snow", "snowe", "sdate", "dexp", "dtrash", "dseen", "dkee
               "msn", "mapa", "mapb", "rbuv", "rbrn", "crash", "size"]
 
 
-class PolicyReport(Report):
-    """Report with room for log lines."""
-
-    def fail(self, name, diag=()):
-        self.failed += 1
-        print("not ok - %s" % name, flush=True)
-        lines = []
-        for d in diag:
-            lines.extend(str(d).splitlines())
-        for d in lines[:30]:
-            print("    %s" % d[:400], flush=True)
-        if len(lines) > 30:
-            print("    ... (%d more lines)" % (len(lines) - 30), flush=True)
-
-
-R = PolicyReport()
+R = Report(max_lines=30, width=400)
 TMP = ""
 DOVECOTS = []
 PBS = []
 
 
-def note(text):
-    for ln in str(text).splitlines():
-        print("# " + ln, flush=True)
-
-
 # -- processes -----------------------------------------------------------------
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def _die_with_parent():
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)     # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _on_signal(signum, frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
 
 class Dovecot:
     """A private Dovecot started by tests/lib/dovecot.sh."""
@@ -217,7 +176,7 @@ class Dovecot:
             return []
 
 
-class PopBridge:
+class PopBridge(pbtest.Popbridge):
     """One popbridge process (restartable) with its own config, state
     directory and log (appended to across restarts)."""
 
@@ -262,33 +221,17 @@ shutdown_grace = 5
 level = debug
 """ % (self.port, self.dv.port, self.maildrop, self.state))
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def start(self, timeout=30):
         self.write_conf()
         self.start_offset = self.offset()
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([POPBRIDGE, "-c", self.conf], stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("popbridge %s exited with status %s at start-up:\n%s" % (
-                    self.name, self.proc.returncode, "\n".join(self.tail(10))))
-            try:
-                s = socket.create_connection((HOST, self.port), timeout=2)
-                s.settimeout(3)
-                data = s.recv(512)
-                s.close()
-                if data.startswith(b"+OK"):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("popbridge %s does not greet on port %d within %ds" % (
-            self.name, self.port, timeout))
+        self.spawn(POPBRIDGE, self.conf, append=True)
+        why = pbtest.wait_greeting(self.proc, self.port, secs=timeout, step=0.05)
+        if why == "exited":
+            raise AssertionError("popbridge %s exited with status %s at start-up:\n%s" % (
+                self.name, self.proc.returncode, "\n".join(self.tail(10))))
+        if why:
+            raise AssertionError("popbridge %s does not greet on port %d within %ds" % (
+                self.name, self.port, timeout))
 
     def ensure(self):
         if not self.alive():
@@ -317,26 +260,6 @@ level = debug
     def kill9(self):
         if self.alive():
             self.proc.kill()
-
-    def offset(self):
-        try:
-            return os.path.getsize(self.log)
-        except OSError:
-            return 0
-
-    def text(self, offset=0):
-        try:
-            with open(self.log, "rb") as f:
-                f.seek(offset)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def tail(self, n=10, offset=0, pattern=None):
-        lines = self.text(offset).splitlines()
-        if pattern is not None:
-            lines = [ln for ln in lines if re.search(pattern, ln)]
-        return lines[-n:]
 
 
 # -- POP3 ------------------------------------------------------------------------
@@ -1435,8 +1358,7 @@ def case_sizes():
 
 # -- the end --------------------------------------------------------------------------------------
 
-SAN_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|"
-                    r"SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)")
+SAN_RE = pbtest.SANITIZER
 
 
 def finish():
@@ -1535,12 +1457,11 @@ DV = DV_NOUIDPLUS = DV_NOMOVE = None
 
 
 def main():
-    global TMP, DV, DV_NOUIDPLUS, DV_NOMOVE
-    target = os.environ.get("TARGET", "popbridge")
-    if target != "popbridge":
-        print("ok - policy cases skipped: they need popbridge's configuration (TARGET=%s)" % target)
-        print("1 passed, 0 failed")
-        return 0
+    global TMP
+    rc = pbtest.skip_for_target("ok - policy cases skipped: they need popbridge's "
+                                "configuration (TARGET=%s)")
+    if rc is not None:
+        return rc
     if not os.access(POPBRIDGE, os.X_OK):
         print("not ok - popbridge binary %r is executable" % POPBRIDGE)
         print("0 passed, 1 failed")
@@ -1550,13 +1471,12 @@ def main():
             print("not ok - %s is installed (make deps)" % tool)
             print("0 passed, 1 failed")
             return 1
-    signal.signal(signal.SIGTERM, _on_signal)
-    own_tmp = "TEST_TMP" not in os.environ
-    TMP = tempfile.mkdtemp(prefix="pb-pol.") if own_tmp else os.environ["TEST_TMP"]
-    os.makedirs(TMP, exist_ok=True)
-    os.chmod(TMP, 0o755)          # Dovecot's users must traverse it
+    pbtest.catch_signals()
+    TMP, own_tmp = pbtest.scratch_dir("pb-pol.")
     print("# popbridge %s; scratch %s" % (POPBRIDGE, TMP), flush=True)
-    try:
+
+    def body():
+        global DV, DV_NOUIDPLUS, DV_NOMOVE
         DV = Dovecot("dv", MAIN_USERS)
         DV_NOUIDPLUS = Dovecot("dv-nup", ["nup", "probe"], caps_conf("UIDPLUS", "QRESYNC"))
         DV_NOMOVE = Dovecot("dv-nmv", ["nmv", "probe"], caps_conf("UIDPLUS", "MOVE", "QRESYNC"))
@@ -1573,8 +1493,9 @@ def main():
                     continue
                 run_case(name, fn)
             finish()
-    except KeyboardInterrupt as e:
-        R.fail("the policy cases ran to the end", ["interrupted (%s)" % e])
+
+    try:
+        pbtest.run_guarded(R, "policy cases", body, crash_lines=None)
     finally:
         for pb in PBS:
             if pb.alive():
@@ -1582,12 +1503,8 @@ def main():
                 pb.proc.wait(5)
         for dv in DOVECOTS:
             dv.stop()
-        if own_tmp and os.environ.get("KEEP_TMP") != "1":
-            shutil.rmtree(TMP, ignore_errors=True)
-        elif own_tmp:
-            print("# kept %s" % TMP)
-    print("%d passed, %d failed" % (R.passed, R.failed), flush=True)
-    return 1 if R.failed else 0
+        pbtest.remove_scratch(TMP, own_tmp)
+    return pbtest.summary(R)
 
 
 if __name__ == "__main__":

@@ -50,10 +50,8 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -63,35 +61,21 @@ sys.path.insert(0, HERE)
 
 from common import Report, first_diff  # noqa: E402
 import imapfetch  # noqa: E402
+import pbtest  # noqa: E402
 import testca  # noqa: E402
+from pbtest import HOST  # noqa: E402
 from pop3wire import Pop3, is_ok  # noqa: E402
 
-HOST = "127.0.0.1"
 REPLY_WAIT = 15.0           # longest wait for one POP3 reply
 CLIENT_TIMEOUT = 90         # one run of curl / fetchmail / mpop
-POPBRIDGE = os.environ.get("POPBRIDGE") or os.path.join(ROOT, "build", "asan", "popbridge")
+POPBRIDGE = pbtest.default_popbridge()
 ONLY = os.environ.get("ONLY_CASE", "")
 USER = "alice"
 
 poplib._MAXLINE = 1 << 20   # the corpus has 65,537-octet lines
 
 
-class TlsReport(Report):
-    """Report with room for transcripts and log lines."""
-
-    def fail(self, name, diag=()):
-        self.failed += 1
-        print("not ok - %s" % name, flush=True)
-        lines = []
-        for d in diag:
-            lines.extend(str(d).splitlines())
-        for d in lines[:24]:
-            print("    %s" % d[:300], flush=True)
-        if len(lines) > 24:
-            print("    ... (%d more lines)" % (len(lines) - 24), flush=True)
-
-
-R = TlsReport()
+R = Report(max_lines=24)
 TMP = ""
 CA = None           # testca.TestCA
 C = {}              # certificates by name (testca.Cert)
@@ -119,28 +103,9 @@ def case(name, fn, *a, **kw):
 # -- processes ------------------------------------------------------------------
 
 def free_port():
-    while True:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind((HOST, 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in USED_PORTS:
-            USED_PORTS.add(port)
-            return port
-
-
-def _die_with_parent():
-    """In the child: SIGTERM when this script dies, however it dies."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)     # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _on_signal(signum, frame):
-    raise KeyboardInterrupt("signal %d" % signum)
+    port = pbtest.free_port(USED_PORTS)
+    USED_PORTS.add(port)
+    return port
 
 
 DOVECOT_ENV = ("DOVECOT_SSL_CERT", "DOVECOT_SSL_KEY", "DOVECOT_IMAPS_PORT",
@@ -176,28 +141,15 @@ def dovecot(action, d, cert=None):
 
 
 def dovecot_log_size(d):
-    try:
-        return os.path.getsize(os.path.join(d, "dovecot.log"))
-    except OSError:
-        return 0
+    return pbtest.file_size(os.path.join(d, "dovecot.log"))
 
 
 def dovecot_log(d, off=0):
-    try:
-        with open(os.path.join(d, "dovecot.log"), "rb") as f:
-            f.seek(off)
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    return pbtest.read_text(os.path.join(d, "dovecot.log"), off)
 
 
 def dovecot_users(d):
-    out = {}
-    with open(os.path.join(d, "users"), encoding="utf-8") as f:
-        for line in f:
-            u, _, p = line.rstrip("\n").partition(":")
-            out[u] = p[len("{PLAIN}"):] if p.startswith("{PLAIN}") else p
-    return out
+    return pbtest.users_file(os.path.join(d, "users"))
 
 
 def append_corpus(imap_port, user, password, only=None):
@@ -247,46 +199,25 @@ class Popbridge:
         self.rc = None
 
     def start(self):
-        log = open(self.logpath, "ab")
-        self.proc = subprocess.Popen([POPBRIDGE, "-c", self.conf], stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent)
-        log.close()
+        self.proc = pbtest.spawn(POPBRIDGE, self.conf, self.logpath, append=True)
         PBS.append(self)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("popbridge %s exited with status %s: %s" % (
-                    self.name, self.proc.returncode, self.log()[-600:]))
-            try:
-                s = socket.create_connection((HOST, self.port), timeout=2)
-                s.settimeout(3)
-                data = s.recv(512)
-                s.close()
-                if data.startswith(b"+OK"):
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("popbridge %s does not greet on port %d within 30 s"
-                           % (self.name, self.port))
+        why = pbtest.wait_greeting(self.proc, self.port)
+        if why == "exited":
+            raise RuntimeError("popbridge %s exited with status %s: %s" % (
+                self.name, self.proc.returncode, self.log()[-600:]))
+        if why:
+            raise RuntimeError("popbridge %s does not greet on port %d within 30 s"
+                               % (self.name, self.port))
+        return self
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
     def log_size(self):
-        try:
-            return os.path.getsize(self.logpath)
-        except OSError:
-            return 0
+        return pbtest.file_size(self.logpath)
 
     def log(self, off=0):
-        try:
-            with open(self.logpath, "rb") as f:
-                f.seek(off)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return pbtest.read_text(self.logpath, off)
 
     def wait_log(self, pattern, off=0, secs=5.0):
         """The first log line since off matching pattern (regex), or None."""
@@ -1316,8 +1247,7 @@ def big_over_tls(pb):
 
 # -- the end --------------------------------------------------------------------------------
 
-SAN_RX = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|"
-                    r"SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)")
+SAN_RX = pbtest.SANITIZER
 
 
 def finish():
@@ -1547,11 +1477,10 @@ def cases():
 
 def main():
     global TMP, DA, DB
-    target = os.environ.get("TARGET", "popbridge")
-    if target != "popbridge":
-        print("ok - TLS cases skipped for TARGET=%s (they test popbridge's own TLS)" % target)
-        print("1 passed, 0 failed")
-        return 0
+    rc = pbtest.skip_for_target("ok - TLS cases skipped for TARGET=%s "
+                                "(they test popbridge's own TLS)")
+    if rc is not None:
+        return rc
     if not os.access(POPBRIDGE, os.X_OK):
         print("not ok - popbridge binary present")
         print("    POPBRIDGE must name the popbridge binary (got %r)" % POPBRIDGE)
@@ -1564,25 +1493,21 @@ def main():
         print("    missing: %s" % (missing or ["/usr/sbin/dovecot"]))
         print("0 passed, 1 failed")
         return 1
-    signal.signal(signal.SIGTERM, _on_signal)
-    own_tmp = "TEST_TMP" not in os.environ
-    TMP = tempfile.mkdtemp(prefix="popbridge-tls.") if own_tmp else os.environ["TEST_TMP"]
-    os.makedirs(TMP, exist_ok=True)
-    os.chmod(TMP, 0o755)        # Dovecot's users must traverse it
+    pbtest.catch_signals()
+    TMP, own_tmp = pbtest.scratch_dir("popbridge-tls.")
     DA, DB = os.path.join(TMP, "dovecot-a"), os.path.join(TMP, "dovecot-b")
     os.makedirs(DA, exist_ok=True)
     os.makedirs(DB, exist_ok=True)
     print("# popbridge %s; scratch %s" % (POPBRIDGE, TMP), flush=True)
     t0 = time.time()
-    try:
+
+    def body():
         make_certs()
         cases()
         finish()
-    except KeyboardInterrupt as e:
-        R.fail("the TLS cases ran to the end", ["interrupted (%s)" % e])
-    except Exception as e:
-        R.fail("the TLS cases ran to the end", ["%s: %s" % (type(e).__name__, e)]
-               + traceback.format_exc().strip().splitlines()[-4:])
+
+    try:
+        pbtest.run_guarded(R, "TLS cases", body, crash_lines=4)
     finally:
         for pb in PBS:
             if pb.alive():
@@ -1595,13 +1520,9 @@ def main():
                 dovecot("stop", d)
             except Exception as e:
                 print("# stopping Dovecot in %s: %s" % (d, e))
-        if own_tmp and os.environ.get("KEEP_TMP") != "1":
-            shutil.rmtree(TMP, ignore_errors=True)
-        elif own_tmp:
-            print("# kept %s" % TMP)
+        pbtest.remove_scratch(TMP, own_tmp)
     print("# %.0fs" % (time.time() - t0))
-    print("%d passed, %d failed" % (R.passed, R.failed), flush=True)
-    return 1 if R.failed else 0
+    return pbtest.summary(R)
 
 
 if __name__ == "__main__":
