@@ -67,7 +67,7 @@ deps:
 unit: $(SANTESTS)
 	@set -e; for t in $(SANTESTS); do echo "== $$t"; $$t --jobs 2; done
 
-integration: build/asan/popbridge
+integration: build/asan/popbridge build/popbridge
 	POPBRIDGE=$(CURDIR)/build/asan/popbridge sh tests/integration/run.sh
 
 # The integration cases again with the release build under valgrind; any
