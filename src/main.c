@@ -276,9 +276,15 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
-		config_print(d.cfg, stdout);
+		/* The certificate, key and CA files must load too. */
+		log_set_level(LOG_ERROR);
+		code = tls_setup(d.cfg, &d.srv.tls_server, &d.srv.tls_client);
+		tls_ctx_unref(&d.srv.tls_server);
+		tls_ctx_unref(&d.srv.tls_client);
+		if (code == 0)
+			config_print(d.cfg, stdout);
 		config_free(&d.cfg);
-		return 0;
+		return code == 0 ? 0 : 1;
 	}
 	log_set_level(d.cfg->log.level);
 	if (state_dir_ready(d.cfg) < 0) {
