@@ -78,6 +78,17 @@ auth_allowed(struct session *s)
 	return false;
 }
 
+/* Undoes what a login attempt set up, so that the next may start clean. */
+static void
+login_undo(struct session *s)
+{
+	if (s->md_ready)
+		maildrop_free(&s->md);
+	s->md_ready = false;
+	upstream_free(&s->up);
+	mapstore_put(&s->srv->maps, &s->map);
+}
+
 static void
 start_login(struct session *s, const char *user, size_t user_len,
 	    const char *pass, size_t pass_len)
@@ -88,6 +99,7 @@ start_login(struct session *s, const char *user, size_t user_len,
 
 	if (up == NULL || maildrop_init(&s->md, cfg->maildrop.folders,
 					cfg->maildrop.n_folders) < 0) {
+		login_undo(s);
 		reply_temp(s, "out of memory", "login");
 		return;
 	}
@@ -97,6 +109,7 @@ start_login(struct session *s, const char *user, size_t user_len,
 			      user_len, err, sizeof(err));
 	if (s->map == NULL) {
 		log_error("session=%s UID map unusable: %s", s->id, err);
+		login_undo(s);
 		reply_temp(s, "cannot open the UID map", "state directory");
 		return;
 	}
@@ -105,6 +118,7 @@ start_login(struct session *s, const char *user, size_t user_len,
 	s->have_user = true;
 	if (upstream_open(up, user, user_len, pass, pass_len, &s->md,
 			  s->map) < 0) {
+		login_undo(s);
 		reply_temp(s, "cannot start login", "internal");
 		return;
 	}
@@ -640,10 +654,7 @@ login_done(struct session *s, enum upstream_status st, const char *why)
 			      count, (unsigned long long)octets);
 		return;
 	}
-	maildrop_free(&s->md);
-	s->md_ready = false;
-	upstream_free(&s->up);
-	mapstore_put(&s->srv->maps, &s->map);
+	login_undo(s);
 	if (st == UPSTREAM_AUTH) {
 		log_info("session=%s login failed user=%s: %s", s->id,
 			 session_log_user(s), why);
