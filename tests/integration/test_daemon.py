@@ -56,9 +56,7 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -70,18 +68,16 @@ from common import Report, first_diff  # noqa: E402
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
 from pop3wire import Pop3, Pop3Closed  # noqa: E402
+import pbtest  # noqa: E402
+from pbtest import (HOST, REPLY_WAIT, SANITIZER, cmd, free_port, is_ok,  # noqa: E402
+                    note, show)
 
-HOST = "127.0.0.1"
-REPLY_WAIT = 10.0           # longest wait for one POP3 reply
 START_WAIT = 30.0           # popbridge greets within this
 EXIT_WAIT = 15.0            # a popbridge that must refuse to start exits within this
 GRACE = 5                   # [limits] shutdown_grace in case 5
 POPBRIDGE = os.environ.get("POPBRIDGE") or os.path.join(ROOT, "build", "asan", "popbridge")
 ONLY = os.environ.get("ONLY_CASE", "")
 N_MSGS = 3                  # plain messages per user
-
-SANITIZER = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|"
-                       r"SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)")
 
 
 class DaemonReport(Report):
@@ -105,44 +101,6 @@ DOVECOT = None
 PASSWORDS = {}
 INSTANCES = []              # every popbridge started (Popbridge objects)
 OUTPUTS = []                # every file popbridge wrote its output to
-
-
-def note(msg):
-    print("# %s" % msg, flush=True)
-
-
-def _on_signal(signum, frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
-
-def _die_with_parent():
-    """In the child: SIGTERM when this script dies (cleared by the kernel
-    when popbridge switches user; the finally in main() covers that)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)     # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _become_subreaper():
-    """Dovecot is started by a bash that exits at once: let it become our
-    child rather than init's."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(36, 1, 0, 0, 0)                 # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        pass
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def privileged_port():
@@ -169,67 +127,29 @@ def privileged_port():
 
 # -- Dovecot (tests/lib/dovecot.sh) --------------------------------------------------
 
-class Dovecot:
-    def __init__(self, d):
-        self.dir = d
-        self.pid = None
-        self.port = None
+class Dovecot(pbtest.Dovecot):
+    """pbtest's, that also stops a Dovecot whose start failed or was
+    interrupted once dovecot.pid was written."""
 
-    def _bash(self, script, timeout):
-        env = dict(os.environ)
-        for k in ("DOVECOT_POP3", "DOVECOT_SSL_CERT", "DOVECOT_SSL_KEY",
-                  "DOVECOT_USERS", "DOVECOT_EXTRA_CONF"):
-            env.pop(k, None)
-        env["PB_LIB"] = LIB
-        env["PB_DIR"] = self.dir
-        with open(os.path.join(self.dir, "harness.out"), "ab") as out:
-            r = subprocess.run(["bash", "-c", '. "$PB_LIB/dovecot.sh" && ' + script],
-                               env=env, stdin=subprocess.DEVNULL, stdout=out,
-                               stderr=out, timeout=timeout)
-        return r.returncode
+    def _pid_file(self):
+        return os.path.join(self.dir, "dovecot.pid")
 
     def start(self):
-        os.makedirs(self.dir, exist_ok=True)
-        rc = self._bash('dovecot_start "$PB_DIR"', 90)
-        if os.path.exists(os.path.join(self.dir, "dovecot.pid")):
-            with open(os.path.join(self.dir, "dovecot.pid")) as f:
-                self.pid = int(f.read().strip() or 0) or None
-        if rc != 0:
-            try:
-                with open(os.path.join(self.dir, "harness.out"), errors="replace") as f:
-                    tail = f.read().splitlines()[-10:]
-            except OSError:
-                tail = []
-            raise RuntimeError("dovecot_start failed (%d): %s" % (rc, " | ".join(tail)))
-        ports = {}
-        with open(os.path.join(self.dir, "ports")) as f:
-            for line in f:
-                k, _, v = line.strip().partition("=")
-                ports[k] = v
-        self.port = int(ports["DOVECOT_IMAP_PORT"])
+        try:
+            super().start()
+        finally:
+            if self.pid is None and os.path.exists(self._pid_file()):
+                with open(self._pid_file()) as f:
+                    self.pid = int(f.read().strip() or 0) or None
 
     def stop(self):
-        if not os.path.exists(os.path.join(self.dir, "dovecot.pid")) and self.pid is None:
-            return
-        try:
-            self._bash('dovecot_stop "$PB_DIR"', 30)
-        except subprocess.TimeoutExpired:
-            pass
-        if self.pid:
+        if self.pid is None and os.path.exists(self._pid_file()):
             try:
-                os.waitpid(self.pid, os.WNOHANG)    # ours as subreaper
-            except ChildProcessError:
+                self._bash('dovecot_stop "$PB_DIR"', self.stop_wait)
+            except subprocess.TimeoutExpired:
                 pass
-        self.pid = None
-
-    def passwords(self):
-        out = {}
-        with open(os.path.join(self.dir, "users"), encoding="utf-8") as f:
-            for line in f:
-                user, _, pw = line.rstrip("\n").partition(":")
-                if user:
-                    out[user] = pw[len("{PLAIN}"):] if pw.startswith("{PLAIN}") else pw
-        return out
+            return
+        super().stop()
 
 
 def imap(user):
@@ -289,7 +209,9 @@ level = %s
     return text + extra
 
 
-class Popbridge:
+class Popbridge(pbtest.Popbridge):
+    log_flags = re.M
+
     def __init__(self, name, state=None, level="info", limits=None, user=None,
                  make_state=0o700, port=None):
         """state: the state directory (default TMP/NAME-state), created
@@ -314,33 +236,23 @@ class Popbridge:
                               self.user, extra))
 
     def spawn(self):
-        log = open(self.log, "ab")
-        self.proc = subprocess.Popen([POPBRIDGE, "-c", self.conf], stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent)
-        log.close()
+        """Appends to its log (a second start of the same name), and dies
+        with this script (cleared by the kernel when popbridge switches
+        user; the finally in main() covers that)."""
+        super().spawn(POPBRIDGE, self.conf, append=True)
         INSTANCES.append(self)
         OUTPUTS.append(self.log)
 
     def start(self):
         """Starts it and waits for a greeting; None, or what went wrong."""
         self.spawn()
-        deadline = time.time() + START_WAIT
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                return "exited with status %s: %s" % (self.proc.returncode,
-                                                      " | ".join(self.tail(5)))
-            try:
-                s = socket.create_connection((HOST, self.port), timeout=2)
-                s.settimeout(3)
-                data = s.recv(512)
-                s.close()
-                if data.startswith(b"+OK"):
-                    return None
-            except OSError:
-                pass
-            time.sleep(0.1)
-        return "does not greet on port %d within %d s" % (self.port, START_WAIT)
+        why = pbtest.wait_greeting(self.proc, self.port, secs=START_WAIT)
+        if why == "exited":
+            return "exited with status %s: %s" % (self.proc.returncode,
+                                                  " | ".join(self.tail(5)))
+        if why:
+            return "does not greet on port %d within %d s" % (self.port, START_WAIT)
+        return None
 
     def run_to_exit(self, timeout=EXIT_WAIT):
         """For a popbridge that must refuse to start: (status, output);
@@ -353,102 +265,14 @@ class Popbridge:
             rc = "still running %g s after start (stopped)" % timeout
         return rc, self.text()
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def offset(self):
-        try:
-            return os.path.getsize(self.log)
-        except OSError:
-            return 0
-
-    def text(self, off=0):
-        try:
-            with open(self.log, "rb") as f:
-                f.seek(off)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def tail(self, n=8, off=0):
-        return self.text(off).splitlines()[-n:]
-
-    def wait_log(self, off, pattern, timeout):
-        """The first match of pattern in the log after off, waiting up to
-        timeout seconds; None if none."""
-        deadline = time.time() + timeout
-        rx = re.compile(pattern, re.M)
-        while True:
-            m = rx.search(self.text(off))
-            if m or time.time() >= deadline:
-                return m
-            time.sleep(0.05)
-
     def wait_exit(self, timeout):
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self, timeout=20):
-        """SIGTERM; the exit status, or a string saying what went wrong."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return "still running %d s after SIGTERM (killed)" % timeout
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-
 
 # -- POP3 helpers -------------------------------------------------------------------
-
-TIMEOUT = object()
-
-
-def read_line(p, timeout=REPLY_WAIT):
-    """The next line; None when the server closed; TIMEOUT."""
-    p.sock.settimeout(timeout)
-    try:
-        return p.line()
-    except Pop3Closed:
-        return None
-    except socket.timeout:
-        return TIMEOUT
-    except OSError:
-        return None
-
-
-def cmd(p, text, timeout=REPLY_WAIT):
-    try:
-        p.send(text + b"\r\n")
-    except OSError:
-        return None
-    return read_line(p, timeout)
-
-
-def show(r):
-    if r is None:
-        return "(connection closed, no reply)"
-    if r is TIMEOUT:
-        return "(no reply in time)"
-    return repr(r[:200])
-
-
-def is_ok(r):
-    return isinstance(r, bytes) and r.startswith(b"+OK")
-
 
 def login(pb, user):
     """A logged-in session; raises AssertionError when that fails."""
@@ -1240,49 +1064,36 @@ def finish():
         R.ok("no sanitizer reports in popbridge's output")
 
 
+def run():
+    try:
+        setup()
+    except Exception as e:
+        R.fail("private Dovecot starts with the test mail", ["%s: %s" % (type(e).__name__, e)])
+    else:
+        cases()
+        finish()
+
+
 def main():
     global TMP
-    if os.environ.get("TARGET", "popbridge") != "popbridge":
-        print("ok - daemon cases skipped for TARGET=%s" % os.environ["TARGET"])
-        print("1 passed, 0 failed")
-        return 0
-    if not os.access(POPBRIDGE, os.X_OK):
-        print("test_daemon.py: POPBRIDGE must name the popbridge binary (got %r)"
-              % POPBRIDGE, file=sys.stderr)
-        print("0 passed, 1 failed")
-        return 1
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)    # even when started with it ignored
-    _become_subreaper()
-    own_tmp = "TEST_TMP" not in os.environ
-    TMP = tempfile.mkdtemp(prefix="popbridge-daemon.") if own_tmp else os.environ["TEST_TMP"]
-    os.makedirs(TMP, exist_ok=True)
-    os.chmod(TMP, 0o755)         # nobody (case 2) and Dovecot's users traverse it
+    rc = pbtest.skip_for_target("ok - daemon cases skipped for TARGET=%s")
+    if rc is None:
+        rc = pbtest.missing_binary("test_daemon.py", POPBRIDGE)
+    if rc is not None:
+        return rc
+    # SIGINT too, even when started with it ignored
+    pbtest.catch_signals(signal.SIGHUP, signal.SIGINT)
+    pbtest.become_subreaper()
+    TMP, own_tmp = pbtest.scratch_dir("popbridge-daemon.")   # nobody (case 2) traverses it
     try:
-        try:
-            setup()
-        except Exception as e:
-            R.fail("private Dovecot starts with the test mail", ["%s: %s" % (type(e).__name__, e)])
-        else:
-            cases()
-            finish()
-    except KeyboardInterrupt as e:
-        R.fail("the daemon cases ran to the end", ["interrupted (%s)" % e])
-    except Exception as e:
-        tb = traceback.format_exc().strip().splitlines()
-        R.fail("the daemon cases ran to the end", ["%s: %s" % (type(e).__name__, e)] + tb[-6:])
+        pbtest.run_guarded(R, "daemon cases", run)
     finally:
         for pb in INSTANCES:
             pb.kill()
         if DOVECOT is not None:
             DOVECOT.stop()
-        if own_tmp and os.environ.get("KEEP_TMP") != "1":
-            shutil.rmtree(TMP, ignore_errors=True)
-        elif own_tmp:
-            print("# kept %s" % TMP)
-    print("%d passed, %d failed" % (R.passed, R.failed), flush=True)
-    return 1 if R.failed else 0
+        pbtest.remove_scratch(TMP, own_tmp)
+    return pbtest.summary(R)
 
 
 if __name__ == "__main__":

@@ -212,6 +212,7 @@ class Popbridge:
     name = "popbridge"
     proc = None
     log = ""
+    log_flags = 0           # re flags for wait_log's pattern (re.M: ^ and $ per line)
 
     def spawn(self, binary, conf, append=False):
         self.proc = spawn(binary, conf, self.log, append)
@@ -236,7 +237,7 @@ class Popbridge:
         """The first match of pattern in the log after off, waiting up to
         timeout seconds; None if none."""
         deadline = time.time() + timeout
-        rx = re.compile(pattern)
+        rx = re.compile(pattern, self.log_flags)
         while True:
             m = rx.search(self.text(off))
             if m or time.time() >= deadline:
@@ -335,6 +336,8 @@ class Dovecot:
     dovecot_start / dovecot_stop; users ({user: password}) and extra
     (configuration text) as DOVECOT_USERS / DOVECOT_EXTRA_CONF."""
 
+    stop_wait = 30          # seconds dovecot_stop may take
+
     def __init__(self, d, users=None, extra=None):
         self.dir = d
         self.users = users
@@ -381,7 +384,7 @@ class Dovecot:
         if self.pid is None:
             return
         try:
-            self._bash('dovecot_stop "$PB_DIR"', 30)
+            self._bash('dovecot_stop "$PB_DIR"', self.stop_wait)
         except subprocess.TimeoutExpired:
             pass
         try:

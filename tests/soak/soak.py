@@ -34,12 +34,9 @@ import asyncio
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
@@ -50,8 +47,9 @@ sys.path.insert(0, LIB)
 
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
+import pbtest  # noqa: E402
+from pbtest import HOST, free_port, note  # noqa: E402
 
-HOST = "127.0.0.1"
 POPBRIDGE = os.environ.get("POPBRIDGE") or os.path.join(ROOT, "build", "popbridge")
 N_SESSIONS = int(os.environ.get("SOAK_SESSIONS", "1000"))
 N_USERS = int(os.environ.get("SOAK_USERS", "20"))
@@ -90,34 +88,8 @@ def check(name, probs):
         ok(name)
 
 
-def note(msg):
-    print("# %s" % msg, flush=True)
-
-
 def left():
     return DEADLINE - (time.time() - T_START)
-
-
-def _on_signal(signum, frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
-
-def _die_with_parent():
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)     # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _become_subreaper():
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(36, 1, 0, 0, 0)                 # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        pass
 
 
 def raise_nofile(want):
@@ -126,14 +98,6 @@ def raise_nofile(want):
     if soft < new:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def pct(vals, p):
@@ -166,59 +130,10 @@ service anvil {
 """
 
 
-class Dovecot:
-    def __init__(self, d, users, extra):
-        self.dir = d
-        self.users = users
-        self.extra = extra
-        self.pid = None
-        self.port = None
+class Dovecot(pbtest.Dovecot):
+    """pbtest's, given longer to stop after the load."""
 
-    def _bash(self, script, timeout):
-        env = dict(os.environ)
-        for k in ("DOVECOT_POP3", "DOVECOT_SSL_CERT", "DOVECOT_SSL_KEY"):
-            env.pop(k, None)
-        env["PB_LIB"] = LIB
-        env["PB_DIR"] = self.dir
-        env["DOVECOT_USERS"] = "\n".join("%s:%s" % kv for kv in self.users.items())
-        env["DOVECOT_EXTRA_CONF"] = self.extra
-        with open(os.path.join(self.dir, "harness.out"), "ab") as out:
-            r = subprocess.run(["bash", "-c", '. "$PB_LIB/dovecot.sh" && ' + script],
-                               env=env, stdin=subprocess.DEVNULL, stdout=out,
-                               stderr=out, timeout=timeout)
-        return r.returncode
-
-    def start(self):
-        os.makedirs(self.dir, exist_ok=True)
-        rc = self._bash('dovecot_start "$PB_DIR"', 90)
-        if rc != 0:
-            try:
-                with open(os.path.join(self.dir, "harness.out"), errors="replace") as f:
-                    tail = f.read().splitlines()[-10:]
-            except OSError:
-                tail = []
-            raise RuntimeError("dovecot_start failed (%d): %s" % (rc, " | ".join(tail)))
-        ports = {}
-        with open(os.path.join(self.dir, "ports")) as f:
-            for line in f:
-                k, _, v = line.strip().partition("=")
-                ports[k] = v
-        self.port = int(ports["DOVECOT_IMAP_PORT"])
-        with open(os.path.join(self.dir, "dovecot.pid")) as f:
-            self.pid = int(f.read().strip())
-
-    def stop(self):
-        if self.pid is None:
-            return
-        try:
-            self._bash('dovecot_stop "$PB_DIR"', 60)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        self.pid = None
+    stop_wait = 60
 
     def log_lines(self, pattern):
         try:
@@ -230,7 +145,7 @@ class Dovecot:
 
 # -- popbridge ---------------------------------------------------------------------------
 
-class Popbridge:
+class Popbridge(pbtest.Popbridge):
     def __init__(self, tmp, imap_port):
         self.port = free_port()
         self.log = os.path.join(tmp, "popbridge.log")
@@ -264,41 +179,13 @@ level = info
         self.proc = None
 
     def start(self):
-        log = open(self.log, "wb")
-        self.proc = subprocess.Popen([POPBRIDGE, "-c", self.conf], stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent)
-        log.close()
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                return "popbridge exited with status %s" % self.proc.returncode
-            try:
-                s = socket.create_connection((HOST, self.port), timeout=2)
-                s.settimeout(3)
-                data = s.recv(512)
-                s.close()
-                if data.startswith(b"+OK"):
-                    return None
-            except OSError:
-                pass
-            time.sleep(0.1)
-        return "popbridge does not greet on port %d within 30 s" % self.port
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def text(self):
-        try:
-            with open(self.log, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def active(self):
-        t = self.text()
-        return (len(re.findall(r"session=\d+ connect ", t))
-                - len(re.findall(r"session=\d+ end ", t)))
+        self.spawn(POPBRIDGE, self.conf)
+        why = pbtest.wait_greeting(self.proc, self.port)
+        if why == "exited":
+            return "popbridge exited with status %s" % self.proc.returncode
+        if why:
+            return "popbridge does not greet on port %d within 30 s" % self.port
+        return None
 
     def rss_kb(self):
         try:
@@ -325,23 +212,7 @@ level = info
             return float("nan")
 
     def stop(self, timeout=30):
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            return "still running %d s after SIGTERM (killed)" % timeout
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+        return super().stop(timeout)
 
 
 # -- the load ----------------------------------------------------------------------------
@@ -510,18 +381,14 @@ class Load:
 # -- main ----------------------------------------------------------------------------------
 
 def main():
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
+    pbtest.catch_signals(signal.SIGHUP)
     if not os.access(POPBRIDGE, os.X_OK):
         not_ok("popbridge binary present", ["%s is missing: make build/popbridge" % POPBRIDGE])
         print("%d passed, %d failed" % (PASSED, FAILED))
         return 1
-    _become_subreaper()
+    pbtest.become_subreaper()
     nofile = raise_nofile(max(8192, 4 * N_SESSIONS + 1024))
-    own_tmp = "TEST_TMP" not in os.environ
-    tmp = tempfile.mkdtemp(prefix="popbridge-soak.") if own_tmp else os.environ["TEST_TMP"]
-    os.makedirs(tmp, exist_ok=True)
-    os.chmod(tmp, 0o755)
+    tmp, own_tmp = pbtest.scratch_dir("popbridge-soak.")
     note("soak: %d sessions, %d users, popbridge %s, ulimit -n %d, deadline %.0f s"
          % (N_SESSIONS, N_USERS, POPBRIDGE, nofile, DEADLINE))
     if nofile < 2 * N_SESSIONS + 256:
@@ -649,10 +516,7 @@ def main():
         if pb is not None:
             pb.kill()
         dovecot.stop()
-        if own_tmp and os.environ.get("KEEP_TMP") != "1":
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif own_tmp:
-            print("# kept %s" % tmp)
+        pbtest.remove_scratch(tmp, own_tmp)
     note("total %.1f s" % (time.time() - T_START))
     print("%d passed, %d failed" % (PASSED, FAILED), flush=True)
     return 1 if FAILED else 0
