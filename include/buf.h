@@ -2,6 +2,7 @@
 #define POPBRIDGE_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * A growable byte buffer with a hard maximum. The buffer owns data; callers
@@ -26,6 +27,9 @@ int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_str(struct buf *b, const char *s);
 int buf_appendf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Writes v in decimal at p (at most 20 characters, no NUL) and returns
+ * the end: for hot paths where printf's parsing costs more than the job. */
+char *buf_put_u64(char *p, uint64_t v);
 /* Drops the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
 /* Empties the buffer but keeps its memory. */

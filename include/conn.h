@@ -95,8 +95,6 @@ bool conn_tls_active(const struct conn *c);
 
 /* The peer's address as text ("127.0.0.1", "::1"); "?" when unknown. */
 const char *conn_peer(const struct conn *c);
-/* True when the peer address is a loopback address. */
-int conn_peer_is_loopback(const struct conn *c);
 /* The peer address in binary: *af is AF_INET or AF_INET6 (0 if unknown)
  * and addr holds 4 or 16 bytes. */
 void conn_peer_addr(const struct conn *c, int *af, unsigned char addr[16]);

@@ -72,10 +72,6 @@ void maildrop_reset(struct maildrop *md);
 void maildrop_uidl(const struct maildrop *md, const struct maildrop_msg *msg,
 		   char out[MAILDROP_UIDL_MAX + 1]);
 
-/* Writes v in decimal at p (at most 20 characters, no NUL); returns the
- * end. */
-char *maildrop_format_u64(char *p, uint64_t v);
-
 /* Which messages maildrop_uidset collects. */
 enum maildrop_pick {
 	MAILDROP_PICK_DELETED,

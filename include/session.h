@@ -69,7 +69,6 @@ struct session {
 	struct conn *client;
 	struct upstream *up;
 	struct maildrop md;
-	bool md_ready;
 	struct uidmap *map;		/* the account's, from srv->maps */
 	struct uidmap_hasher *hasher;	/* fingerprints of what RETR sends */
 	enum session_state state;

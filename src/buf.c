@@ -111,6 +111,21 @@ buf_appendf(struct buf *b, const char *fmt, ...)
 	return 0;
 }
 
+char *
+buf_put_u64(char *p, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
+}
+
 void
 buf_consume(struct buf *b, size_t n)
 {

@@ -38,7 +38,6 @@ struct conn {
 	int out_secret;		/* out holds credentials */
 	int wipe_reads;
 	char peer[INET6_ADDRSTRLEN];
-	int peer_loopback;
 	int peer_af;
 	unsigned char peer_bin[16];
 };
@@ -106,7 +105,6 @@ conn_note_peer(struct conn *c)
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 
 		uv_ip4_name(sin, c->peer, sizeof(c->peer));
-		c->peer_loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
 		c->peer_af = AF_INET;
 		memcpy(c->peer_bin, &sin->sin_addr, 4);
 	} else if (ss.ss_family == AF_INET6) {
@@ -115,9 +113,6 @@ conn_note_peer(struct conn *c)
 		uv_ip6_name(sin6, c->peer, sizeof(c->peer));
 		c->peer_af = AF_INET6;
 		memcpy(c->peer_bin, &sin6->sin6_addr, 16);
-		c->peer_loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
-			(IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
-			 sin6->sin6_addr.s6_addr[12] == 127);
 	}
 }
 
@@ -526,12 +521,6 @@ const char *
 conn_peer(const struct conn *c)
 {
 	return c->peer;
-}
-
-int
-conn_peer_is_loopback(const struct conn *c)
-{
-	return c->peer_loopback;
 }
 
 void

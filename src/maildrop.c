@@ -164,25 +164,10 @@ maildrop_uidl(const struct maildrop *md, const struct maildrop_msg *msg,
 			*p++ = hex[(h >> (4 * i)) & 0xf];
 		*p++ = '.';
 	}
-	p = maildrop_format_u64(p, msg->uidl_validity);
+	p = buf_put_u64(p, msg->uidl_validity);
 	*p++ = '.';
-	p = maildrop_format_u64(p, msg->uidl_uid);
+	p = buf_put_u64(p, msg->uidl_uid);
 	*p = '\0';
-}
-
-char *
-maildrop_format_u64(char *p, uint64_t v)
-{
-	char tmp[20];
-	size_t n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	while (n > 0)
-		*p++ = tmp[--n];
-	return p;
 }
 
 static int

@@ -82,9 +82,7 @@ auth_allowed(struct session *s)
 static void
 login_undo(struct session *s)
 {
-	if (s->md_ready)
-		maildrop_free(&s->md);
-	s->md_ready = false;
+	maildrop_free(&s->md);
 	upstream_free(&s->up);
 	mapstore_put(&s->srv->maps, &s->map);
 }
@@ -103,7 +101,6 @@ start_login(struct session *s, const char *user, size_t user_len,
 		reply_temp(s, "out of memory", "login");
 		return;
 	}
-	s->md_ready = true;
 	s->map = mapstore_get(&s->srv->maps, cfg->state.dir,
 			      cfg->upstream.host, cfg->upstream.port, user,
 			      user_len, err, sizeof(err));
@@ -393,13 +390,13 @@ listing_entry(struct session *s, uint32_t n, const struct maildrop_msg *m)
 {
 	char line[16 + MAILDROP_UIDL_MAX + 4], *p;
 
-	p = maildrop_format_u64(line, n);
+	p = buf_put_u64(line, n);
 	*p++ = ' ';
 	if (s->listing_uidl) {
 		maildrop_uidl(&s->md, m, p);
 		p += strlen(p);
 	} else {
-		p = maildrop_format_u64(p, m->size);
+		p = buf_put_u64(p, m->size);
 	}
 	*p++ = '\r';
 	*p++ = '\n';

@@ -308,15 +308,21 @@ greet(struct session *s)
 	idle_restart(s);
 }
 
+/* 127.0.0.0/8, ::1, and IPv4-mapped 127/8 (a dual-stack listener). */
 static bool
 text_is_loopback(const char *addr)
 {
+	static const unsigned char mapped[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
+	};
 	unsigned char b[16];
 
 	if (inet_pton(AF_INET, addr, b) == 1)
 		return b[0] == 127;
 	if (inet_pton(AF_INET6, addr, b) != 1)
 		return false;
+	if (memcmp(b, mapped, sizeof(mapped)) == 0)
+		return b[12] == 127;
 	return memcmp(b, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0;
 }
 
@@ -419,7 +425,7 @@ session_start(struct server *srv, struct conn *client, unsigned flags)
 	srv->n_sessions++;
 	conn_set_events(client, &client_events, s);
 	conn_wipe_reads(client);
-	s->peer_loopback = conn_peer_is_loopback(client);
+	s->peer_loopback = text_is_loopback(s->peer);
 	s->implicit_tls = (flags & SESSION_IMPLICIT_TLS) != 0;
 	log_info("session=%s connect client=%s", s->id, s->peer);
 	if (flags & SESSION_PROXIED) {

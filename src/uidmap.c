@@ -12,6 +12,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "buf.h"
+
 /*
  * The map file, version 1: lines ending in LF, fields separated by one
  * space, numbers in decimal without leading zeros.
@@ -739,21 +741,6 @@ put_str(char *w, const char *s)
 }
 
 static char *
-put_u64(char *w, uint64_t v)
-{
-	char tmp[20];
-	size_t n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	while (n > 0)
-		*w++ = tmp[--n];
-	return w;
-}
-
-static char *
 put_name(char *w, const char *name)
 {
 	const unsigned char *s;
@@ -776,14 +763,14 @@ static char *
 put_folder(char *w, const struct uidmap_folder *f)
 {
 	w = put_name(put_str(w, "folder "), f->name);
-	w = put_u64(put_str(w, " uidvalidity "), f->uidvalidity);
+	w = buf_put_u64(put_str(w, " uidvalidity "), f->uidvalidity);
 	if (f->has_baseline) {
-		w = put_u64(put_str(w, " baseline "), f->baseline_validity);
-		w = put_u64(put_str(w, " "), f->baseline_uidnext);
+		w = buf_put_u64(put_str(w, " baseline "), f->baseline_validity);
+		w = buf_put_u64(put_str(w, " "), f->baseline_uidnext);
 	} else {
 		w = put_str(w, " baseline -");
 	}
-	w = put_u64(put_str(w, " entries "), f->count);
+	w = buf_put_u64(put_str(w, " entries "), f->count);
 	*w++ = '\n';
 	return w;
 }
@@ -791,10 +778,10 @@ put_folder(char *w, const struct uidmap_folder *f)
 static char *
 put_entry(char *w, const struct uidmap_entry *e)
 {
-	w = put_u64(w, e->uid);
-	w = put_u64(put_str(w, " "), e->uidl_validity);
-	w = put_u64(put_str(w, " "), e->uidl_uid);
-	w = put_u64(put_str(w, " "), e->size);
+	w = buf_put_u64(w, e->uid);
+	w = buf_put_u64(put_str(w, " "), e->uidl_validity);
+	w = buf_put_u64(put_str(w, " "), e->uidl_uid);
+	w = buf_put_u64(put_str(w, " "), e->size);
 	*w++ = ' ';
 	if (e->flags & UIDMAP_HIDDEN)
 		*w++ = 'h';
@@ -838,7 +825,7 @@ render(const struct uidmap *m, char **data_r, size_t *len_r, char *err,
 		set_err(err, errlen, "%s: out of memory", m->path);
 		return -1;
 	}
-	w = put_u64(put_str(data, MAGIC), VERSION);
+	w = buf_put_u64(put_str(data, MAGIC), VERSION);
 	*w++ = '\n';
 	for (i = 0; i < m->n_folders; i++) {
 		w = put_folder(w, &m->folders[i]);
@@ -852,7 +839,7 @@ render(const struct uidmap *m, char **data_r, size_t *len_r, char *err,
 		free(data);
 		return -1;
 	}
-	w = put_u64(put_str(w, "end "), total);
+	w = buf_put_u64(put_str(w, "end "), total);
 	w = put_hex(put_str(w, " "), md, SHA256_LEN);
 	*w++ = '\n';
 	*data_r = data;
