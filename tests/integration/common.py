@@ -182,3 +182,77 @@ def wait_port_closed_by_peer(p, timeout=5):
         return False
     except OSError:
         return True
+
+
+# -- MDA delivery, and what fetchmail and mpop do to a message ---------------------
+
+DELIVER = """#!/bin/sh
+# MDA for the tests: each message into the next numbered file of $1.
+dir=$1
+n=$(ls "$dir" | wc -l)
+exec cat > "$dir/$(printf %04d $((n + 1))).eml"
+"""
+
+
+def mda_dir(base, name):
+    """A fresh base/name with the MDA script and an out/ directory."""
+    import shutil
+    d = os.path.join(base, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(os.path.join(d, "out"))
+    script = os.path.join(d, "deliver.sh")
+    with open(script, "w") as f:
+        f.write(DELIVER)
+    os.chmod(script, 0o755)
+    return d, script, os.path.join(d, "out")
+
+
+def delivered(out):
+    res = []
+    for n in sorted(os.listdir(out)):
+        with open(os.path.join(out, n), "rb") as f:
+            res.append(f.read())
+    return res
+
+
+def rc_string(s):
+    """A string for a fetchmail rcfile."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def fetchmail_want(E, i, got):
+    """fetchmail's known normalisation: it ends an unterminated header block
+    with CRLF and breaks lines over 8192 octets (inserting junk), so for the
+    long-lines message only the text around the long lines is compared."""
+    e = E.retr[i - 1]
+    if e.find(b"\r\n\r\n") < 0 and not e.startswith(b"\r\n"):
+        e = e + b"\r\n"
+    if E.names[i - 1] == "long-lines":
+        lines = e.split(b"\r\n")
+        long_idx = [k for k, ln in enumerate(lines) if len(ln) > 8000]
+        if long_idx:
+            pre = b"\r\n".join(lines[:long_idx[0]]) + b"\r\n"
+            post = b"\r\n".join(lines[long_idx[-1] + 1:])
+            if not got.startswith(pre):
+                return "before the long lines: " + first_diff(got[:len(pre)], pre)
+            if not got.endswith(post):
+                return "after the long lines: " + first_diff(got[-len(post):], post)
+            return None
+    return None if got == e else first_diff(got, e)
+
+
+def mpop_want(E, i, got):
+    """mpop hands an MDA LF line ends."""
+    e = E.retr[i - 1].replace(b"\r\n", b"\n")
+    return None if got == e else first_diff(got, e)
+
+
+def compare_deliveries(E, got, want_fn, who):
+    probs = []
+    if len(got) != len(E):
+        probs.append("%s delivered %d messages, the maildrop has %d" % (who, len(got), len(E)))
+    for i, g in enumerate(got[:len(E)], 1):
+        x = want_fn(E, i, g)
+        if x:
+            probs.append("%s message %s: %s" % (who, E.label(i), x))
+    return probs

@@ -33,8 +33,9 @@ import shutil
 import stat
 import subprocess
 
-from common import (Expected, Report, HOST, POP3_PORT, TEST_TMP, first_diff,
-                    users)
+from common import (Expected, Report, HOST, POP3_PORT, TEST_TMP, compare_deliveries,
+                    delivered, fetchmail_want, first_diff, mda_dir, mpop_want,
+                    rc_string, users)
 
 R = Report()
 U = users()
@@ -108,53 +109,20 @@ def curl_bad_password():
 
 # -- fetchmail and mpop: shared ----------------------------------------------------
 
-DELIVER = """#!/bin/sh
-# MDA for the tests: each message into the next numbered file of $1.
-dir=$1
-n=$(ls "$dir" | wc -l)
-exec cat > "$dir/$(printf %04d $((n + 1))).eml"
-"""
 
 
-def mda_dir(name):
-    d = os.path.join(TEST_TMP, name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(os.path.join(d, "out"))
-    script = os.path.join(d, "deliver.sh")
-    with open(script, "w") as f:
-        f.write(DELIVER)
-    os.chmod(script, 0o755)
-    return d, script, os.path.join(d, "out")
 
 
-def delivered(out):
-    names = sorted(os.listdir(out))
-    res = []
-    for n in names:
-        with open(os.path.join(out, n), "rb") as f:
-            res.append(f.read())
-    return res
 
 
-def compare_all(got, want_fn, who):
-    probs = []
-    if len(got) != N:
-        probs.append("%s delivered %d messages, the maildrop has %d" % (who, len(got), N))
-    for i, g in enumerate(got[:N], 1):
-        p = want_fn(i, g)
-        if p:
-            probs.append("%s message %s: %s" % (who, E.label(i), p))
-    return probs
 
 
 # -- fetchmail ----------------------------------------------------------------------
 
-def rc_string(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def fetchmail_setup():
-    d, script, out = mda_dir("fetchmail")
+    d, script, out = mda_dir(TEST_TMP, "fetchmail")
     home = os.path.join(d, "home")
     os.makedirs(home, mode=0o700)
     rc = os.path.join(d, "fetchmailrc")
@@ -192,23 +160,6 @@ def fetchmail_env(home):
     return env
 
 
-def fm_want(i, got):
-    e = E.retr[i - 1]
-    head_end = e.find(b"\r\n\r\n")
-    if head_end < 0 and not e.startswith(b"\r\n"):
-        e = e + b"\r\n"   # fetchmail ends an unterminated header block
-    if E.names[i - 1] == "long-lines":
-        lines = e.split(b"\r\n")
-        long_idx = [k for k, ln in enumerate(lines) if len(ln) > 8000]
-        if long_idx:
-            pre = b"\r\n".join(lines[:long_idx[0]]) + b"\r\n"
-            post = b"\r\n".join(lines[long_idx[-1] + 1:])
-            if not got.startswith(pre):
-                return "before the long lines: " + first_diff(got[:len(pre)], pre)
-            if not got.endswith(post):
-                return "after the long lines: " + first_diff(got[-len(post):], post)
-            return None
-    return None if got == e else first_diff(got, e)
 
 
 def fetchmail_first():
@@ -222,7 +173,7 @@ def fetchmail_first():
     probs = []
     if p.returncode != 0:
         probs.append("fetchmail exit %d: %s" % (p.returncode, tail(p.stderr + p.stdout)))
-    probs += compare_all(delivered(out), fm_want, "fetchmail")
+    probs += compare_deliveries(E, delivered(out), fetchmail_want, "fetchmail")
     return probs
 
 
@@ -262,13 +213,10 @@ def mpop_env(d):
     return env
 
 
-def mp_want(i, got):
-    e = E.retr[i - 1].replace(b"\r\n", b"\n")
-    return None if got == e else first_diff(got, e)
 
 
 def mpop_first():
-    d, script, out = mda_dir("mpop")
+    d, script, out = mda_dir(TEST_TMP, "mpop")
     MP.update(d=d, script=script, out=out)
     p = run(mpop_argv(d, script, out), env=mpop_env(d))
     with open(os.path.join(d, "run1.log"), "wb") as f:
@@ -276,7 +224,7 @@ def mpop_first():
     probs = []
     if p.returncode != 0:
         probs.append("mpop exit %d: %s" % (p.returncode, tail(p.stderr + p.stdout)))
-    probs += compare_all(delivered(out), mp_want, "mpop")
+    probs += compare_deliveries(E, delivered(out), mpop_want, "mpop")
     return probs
 
 
@@ -290,7 +238,7 @@ def mpop_second():
 
 
 def mpop_quote_user():
-    d, script, out = mda_dir("mpop-quote")
+    d, script, out = mda_dir(TEST_TMP, "mpop-quote")
     p = run(mpop_argv(d, script, out, QUSER, QPW), env=mpop_env(d))
     assert p.returncode == 0, "mpop as %s: exit %d %s" % (QUSER, p.returncode,
                                                           tail(p.stderr + p.stdout))

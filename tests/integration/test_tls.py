@@ -59,7 +59,8 @@ LIB = os.path.join(ROOT, "tests", "lib")
 sys.path.insert(0, LIB)
 sys.path.insert(0, HERE)
 
-from common import Report, first_diff  # noqa: E402
+from common import (Report, compare_deliveries, delivered, fetchmail_want,  # noqa: E402
+                    first_diff, mda_dir, mpop_want, rc_string)
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
 import testca  # noqa: E402
@@ -703,69 +704,20 @@ def curl_without_ca(port):
         p.returncode, tail(p.stderr)))
 
 
-DELIVER = """#!/bin/sh
-# MDA for the tests: each message into the next numbered file of $1.
-dir=$1
-n=$(ls "$dir" | wc -l)
-exec cat > "$dir/$(printf %04d $((n + 1))).eml"
-"""
 
 
-def mda_dir(name):
-    d = os.path.join(TMP, name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(os.path.join(d, "out"))
-    script = os.path.join(d, "deliver.sh")
-    with open(script, "w") as f:
-        f.write(DELIVER)
-    os.chmod(script, 0o755)
-    return d, script, os.path.join(d, "out")
 
 
-def delivered(out):
-    res = []
-    for n in sorted(os.listdir(out)):
-        with open(os.path.join(out, n), "rb") as f:
-            res.append(f.read())
-    return res
 
 
-def compare_all(got, want_fn, who):
-    probs = []
-    if len(got) != len(E):
-        probs.append("%s delivered %d messages, the maildrop has %d" % (who, len(got), len(E)))
-    for i, g in enumerate(got[:len(E)], 1):
-        x = want_fn(i, g)
-        if x:
-            probs.append("%s message %s: %s" % (who, E.label(i), x))
-    return probs
 
 
-def rc_string(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def fm_want(i, got):
-    """fetchmail's known normalisation (see test_clients.py)."""
-    e = E.retr[i - 1]
-    if e.find(b"\r\n\r\n") < 0 and not e.startswith(b"\r\n"):
-        e = e + b"\r\n"
-    if E.names[i - 1] == "long-lines":
-        lines = e.split(b"\r\n")
-        long_idx = [k for k, ln in enumerate(lines) if len(ln) > 8000]
-        if long_idx:
-            pre = b"\r\n".join(lines[:long_idx[0]]) + b"\r\n"
-            post = b"\r\n".join(lines[long_idx[-1] + 1:])
-            if not got.startswith(pre):
-                return "before the long lines: " + first_diff(got[:len(pre)], pre)
-            if not got.endswith(post):
-                return "after the long lines: " + first_diff(got[-len(post):], post)
-            return None
-    return None if got == e else first_diff(got, e)
 
 
 def fetchmail_case(port, tls_lines, name):
-    d, script, out = mda_dir(name)
+    d, script, out = mda_dir(TMP, name)
     home = os.path.join(d, "home")
     os.makedirs(home, mode=0o700)
     rc = os.path.join(d, "fetchmailrc")
@@ -799,7 +751,7 @@ def fetchmail_case(port, tls_lines, name):
     text = log.decode("utf-8", "replace")
     if not re.search(r"(?i)(SSL|TLS)", text):
         probs.append("fetchmail's verbose log does not mention TLS at all")
-    probs += compare_all(delivered(out), fm_want, "fetchmail")
+    probs += compare_deliveries(E, delivered(out), fetchmail_want, "fetchmail")
     return probs, text
 
 
@@ -815,13 +767,10 @@ def fetchmail_stls(port):
     return probs
 
 
-def mp_want(i, got):
-    e = E.retr[i - 1].replace(b"\r\n", b"\n")
-    return None if got == e else first_diff(got, e)
 
 
 def mpop_case(port, starttls, name):
-    d, script, out = mda_dir(name)
+    d, script, out = mda_dir(TMP, name)
     pwfile = os.path.join(d, "pw")
     with open(pwfile, "w") as f:
         f.write(PW)
@@ -839,7 +788,7 @@ def mpop_case(port, starttls, name):
     probs = []
     if p.returncode != 0:
         probs.append("mpop exit %d: %s" % (p.returncode, tail(p.stdout + p.stderr)))
-    probs += compare_all(delivered(out), mp_want, "mpop")
+    probs += compare_deliveries(E, delivered(out), mpop_want, "mpop")
     return probs
 
 
