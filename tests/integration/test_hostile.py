@@ -1361,32 +1361,23 @@ def cases():
 
 
 def main():
-    global TMP
-    rc = pbtest.skip_for_target("ok - hostile-client cases skipped for TARGET=%s")
-    if rc is None:
-        rc = pbtest.missing_binary("test_hostile.py", POPBRIDGE)
-    if rc is not None:
-        return rc
-    pbtest.catch_signals(signal.SIGHUP)
-    pbtest.become_subreaper()
-    TMP, own_tmp = pbtest.scratch_dir("popbridge-hostile.")
-
-    def body():
+    def body(tmp):
+        global TMP
+        TMP = tmp
         if setup():
             cases()
             for pb in (L, H, REL):
                 if pb is not None and pb.proc is not None:
                     finish(pb)
 
-    try:
-        pbtest.run_guarded(R, "hostile-client cases", body)
-    finally:
+    def cleanup():
         for pb in INSTANCES:
             pb.kill()
         if DOVECOT is not None:
             DOVECOT.stop()
-        pbtest.remove_scratch(TMP, own_tmp)
-    return pbtest.summary(R)
+
+    return pbtest.script_main(R, "hostile-client cases", "test_hostile.py", POPBRIDGE, "popbridge-hostile.", body,
+                              cleanup)
 
 
 if __name__ == "__main__":

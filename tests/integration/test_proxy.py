@@ -1225,32 +1225,23 @@ def cases():
 
 
 def main():
-    global TMP
-    rc = pbtest.skip_for_target("ok - PROXY protocol cases skipped for TARGET=%s")
-    if rc is None:
-        rc = pbtest.missing_binary("test_proxy.py", POPBRIDGE)
-    if rc is not None:
-        return rc
-    pbtest.catch_signals(signal.SIGHUP)
-    pbtest.become_subreaper()
-    TMP, own_tmp = pbtest.scratch_dir("popbridge-proxy.")
-
-    def body():
+    def body(tmp):
+        global TMP
+        TMP = tmp
         if setup():
             cases()
             for pb in (MAIN, OTHER, CIDR, OFF):
                 if pb is not None and pb.proc is not None:
                     finish(pb)
 
-    try:
-        pbtest.run_guarded(R, "PROXY protocol cases", body)
-    finally:
+    def cleanup():
         for pb in INSTANCES:
             pb.kill()
         if DOVECOT is not None:
             DOVECOT.stop()
-        pbtest.remove_scratch(TMP, own_tmp)
-    return pbtest.summary(R)
+
+    return pbtest.script_main(R, "PROXY protocol cases", "test_proxy.py", POPBRIDGE, "popbridge-proxy.", body,
+                              cleanup)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,28 @@ def summary(report):
     return 1 if report.failed else 0
 
 
+def script_main(report, what, script, popbridge, prefix, body, cleanup):
+    """The frame of a self-contained case script: skip for another TARGET,
+    check the binary, make the scratch directory, run body(scratch) guarded
+    (an interruption or crash becomes "the WHAT ran to the end"), always
+    run cleanup(), remove the scratch directory, print the summary.
+    Returns the exit status."""
+    rc = skip_for_target("ok - " + what + " skipped for TARGET=%s")
+    if rc is None:
+        rc = missing_binary(script, popbridge)
+    if rc is not None:
+        return rc
+    catch_signals(signal.SIGHUP)
+    become_subreaper()
+    tmp, own_tmp = scratch_dir(prefix)
+    try:
+        run_guarded(report, what, lambda: body(tmp))
+    finally:
+        cleanup()
+        remove_scratch(tmp, own_tmp)
+    return summary(report)
+
+
 def free_port(taken=()):
     """A port the kernel hands out on 127.0.0.1, not in taken."""
     while True:
