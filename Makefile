@@ -25,7 +25,8 @@ OBJS      := $(patsubst src/%.c,build/obj/%.o,$(SRCS))
 LIBOBJS   := $(patsubst src/%.c,build/obj/%.o,$(LIBSRCS))
 SANOBJS   := $(patsubst src/%.c,build/asan/obj/%.o,$(SRCS))
 SANLIB    := $(patsubst src/%.c,build/asan/obj/%.o,$(LIBSRCS))
-SANTESTS  := $(patsubst %,build/asan/%,$(TESTS))
+DS_VARIANTS := build/asan/test_dotstuff_sse2 build/asan/test_dotstuff_scalar
+SANTESTS  := $(patsubst %,build/asan/%,$(TESTS)) $(DS_VARIANTS)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -55,6 +56,15 @@ build/asan/popbridge: $(SANOBJS)
 build/asan/test_%: tests/unit/test_%.c $(SANLIB) $(wildcard include/*.h) | build/asan/obj
 	@echo "  TEST    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $< $(SANLIB) $(PKG_LIBS) -lcriterion $(LDFLAGS)
+
+# The dot-stuffer's narrower scanners, which a machine with AVX2 never
+# runs otherwise (the SSE2 one only on short tails), held to the same tests.
+build/asan/test_dotstuff_sse2: DS_FLAGS := -DDOTSTUFF_NO_AVX2
+build/asan/test_dotstuff_scalar: DS_FLAGS := -DDOTSTUFF_NO_SIMD
+$(DS_VARIANTS): tests/unit/test_dotstuff.c src/dotstuff.c $(SANLIB) $(wildcard include/*.h) | build/asan/obj
+	@echo "  TEST    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) $(DS_FLAGS) -o $@ $< src/dotstuff.c \
+		$(filter-out build/asan/obj/dotstuff.o,$(SANLIB)) $(PKG_LIBS) -lcriterion $(LDFLAGS)
 
 build/obj build/asan/obj:
 	mkdir -p $@

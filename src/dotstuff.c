@@ -2,6 +2,10 @@
 
 #include <string.h>
 
+#if defined(__SSE2__) && !defined(DOTSTUFF_NO_SIMD)
+#include <emmintrin.h>
+#endif
+
 void
 dotstuff_init(struct dotstuff *d)
 {
@@ -22,58 +26,176 @@ dotstuff_limit_lines(struct dotstuff *d, uint64_t lines)
 }
 
 /*
- * Bytes are copied in runs that end only where the output differs from the
- * input: before a bare LF (which gains a CR) and before a '.' that starts a
- * line (which gains a second '.'). For CRLF text without dot lines that is
- * one append per feed, with memchr doing the scanning.
+ * Where the output differs from the input: before a '.' that follows an LF
+ * (it gains a second '.') and before an LF that follows anything but a CR
+ * (it gains a CR). Returns the first such position in [i, n), or n; i >= 1,
+ * as position 0 depends on the previous feed.
  */
+#if defined(__SSE2__) && !defined(DOTSTUFF_NO_SIMD)
+/* Each block is compared with itself shifted by one byte (a second
+ * unaligned load), so no carry between blocks is needed. */
+static inline __m128i
+changes16(const char *q)
+{
+	__m128i cur = _mm_loadu_si128((const __m128i *)q);
+	__m128i prev = _mm_loadu_si128((const __m128i *)(q - 1));
+	__m128i dot_after_lf =
+		_mm_and_si128(_mm_cmpeq_epi8(cur, _mm_set1_epi8('.')),
+			      _mm_cmpeq_epi8(prev, _mm_set1_epi8('\n')));
+	__m128i bare_lf =
+		_mm_andnot_si128(_mm_cmpeq_epi8(prev, _mm_set1_epi8('\r')),
+				 _mm_cmpeq_epi8(cur, _mm_set1_epi8('\n')));
+
+	return _mm_or_si128(dot_after_lf, bare_lf);
+}
+
+static size_t
+next_change_sse2(const char *p, size_t i, size_t n)
+{
+	int mask;
+
+	for (; i + 16 <= n; i += 16) {
+		mask = _mm_movemask_epi8(changes16(p + i));
+		if (mask != 0)
+			return i + (size_t)__builtin_ctz((unsigned)mask);
+	}
+	for (; i < n; i++)
+		if ((p[i] == '.' && p[i - 1] == '\n') ||
+		    (p[i] == '\n' && p[i - 1] != '\r'))
+			return i;
+	return n;
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && \
+	!defined(DOTSTUFF_NO_AVX2)
+#define DOTSTUFF_AVX2 1
+#include <immintrin.h>
+
+__attribute__((target("avx2"))) static inline __m256i
+changes32(const char *q)
+{
+	__m256i cur = _mm256_loadu_si256((const __m256i *)q);
+	__m256i prev = _mm256_loadu_si256((const __m256i *)(q - 1));
+	__m256i dot_after_lf = _mm256_and_si256(
+		_mm256_cmpeq_epi8(cur, _mm256_set1_epi8('.')),
+		_mm256_cmpeq_epi8(prev, _mm256_set1_epi8('\n')));
+	__m256i bare_lf = _mm256_andnot_si256(
+		_mm256_cmpeq_epi8(prev, _mm256_set1_epi8('\r')),
+		_mm256_cmpeq_epi8(cur, _mm256_set1_epi8('\n')));
+
+	return _mm256_or_si256(dot_after_lf, bare_lf);
+}
+
+/* 64 bytes a step, one test for both halves: mail is mostly runs. */
+__attribute__((target("avx2"))) static size_t
+next_change_avx2(const char *p, size_t i, size_t n)
+{
+	for (; i + 64 <= n; i += 64) {
+		__m256i a = changes32(p + i), b = changes32(p + i + 32);
+		__m256i any = _mm256_or_si256(a, b);
+		uint64_t mask;
+
+		if (_mm256_testz_si256(any, any))
+			continue;
+		mask = (uint32_t)_mm256_movemask_epi8(a) |
+		       (uint64_t)(uint32_t)_mm256_movemask_epi8(b) << 32;
+		return i + (size_t)__builtin_ctzll(mask);
+	}
+	return next_change_sse2(p, i, n);
+}
+#endif
+
+static size_t
+next_change(const char *p, size_t i, size_t n)
+{
+#ifdef DOTSTUFF_AVX2
+	if (__builtin_cpu_supports("avx2"))
+		return next_change_avx2(p, i, n);
+#endif
+	return next_change_sse2(p, i, n);
+}
+#else
+static size_t
+next_change(const char *p, size_t i, size_t n)
+{
+	const char *lf;
+	size_t k;
+
+	/* Both kinds sit at an LF or just after one. */
+	while (i < n) {
+		if (p[i] == '.' && p[i - 1] == '\n')
+			return i;
+		lf = memchr(p + i, '\n', n - i);
+		if (lf == NULL)
+			return n;
+		k = (size_t)(lf - p);
+		if (p[k - 1] != '\r')
+			return k;
+		i = k + 1;
+	}
+	return n;
+}
+#endif
+
+/* Appends p[run..at) and the byte inserted before p[at]. */
+static int
+insert_before(const char *p, size_t *run, size_t at, struct buf *out)
+{
+	int r;
+
+	if ((r = buf_append(out, p + *run, at - *run)) < 0 ||
+	    (r = buf_append(out, p[at] == '.' ? "." : "\r", 1)) < 0)
+		return r;
+	*run = at;
+	return 0;
+}
+
+/* The length of the input that ends the line budget, counting lines down;
+ * n when the budget lasts beyond p[0..n). */
+static size_t
+cut_at_limit(struct dotstuff *d, const char *p, size_t n)
+{
+	const char *lf;
+	size_t i = 0;
+
+	while (i < n && (lf = memchr(p + i, '\n', n - i)) != NULL) {
+		i = (size_t)(lf - p) + 1;
+		if (--d->lines_left == 0) {
+			d->limit_reached = true;
+			return i;
+		}
+	}
+	return n;
+}
+
+/* Bytes are copied in runs that end only where the output differs from
+ * the input; for CRLF text without dot lines that is one append. */
 static long
 feed(struct dotstuff *d, const char *p, size_t n, struct buf *out)
 {
-	size_t i = 0, run = 0, added = 0;
-	const char *lf;
-	bool cr_before;
+	size_t i, run = 0, added = 0;
 	int r;
 
+	if (d->limited)
+		n = cut_at_limit(d, p, n);
+	/* Whether p[0] changes depends on the previous feed. */
+	if ((d->line_start && p[0] == '.') || (p[0] == '\n' && !d->prev_cr))
+		i = 0;
+	else
+		i = next_change(p, 1, n);
 	while (i < n) {
-		if (d->line_start) {
-			d->line_start = false;
-			if (p[i] == '.') {
-				if ((r = buf_append(out, p + run, i - run)) < 0 ||
-				    (r = buf_append(out, ".", 1)) < 0)
-					return r;
-				run = i;
-			}
-		}
-		lf = memchr(p + i, '\n', n - i);
-		if (lf == NULL) {
-			d->prev_cr = p[n - 1] == '\r';
-			i = n;
-			break;
-		}
-		cr_before = lf > p + i ? lf[-1] == '\r' : d->prev_cr;
-		if (!cr_before) {
-			if ((r = buf_append(out, p + run,
-					    (size_t)(lf - p) - run)) < 0 ||
-			    (r = buf_append(out, "\r", 1)) < 0)
-				return r;
-			run = (size_t)(lf - p);
-			added++;
-		}
-		i = (size_t)(lf - p) + 1;
-		d->line_start = true;
-		d->prev_cr = false;
-		if (d->limited && --d->lines_left == 0) {
-			d->limit_reached = true;
-			break;
-		}
+		if ((r = insert_before(p, &run, i, out)) < 0)
+			return r;
+		added += p[i] == '\n';
+		i = next_change(p, i + 1, n);
 	}
-	if ((r = buf_append(out, p + run, i - run)) < 0)
+	if ((r = buf_append(out, p + run, n - run)) < 0)
 		return r;
-	d->size += i + added;
-	return (long)i;
+	d->line_start = p[n - 1] == '\n';
+	d->prev_cr = p[n - 1] == '\r';
+	d->size += n + added;
+	return (long)n;
 }
-
 long
 dotstuff_feed(struct dotstuff *d, const char *p, size_t n, struct buf *out)
 {

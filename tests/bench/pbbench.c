@@ -333,8 +333,23 @@ pop3_ok(struct io *io, const char *what)
 	return l;
 }
 
+/* The length of p[0..n) up to a '.' that starts a line (bol: p[0] does),
+ * or n. Dots are rare in most mail, so memchr skips far. */
+static size_t
+to_dot_line(const char *p, size_t n, int bol)
+{
+	const char *q = p;
+
+	while ((q = memchr(q, '.', n - (size_t)(q - p))) != NULL) {
+		if (q == p ? bol : q[-1] == '\n')
+			return (size_t)(q - p);
+		q++;
+	}
+	return n;
+}
+
 /* Reads a multi-line body up to CRLF.CRLF; returns the octets with the
- * dot-stuffing removed and counts the lines. */
+ * dot-stuffing removed and, when lines_r is set, counts the lines. */
 static uint64_t
 pop3_multiline(struct io *io, uint64_t *lines_r)
 {
@@ -343,28 +358,36 @@ pop3_multiline(struct io *io, uint64_t *lines_r)
 
 	for (;;) {
 		char *p, *q;
-		size_t n;
+		size_t n, k;
 
 		if (io->off == io->len)
 			io_more(io);
 		p = io->buf + io->off;
 		n = io->len - io->off;
-		if (bol) {
-			if (p[0] == '.') {
-				if (n < 3) {
-					io_more(io);
-					continue;
-				}
-				if (p[1] == '\r' && p[2] == '\n') {
-					io->off += 3;
-					break;
-				}
-				p++;		/* a stuffed dot */
-				n--;
-				io->off++;
+		if (bol && p[0] == '.') {
+			if (n < 3) {
+				io_more(io);
+				continue;
 			}
+			if (p[1] == '\r' && p[2] == '\n') {
+				io->off += 3;
+				break;
+			}
+			p++;		/* a stuffed dot */
+			n--;
+			io->off++;
 			bol = 0;
 		}
+		if (lines_r == NULL) {
+			/* Only the dot lines matter. */
+			k = to_dot_line(p, n, bol);
+			if (k > 0)
+				bol = p[k - 1] == '\n';
+			bytes += k;
+			io->off += k;
+			continue;
+		}
+		bol = 0;
 		q = memchr(p, '\n', n);
 		if (q == NULL) {
 			bytes += n;

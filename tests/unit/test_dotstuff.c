@@ -301,16 +301,21 @@ Test(dotstuff, full_output_buffer_changes_nothing)
 	buf_free(&out);
 }
 
-/* Random bytes from a small alphabet, so '.', CR and LF meet often. */
+/* Random bytes from an alphabet: a small one, so that '.', CR and LF meet
+ * often, or a mostly-letters one, so that they sit at every offset of long
+ * runs (the scanner reads 16 bytes at a time). */
+static const char dense[] = "..\r\r\n\n\nab";
+static const char sparse[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			     "0123456789+/abcdefghijklmnopqrstuvwxyz\r\n\n.";
+
 static void
-random_input(char *p, size_t n, unsigned *seed)
+random_input(char *p, size_t n, unsigned *seed, const char *alphabet)
 {
-	static const char alphabet[] = "..\r\r\n\n\nab";
-	size_t i;
+	size_t i, len = strlen(alphabet);
 
 	for (i = 0; i < n; i++) {
 		*seed = *seed * 1103515245u + 12345u;
-		p[i] = alphabet[(*seed >> 16) % (sizeof(alphabet) - 1)];
+		p[i] = alphabet[(*seed >> 16) % len];
 	}
 }
 
@@ -321,14 +326,14 @@ random_below(unsigned *seed, unsigned n)
 	return (*seed >> 16) % n;
 }
 
-Test(dotstuff, matches_reference_on_random_input)
+static void
+match_reference(unsigned seed, const char *alphabet, char *in, size_t max,
+		int rounds)
 {
-	unsigned seed = 20240229;
-	char in[300];
 	int round;
 
-	for (round = 0; round < 3000; round++) {
-		size_t n = random_below(&seed, sizeof(in)), head, cuts[8], i;
+	for (round = 0; round < rounds; round++) {
+		size_t n = random_below(&seed, (unsigned)max), head, cuts[8], i;
 		size_t ncuts = random_below(&seed, 9);
 		long long limit = random_below(&seed, 3) == 0
 					  ? (long long)random_below(&seed, 20)
@@ -337,7 +342,7 @@ Test(dotstuff, matches_reference_on_random_input)
 		struct ref r;
 		uint64_t size;
 
-		random_input(in, n, &seed);
+		random_input(in, n, &seed, alphabet);
 		head = n > 0 ? random_below(&seed, (unsigned)n + 1) : 0;
 		for (i = 0; i < ncuts; i++)
 			cuts[i] = n - head > 0
@@ -372,6 +377,20 @@ Test(dotstuff, matches_reference_on_random_input)
 	}
 }
 
+Test(dotstuff, matches_reference_on_random_input)
+{
+	char in[300];
+
+	match_reference(20240229, dense, in, sizeof(in), 3000);
+}
+
+Test(dotstuff, matches_reference_on_long_sparse_input)
+{
+	static char in[5000];
+
+	match_reference(1939, sparse, in, sizeof(in), 1500);
+}
+
 Test(dotstuff, every_split_of_random_input)
 {
 	unsigned seed = 7;
@@ -382,7 +401,7 @@ Test(dotstuff, every_split_of_random_input)
 		struct buf want;
 		struct ref r;
 
-		random_input(in, sizeof(in), &seed);
+		random_input(in, sizeof(in), &seed, dense);
 		ref_init(&r);
 		buf_init(&want, OUT_MAX);
 		if (round % 4 == 3)
