@@ -58,6 +58,9 @@ struct write_req {
 static char read_scratch[CONN_READ_MAX];
 /* Decrypted bytes, handed out the same way. */
 static char plain_scratch[CONN_READ_MAX];
+/* Ciphertext in and plaintext out pass the memory BIOs this much at a
+ * time: below TLS_BIO_KEEP, so that neither grows and is reallocated. */
+#define CONN_TLS_STEP (32u * 1024)
 /* An idle connection keeps no large output buffer. */
 #define CONN_OUT_KEEP (16u * 1024)
 
@@ -228,32 +231,58 @@ tls_progress(struct conn *c)
 	return !c->closing && !c->failed;
 }
 
+/* Hands plain_scratch[0..*got) to the reader; false when the connection
+ * can no longer be used afterwards. */
+static bool
+deliver_plain(struct conn *c, size_t *got)
+{
+	if (*got > 0 && c->ev != NULL && c->ev->data != NULL)
+		c->ev->data(c->ctx, plain_scratch, *got);
+	if (c->wipe_reads)
+		OPENSSL_cleanse(plain_scratch, *got);
+	*got = 0;
+	return !c->closing && !c->failed && c->tls != NULL;
+}
+
+/*
+ * Ciphertext enters the input BIO a step at a time, each step decrypted
+ * before the next, so that the BIO stays small; plaintext collects in
+ * plain_scratch so that a peer's small records reach the reader (and leave
+ * again) as one large chunk.
+ */
 static void
 tls_input(struct conn *c, const char *p, size_t n)
 {
-	long got;
+	size_t k, got = 0;
+	long r;
 
-	if (tls_feed(c->tls, p, n) < 0) {
-		tls_failed(c, tls_error(c->tls));
-		return;
-	}
-	if (!tls_progress(c))
-		return;
-	while (!c->closing && !c->failed && c->tls != NULL) {
-		got = tls_read(c->tls, plain_scratch, sizeof(plain_scratch));
-		if (got == 0)
-			break;
-		if (got < 0) {
+	do {
+		/* The handshake takes whatever came at once. */
+		k = c->tls_done && n > CONN_TLS_STEP ? CONN_TLS_STEP : n;
+		if (tls_feed(c->tls, p, k) < 0) {
+			tls_failed(c, tls_error(c->tls));
+			return;
+		}
+		p += k;
+		n -= k;
+		if (!tls_progress(c))
+			return;
+		while ((r = tls_read(c->tls, plain_scratch + got,
+				     sizeof(plain_scratch) - got)) > 0) {
+			got += (size_t)r;
+			if (got == sizeof(plain_scratch) &&
+			    !deliver_plain(c, &got))
+				return;
+		}
+		if (r < 0) {
+			if (!deliver_plain(c, &got))
+				return;
 			tls_flush_raw(c);
 			conn_fail(c, tls_closed(c->tls) ? UV_EOF : UV_EPROTO);
 			return;
 		}
-		if (c->ev != NULL && c->ev->data != NULL)
-			c->ev->data(c->ctx, plain_scratch, (size_t)got);
-		if (c->wipe_reads)
-			OPENSSL_cleanse(plain_scratch, (size_t)got);
-	}
-	if (!c->closing && !c->failed)
+	} while (n > 0);
+	if (deliver_plain(c, &got))
 		tls_flush_raw(c);
 }
 
@@ -445,6 +474,35 @@ conn_wipe_reads(struct conn *c)
 	c->wipe_reads = 1;
 }
 
+/* Encrypts the queued plaintext a step at a time into one chunk of
+ * records, so that the output BIO stays small. */
+static int
+tls_encrypt(struct conn *c)
+{
+	struct buf enc;
+	size_t off, k;
+	int r = 0;
+
+	/* Records add well under 1% to CONN_OUT_MAX of plaintext. */
+	buf_init(&enc, 2 * CONN_OUT_MAX);
+	for (off = 0; off < c->out.len && r == 0; off += k) {
+		k = c->out.len - off;
+		if (k > CONN_TLS_STEP)
+			k = CONN_TLS_STEP;
+		if (tls_write(c->tls, c->out.data + off, k) < 0) {
+			tls_failed(c, tls_error(c->tls));
+			r = -1;
+		} else if (tls_take_output(c->tls, &enc) < 0) {
+			conn_fail(c, UV_ENOMEM);
+			r = -1;
+		}
+	}
+	if (r == 0)
+		r = write_raw(c, &enc);
+	buf_free(&enc);
+	return r;
+}
+
 int
 conn_flush(struct conn *c)
 {
@@ -457,14 +515,13 @@ conn_flush(struct conn *c)
 		c->out_secret = 0;
 		return r;
 	}
-	if (tls_write(c->tls, c->out.data, c->out.len) < 0) {
-		tls_failed(c, tls_error(c->tls));
-		return -1;
-	}
+	r = tls_encrypt(c);
 	if (c->out_secret)
 		buf_wipe(&c->out);
 	c->out_secret = 0;
 	buf_reset(&c->out);
+	if (r < 0)
+		return -1;
 	return tls_flush_raw(c);
 }
 
