@@ -89,6 +89,9 @@ struct config {
 		char *ca_file;		/* NULL: the system trust store */
 		bool verify;
 		unsigned timeout;	/* seconds, > 0 */
+		/* MB: the largest next message fetched ahead while a client
+		 * retrieves in order; 0 = never. */
+		unsigned read_ahead;
 		/* The preset named by "provider" ("gmail", ...), NULL when
 		 * unset. Its host, port and tls are already in the fields
 		 * above, except where the file set those keys itself. */

@@ -88,6 +88,7 @@ struct session {
 	/* The running RETR or TOP. */
 	struct maildrop_msg *msg;
 	uint32_t msg_n;
+	uint32_t last_retr;		/* the last message RETR sent whole */
 	bool xfer_started;
 	bool xfer_paused;
 	struct dotstuff ds;

@@ -58,6 +58,15 @@ int upstream_open(struct upstream *u, const char *user, size_t user_len,
 int upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
 		   enum upstream_part part, uint64_t offset, uint64_t length);
 
+/*
+ * Asks now for the whole of msg (in the selected folder), so that a RETR
+ * of it can start at once; the reply waits unread in the socket. No event
+ * reports it. The next operation takes it (upstream_fetch of msg, whole)
+ * or, any other, starts once it has been read and dropped. Returns 0 or -1
+ * (not possible now; nothing was sent).
+ */
+int upstream_read_ahead(struct upstream *u, const struct maildrop_msg *msg);
+
 /* Removes the messages marked deleted in md as on_delete says. done
  * reports OK only when every one was handled. */
 int upstream_update(struct upstream *u);

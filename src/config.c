@@ -921,6 +921,8 @@ static const struct key_def keys[] = {
 	    .expect = "yes or no"),
 	KEY("upstream", "timeout", type_uint, upstream.timeout, .aux = 1,
 	    .expect = SECONDS_EXPECT ", at least 1"),
+	KEY("upstream", "read_ahead", type_uint, upstream.read_ahead,
+	    .expect = "a whole number of MB, 0 for none"),
 	KEY("maildrop", "folders", type_folders, maildrop.folders,
 	    .expect = "a comma list of IMAP folder names"),
 	KEY("maildrop", "since", type_since, maildrop.since,
@@ -1255,6 +1257,7 @@ config_defaults(struct config *cfg)
 	cfg->upstream.tls = UPSTREAM_TLS_IMPLICIT;
 	cfg->upstream.verify = true;
 	cfg->upstream.timeout = 30;
+	cfg->upstream.read_ahead = 16;
 	cfg->maildrop.folders[0] = strdup("INBOX");
 	cfg->maildrop.n_folders = 1;
 	cfg->maildrop.since = SINCE_ALL;

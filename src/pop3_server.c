@@ -794,6 +794,28 @@ remember_message(struct session *s, bool whole)
 		uidmap_set_size(s->map, e, s->ds.size);
 }
 
+/*
+ * A client that takes the maildrop in order (RETR 1, or the message after
+ * the one it took last) most likely asks for the next message next: ask the
+ * server for it now, so that its first bytes are waiting when the RETR
+ * comes instead of a round trip later. Anything else the client does first
+ * costs reading that reply away (at most read_ahead MB).
+ */
+static void
+read_ahead(struct session *s)
+{
+	uint64_t max = (uint64_t)s->srv->cfg->upstream.read_ahead << 20;
+	bool in_order = s->last_retr + 1 == s->msg_n;
+	struct maildrop_msg *next;
+
+	s->last_retr = s->msg_n;
+	if (!in_order || s->client == NULL || s->up == NULL)
+		return;
+	next = maildrop_get(&s->md, s->msg_n + 1);
+	if (next != NULL && next->size <= max)
+		(void)upstream_read_ahead(s->up, next);
+}
+
 static void
 retr_done(struct session *s, enum upstream_status st, const char *why)
 {
@@ -807,6 +829,7 @@ retr_done(struct session *s, enum upstream_status st, const char *why)
 	s->n_retrieved++;
 	remember_message(s, true);
 	xfer_finish(s);
+	read_ahead(s);
 }
 
 static void

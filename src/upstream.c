@@ -29,6 +29,7 @@ enum upstream_op {
 	OP_OPEN,
 	OP_FETCH,
 	OP_UPDATE,
+	OP_AHEAD,	/* a fetch asked for ahead, unread until wanted */
 };
 
 struct upstream {
@@ -64,6 +65,17 @@ struct upstream {
 	bool wrong_uid;			/* ... and it was another message's */
 	uint64_t fetched;
 
+	/* read-ahead: while op is OP_AHEAD, the reply to a fetch of msg
+	 * waits in the socket; draining, it is read and dropped before the
+	 * operation saved in next starts. */
+	bool draining;
+	struct {
+		enum upstream_op op;	/* OP_FETCH or OP_UPDATE */
+		const struct maildrop_msg *msg;
+		enum upstream_part part;
+		uint64_t offset, length;
+	} next;
+
 	/* update */
 	size_t upd_folder, upd_pos;
 	int upd_pass;
@@ -74,7 +86,7 @@ struct upstream {
 };
 
 static void update_next(struct upstream *u);
-static void fetch_send(struct upstream *u);
+static int fetch_send(struct upstream *u);
 static void open_next_folder(struct upstream *u);
 
 static void
@@ -574,7 +586,7 @@ on_body_data(void *ctx, const char *p, size_t n)
 {
 	struct upstream *u = ctx;
 
-	if (u->ignoring)
+	if (u->ignoring || u->op == OP_AHEAD)
 		return;
 	u->fetched += n;
 	u->ev->data(u->ctx, p, n);
@@ -626,6 +638,8 @@ on_fetch_untagged(void *ctx, const struct imap_resp *r)
 		if (!is_body_item(&list->list[i]))
 			continue;
 		if (v->type == IMAP_ARG_STRING) {
+			if (u->op == OP_AHEAD)
+				continue;
 			u->got_body = true;
 			u->fetched += v->len;
 			u->ev->data(u->ctx, v->str, v->len);
@@ -649,12 +663,16 @@ fetch_no_means_gone(const struct upstream *u)
 	       strncasecmp(code, "NONEXISTENT", 11) == 0;
 }
 
+static void ahead_done(struct upstream *u);
+
 static void
 on_fetch_done(void *ctx, enum imap_result res, const char *text)
 {
 	struct upstream *u = ctx;
 
-	if (u->wrong_uid)
+	if (u->op == OP_AHEAD)
+		ahead_done(u);
+	else if (u->wrong_uid)
 		finish(u, UPSTREAM_TEMP, "upstream sent another message's data");
 	else if (res == IMAP_NO && fetch_no_means_gone(u))
 		finish(u, UPSTREAM_GONE, "message is no longer on the server");
@@ -677,10 +695,11 @@ fetch_after_select(struct upstream *u, enum imap_result res, const char *text)
 		finish(u, UPSTREAM_GONE, "folder was rebuilt on the server");
 		return;
 	}
-	fetch_send(u);
+	if (fetch_send(u) < 0)
+		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
 }
 
-static void
+static int
 fetch_send(struct upstream *u)
 {
 	struct imap_cmd_cb cb = {
@@ -710,17 +729,15 @@ fetch_send(struct upstream *u)
 			 (unsigned long long)u->length);
 		break;
 	}
-	if (imap_client_command(u->imap, cmd, &cb) < 0)
-		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
+	return imap_client_command(u->imap, cmd, &cb);
 }
 
-int
-upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
-	       enum upstream_part part, uint64_t offset, uint64_t length)
+static void
+fetch_prepare(struct upstream *u, enum upstream_op op,
+	      const struct maildrop_msg *msg, enum upstream_part part,
+	      uint64_t offset, uint64_t length)
 {
-	if (u->op != OP_NONE || imap_client_dead(u->imap))
-		return -1;
-	u->op = OP_FETCH;
+	u->op = op;
 	u->msg = msg;
 	u->part = part;
 	u->offset = offset;
@@ -728,8 +745,46 @@ upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
 	u->got_body = u->ignoring = false;
 	u->unverified = u->wrong_uid = false;
 	u->fetched = 0;
+}
+
+/* Defers an operation until the reply fetched ahead has been read away. */
+static void
+ahead_drain(struct upstream *u, enum upstream_op op,
+	    const struct maildrop_msg *msg, enum upstream_part part,
+	    uint64_t offset, uint64_t length)
+{
+	u->next.op = op;
+	u->next.msg = msg;
+	u->next.part = part;
+	u->next.offset = offset;
+	u->next.length = length;
+	if (!u->draining) {
+		u->draining = true;
+		imap_client_resume(u->imap);
+	}
+}
+
+int
+upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
+	       enum upstream_part part, uint64_t offset, uint64_t length)
+{
+	if (u->op == OP_AHEAD && !u->draining && msg == u->msg &&
+	    part == UPSTREAM_WHOLE) {
+		/* The reply is waiting: take it from where it stands. */
+		u->op = OP_FETCH;
+		imap_client_resume(u->imap);
+		return 0;
+	}
+	if (u->op == OP_AHEAD && !imap_client_dead(u->imap)) {
+		ahead_drain(u, OP_FETCH, msg, part, offset, length);
+		return 0;
+	}
+	if (u->op != OP_NONE || imap_client_dead(u->imap))
+		return -1;
+	fetch_prepare(u, OP_FETCH, msg, part, offset, length);
 	if (u->selected == (int)msg->folder) {
-		fetch_send(u);
+		if (fetch_send(u) < 0)
+			finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
 		return 0;
 	}
 	if (select_folder(u, msg->folder) < 0) {
@@ -737,6 +792,43 @@ upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
 		return -1;
 	}
 	return 0;
+}
+
+int
+upstream_read_ahead(struct upstream *u, const struct maildrop_msg *msg)
+{
+	if (u->op != OP_NONE || imap_client_dead(u->imap) ||
+	    u->selected != (int)msg->folder)
+		return -1;
+	fetch_prepare(u, OP_AHEAD, msg, UPSTREAM_WHOLE, 0, 0);
+	u->draining = false;
+	if (fetch_send(u) < 0) {
+		u->op = OP_NONE;
+		return -1;
+	}
+	imap_client_pause(u->imap);
+	return 0;
+}
+
+/* The reply fetched ahead has ended: read away, or the connection failed
+ * while it waited. The operation asked for meanwhile starts now. */
+static void
+ahead_done(struct upstream *u)
+{
+	bool drained = u->draining;
+	int r;
+
+	u->op = OP_NONE;
+	u->draining = false;
+	if (!drained)
+		return;
+	if (u->next.op == OP_UPDATE)
+		r = upstream_update(u);
+	else
+		r = upstream_fetch(u, u->next.msg, u->next.part,
+				   u->next.offset, u->next.length);
+	if (r < 0)
+		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
 }
 
 /* --- update ------------------------------------------------------------- */
@@ -1001,6 +1093,10 @@ update_next(struct upstream *u)
 int
 upstream_update(struct upstream *u)
 {
+	if (u->op == OP_AHEAD && !imap_client_dead(u->imap)) {
+		ahead_drain(u, OP_UPDATE, NULL, UPSTREAM_WHOLE, 0, 0);
+		return 0;
+	}
 	if (u->op != OP_NONE || imap_client_dead(u->imap))
 		return -1;
 	u->op = OP_UPDATE;
@@ -1028,6 +1124,7 @@ static void (*const after_select[])(struct upstream *, enum imap_result,
 	[OP_OPEN] = open_after_select,
 	[OP_FETCH] = fetch_after_select,
 	[OP_UPDATE] = update_after_select,
+	[OP_AHEAD] = none_after_select,
 };
 
 /* --- lifecycle ---------------------------------------------------------- */
@@ -1081,6 +1178,9 @@ upstream_pause(struct upstream *u)
 void
 upstream_resume(struct upstream *u)
 {
+	/* A reply fetched ahead stays unread until it is asked for. */
+	if (u->op == OP_AHEAD && !u->draining)
+		return;
 	imap_client_resume(u->imap);
 }
 

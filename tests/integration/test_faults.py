@@ -760,6 +760,39 @@ def wrong_then_right():
     return probs + no_mutations()
 
 
+def ahead_then(check):
+    """RETR 1 in order, so that popbridge asks for message 2 ahead (the
+    peer's second FETCH_BODY, where the fault sits); DELE 1; then check(p)
+    meets the fault. Nothing may be deleted."""
+    def body():
+        p = logged_in()
+        probs = retr_ok(p, 1, "RETR 1 (before the fault)")
+        r = cmd(p, b"DELE 1")
+        if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+            probs.append("DELE 1 -> %s" % show(r))
+        probs += check(p)
+        return probs + no_mutations() + mailbox_unchanged()
+    return body
+
+
+def ahead_retr_temp(p):
+    r = cmd(p, b"RETR 2", timeout=UPSTREAM_TIMEOUT + 8)
+    return want_temp("RETR 2", r) + quit_after_fault(p)
+
+
+def ahead_retr_refused(p):
+    r = cmd(p, b"RETR 2")
+    probs = []
+    if not (isinstance(r, bytes) and r.startswith(b"-ERR")):
+        probs.append("RETR 2 -> %s, want -ERR (another UID's body)" % show(r))
+    else:
+        probs += retr_ok(p, 3, "RETR 3 after the wrong answer")
+    cmd(p, b"RSET")     # the session goes on; this case is not about QUIT
+    cmd(p, b"QUIT", timeout=5)
+    p.close()
+    return probs
+
+
 # -- the cases -------------------------------------------------------------------------
 
 def cases():
@@ -931,6 +964,26 @@ def cases():
          wrong_then_right, [Fault("FETCH_BODY", "wrong_uid", uid=8, then_right=True)])
     case("another UID's body with its UID after the literal -> not delivered as RETR 2",
          wrong_uid_after_literal, [Fault("FETCH_BODY", "wrong_uid", uid=8, uid_after=True)])
+    # The read-ahead: after RETR 1, message 2 is asked for before its RETR.
+    case("read ahead, then the connection drops: RETR 2 -> -ERR [SYS/TEMP], no DELE done",
+         ahead_then(ahead_retr_temp), [Fault("FETCH_BODY", "drop", nth=2)])
+    case("read ahead, then no answer: RETR 2 -> -ERR [SYS/TEMP] after the timeout",
+         ahead_then(ahead_retr_temp), [Fault("FETCH_BODY", "silence", nth=2)])
+    case("read ahead, then * BYE: RETR 2 -> -ERR [SYS/TEMP]",
+         ahead_then(ahead_retr_temp), [Fault("FETCH_BODY", "bye", nth=2)])
+    case("read ahead, cut mid-literal: RETR 2 closes without the final dot",
+         ahead_then(lambda p: read_broken_transfer(p, 2)),
+         [Fault("FETCH_BODY", "drop_mid_literal", nth=2, k=40)])
+    case("read ahead answered for another UID: RETR 2 -> -ERR, not delivered",
+         ahead_then(ahead_retr_refused), [Fault("FETCH_BODY", "wrong_uid", nth=2, uid=8)])
+    case("read ahead, then the connection drops: QUIT after DELE -> -ERR, nothing deleted",
+         ahead_then(quit_after_fault), [Fault("FETCH_BODY", "drop", nth=2)])
+    case("read ahead, then no answer: QUIT after DELE -> -ERR after the timeout",
+         ahead_then(quit_after_fault), [Fault("FETCH_BODY", "silence", nth=2)])
+    case("read ahead, then TOP 2 meets the dropped connection -> -ERR [SYS/TEMP]",
+         ahead_then(lambda p: want_temp("TOP 2 0", cmd(p, b"TOP 2 0", timeout=UPSTREAM_TIMEOUT + 8))
+                    + quit_after_fault(p)),
+         [Fault("FETCH_BODY", "drop", nth=2)])
     # Last: flag-only deletions leave the POP3 view for good (the UID map
     # hides them), which would renumber every later case's maildrop.
     case("no UIDPLUS, no MOVE: QUIT only flags \\Deleted, no EXPUNGE of any kind",

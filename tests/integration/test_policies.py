@@ -107,7 +107,7 @@ def pw_of(user):
 
 
 MAIN_USERS = ["fold", "snow", "snowe", "sdate", "dexp", "dtrash", "dseen", "dkeep", "msy",
-              "msn", "mapa", "mapb", "rbuv", "rbrn", "crash", "size"]
+              "msn", "mapa", "mapb", "rbuv", "rbrn", "crash", "size", "rahead", "raoff"]
 
 
 R = Report(max_lines=30, width=400)
@@ -180,10 +180,11 @@ class PopBridge(pbtest.Popbridge):
     """One popbridge process (restartable) with its own config, state
     directory and log (appended to across restarts)."""
 
-    def __init__(self, name, dovecot, maildrop="", state=None):
+    def __init__(self, name, dovecot, maildrop="", state=None, upstream=""):
         self.name = name
         self.dv = dovecot
         self.maildrop = maildrop
+        self.upstream = upstream
         self.state = state or os.path.join(TMP, name + "-state")
         os.makedirs(self.state, exist_ok=True)
         self.conf = os.path.join(TMP, name + ".ini")
@@ -205,6 +206,7 @@ host = 127.0.0.1
 port = %d
 tls = none
 timeout = 10
+%s
 
 [maildrop]
 %s
@@ -219,7 +221,7 @@ shutdown_grace = 5
 
 [log]
 level = debug
-""" % (self.port, self.dv.port, self.maildrop, self.state))
+""" % (self.port, self.dv.port, self.upstream, self.maildrop, self.state))
 
     def start(self, timeout=30):
         self.write_conf()
@@ -829,6 +831,87 @@ def on_delete_case(how):
             got = s.uidl()
             quit_ok(s)
         expect(got == want, probs, "after a restart: UIDL %s, want %s" % (got, want))
+    return probs
+
+
+def fetch_sent(pb, offset, uid, wait=3.0):
+    """Whether popbridge asked for the whole of UID uid since offset,
+    waiting up to `wait` seconds for the log line."""
+    end = time.time() + wait
+    while True:
+        if sent(pb, offset, r"UID FETCH %d \(UID BODY\.PEEK\[\]\)" % uid):
+            return True
+        if time.time() >= end:
+            return False
+        time.sleep(0.05)
+
+
+def case_read_ahead():
+    """read_ahead = 1 (MB): a client taking messages in order finds the next
+    one asked for before its RETR (never one over 1 MB); whatever it does
+    instead (TOP, RETR out of order, QUIT) gets the right bytes, and QUIT
+    deletes exactly what was deleted. read_ahead = 0: never ahead."""
+    dv = DV
+    probs = []
+    big = b"".join(b"%075d\r\n" % i for i in range(16000))      # 1.2 MB
+    data = [mkmsg("ra-%d" % i, big if i == 3 else b"") for i in range(1, 9)]
+    conn = dv.imap("rahead")
+    try:
+        uids = [append(conn, "INBOX", d) for d in data]
+    finally:
+        conn.logout()
+    pb = PopBridge("read-ahead", dv, upstream="read_ahead = 1")
+    pb.start()
+
+    def retr(s, n):
+        got = s.retr(n)
+        expect(got == data[n - 1], probs, "RETR %d: %s" % (n, first_diff(got, data[n - 1])))
+
+    with Session(pb, "rahead") as s:
+        off = pb.offset()
+        retr(s, 1)
+        expect(fetch_sent(pb, off, uids[1]), probs, "after RETR 1, message 2 was not asked "
+               "for before RETR 2")
+        off = pb.offset()
+        retr(s, 2)
+        time.sleep(0.5)
+        expect(len(sent(pb, off, r"UID FETCH %d " % uids[2])) == 0, probs,
+               "message 3 (1.2 MB, over read_ahead = 1) was asked for before RETR 3")
+        off = pb.offset()
+        retr(s, 3)
+        expect(fetch_sent(pb, off, uids[3]), probs, "after RETR 3, message 4 was not asked "
+               "for before its RETR")
+        got = s.top(4, 0)
+        expect(tag_of(got) == "ra-4" and got == data[3].split(b"\r\n\r\n")[0] + b"\r\n\r\n",
+               probs, "TOP 4 0 after message 4 was asked for ahead: %r" % got[:200])
+        retr(s, 4)          # in order again: 5 is asked for ahead
+        retr(s, 6)          # out of order: the reply for 5 is read away first
+        retr(s, 7)          # in order: 8 is asked for ahead
+        s.dele(2)
+        s.dele(8)
+        r = s.quit()        # with the reply for 8 still waiting
+        expect(r.startswith(b"+OK") and b"2 messages deleted" in r, probs,
+               "QUIT with a reply read ahead waiting -> %r" % r)
+    box = mailbox(dv, "rahead")
+    want = sorted(set(uids) - {uids[1], uids[7]})
+    expect(sorted(box) == want, probs, "after QUIT: UIDs %s, want %s (2 and 8 gone)" % (
+        sorted(box), want))
+
+    conn = dv.imap("raoff")
+    try:
+        uids = [append(conn, "INBOX", d) for d in data[:3]]
+    finally:
+        conn.logout()
+    pb = PopBridge("read-ahead-off", dv, upstream="read_ahead = 0")
+    pb.start()
+    with Session(pb, "raoff") as s:
+        off = pb.offset()
+        retr(s, 1)
+        time.sleep(0.5)
+        expect(len(sent(pb, off, r"UID FETCH %d " % uids[1])) == 0, probs,
+               "read_ahead = 0: message 2 was asked for before RETR 2")
+        retr(s, 2)
+        quit_ok(s)
     return probs
 
 
@@ -1450,6 +1533,8 @@ def cases():
         ("SIGKILL at random moments: the map always parses, UIDLs never change", case_crash),
         ("sizes: LIST after RETR is the exact size, in later sessions and after a restart",
          case_sizes),
+        ("read_ahead: the next message asked for ahead only in order and up to the size; "
+         "TOP, RETR out of order and QUIT after it are right; 0 turns it off", case_read_ahead),
     ]
 
 

@@ -90,6 +90,7 @@ assert_defaults(const struct config *cfg)
 	cr_assert_null(cfg->upstream.ca_file);
 	cr_assert_eq(cfg->upstream.verify, true);
 	cr_assert_eq(cfg->upstream.timeout, 30);
+	cr_assert_eq(cfg->upstream.read_ahead, 16);
 	cr_assert_eq(cfg->maildrop.n_folders, 1);
 	cr_assert_str_eq(cfg->maildrop.folders[0], "INBOX");
 	cr_assert_eq(cfg->maildrop.since, SINCE_ALL);
@@ -164,6 +165,7 @@ Test(config, every_key_set)
 		"ca_file = /etc/ssl/ca.pem\n"
 		"verify = no\n"
 		"timeout = 5\n"
+		"read_ahead = 0\n"
 		"[maildrop]\n"
 		"folders = INBOX, Junk ,Archive/2024\n"
 		"since = 2024-02-29\n"
@@ -200,6 +202,7 @@ Test(config, every_key_set)
 	cr_assert_str_eq(cfg->upstream.ca_file, "/etc/ssl/ca.pem");
 	cr_assert_eq(cfg->upstream.verify, false);
 	cr_assert_eq(cfg->upstream.timeout, 5);
+	cr_assert_eq(cfg->upstream.read_ahead, 0);
 	cr_assert_eq(cfg->maildrop.n_folders, 3);
 	cr_assert_str_eq(cfg->maildrop.folders[0], "INBOX");
 	cr_assert_str_eq(cfg->maildrop.folders[1], "Junk");
@@ -459,6 +462,7 @@ static const struct bad_case bad_values[] = {
 	{ "upstream", "timeout", "-1", "is not a whole number" },
 	{ "upstream", "timeout", "+1", "is not a whole number" },
 	{ "upstream", "timeout", "1a", "is not a whole number" },
+	{ "upstream", "read_ahead", "16M", "is not a whole number" },
 	{ "upstream", "timeout", "1 0", "is not a whole number" },
 	{ "upstream", "timeout", "4294967296", "is not a whole number" },
 	{ "upstream", "timeout", "99999999999999999999999",
