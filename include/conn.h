@@ -2,6 +2,7 @@
 #define POPBRIDGE_CONN_H
 
 #include <stdbool.h>
+#include <sys/uio.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <uv.h>
@@ -62,6 +63,14 @@ void conn_pause(struct conn *c);
 
 /* Queues bytes for sending. 0, or -ENOMEM / -EPIPE (already failed). */
 int conn_write(struct conn *c, const void *p, size_t n);
+/*
+ * Sends segments: on a plain connection with nothing queued, straight from
+ * the caller's memory as far as the socket takes them at once; whatever is
+ * left (all of it on TLS, or behind queued output) is queued as by
+ * conn_write. Bytes sent at once report progress before it returns. Same
+ * returns as conn_write.
+ */
+int conn_writev(struct conn *c, const struct iovec *v, size_t n);
 int conn_printf(struct conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Marks the output queued so far (and until the next flush) as secret:

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "buf.h"
 
@@ -40,6 +41,16 @@ void dotstuff_limit_lines(struct dotstuff *d, uint64_t lines);
  */
 long dotstuff_feed(struct dotstuff *d, const char *p, size_t n,
 		   struct buf *out);
+
+/*
+ * The same without copying: describes the stuffed form of a prefix of
+ * p[0..n) as up to max (>= 3) segments in v, which point into p or at
+ * constant inserted bytes, sets *cnt_r to their number and returns the
+ * length of that prefix (shorter than n only when v is full or the line
+ * limit was reached; 0 once it has been).
+ */
+size_t dotstuff_feed_iov(struct dotstuff *d, const char *p, size_t n,
+			 struct iovec *v, size_t max, size_t *cnt_r);
 
 /* Appends CRLF if the data fed so far was non-empty and did not end with
  * an LF, then the terminating ".CRLF": an empty message gives ".CRLF".

@@ -30,6 +30,8 @@
 /* Output queued beyond this pauses whatever produces it (RFC 1939 has no
  * flow control: a client that does not read must not cost memory). */
 #define SESSION_OUT_HIGH (256u * 1024)
+/* Segments of a relayed chunk sent without copying (dots and CRs added). */
+#define SESSION_XFER_SEGS 64
 /* TOP reads the body in partial fetches growing up to this size. */
 #define SESSION_TOP_CHUNK_MIN (16u * 1024)
 #define SESSION_TOP_CHUNK_MAX (4u * 1024 * 1024)

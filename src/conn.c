@@ -61,6 +61,8 @@ static char plain_scratch[CONN_READ_MAX];
 /* Ciphertext in and plaintext out pass the memory BIOs this much at a
  * time: below TLS_BIO_KEEP, so that neither grows and is reallocated. */
 #define CONN_TLS_STEP (32u * 1024)
+/* conn_writev sends at most this many segments straight away. */
+#define CONN_IOV_MAX 64
 /* An idle connection keeps no large output buffer. */
 #define CONN_OUT_KEEP (16u * 1024)
 
@@ -347,6 +349,47 @@ conn_write(struct conn *c, const void *p, size_t n)
 	r = buf_append(&c->out, p, n);
 	if (r < 0)
 		conn_fail(c, UV_ENOBUFS);
+	return r;
+}
+
+/* Bytes uv_try_write took from v[0..n), or 0 when it could not be tried
+ * or the socket is full (a failure shows at the next write). */
+static size_t
+try_send(struct conn *c, const struct iovec *v, size_t n)
+{
+	uv_buf_t b[CONN_IOV_MAX];
+	size_t i;
+	int r;
+
+	if (c->tls != NULL || c->out.len > 0 || c->in_flight > 0 ||
+	    n > CONN_IOV_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		b[i] = uv_buf_init(v[i].iov_base, (unsigned)v[i].iov_len);
+	r = uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)n);
+	return r > 0 ? (size_t)r : 0;
+}
+
+int
+conn_writev(struct conn *c, const struct iovec *v, size_t n)
+{
+	size_t sent, i;
+	int r = 0;
+
+	if (c->failed || c->closing)
+		return -EPIPE;
+	sent = try_send(c, v, n);
+	if (sent > 0 && c->ev != NULL && c->ev->progress != NULL)
+		c->ev->progress(c->ctx);
+	for (i = 0; i < n && r == 0; i++) {
+		if (sent >= v[i].iov_len) {
+			sent -= v[i].iov_len;
+			continue;
+		}
+		r = conn_write(c, (const char *)v[i].iov_base + sent,
+			       v[i].iov_len - sent);
+		sent = 0;
+	}
 	return r;
 }
 

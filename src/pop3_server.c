@@ -694,13 +694,38 @@ xfer_start(struct session *s)
 		session_reply(s, "+OK top of message follows");
 }
 
+/* The stuffed form of p[0..n) to the client: straight from p when the
+ * changes fit SESSION_XFER_SEGS segments (all mail but runs of bare LFs),
+ * the rest copied into the output queue. */
+static int
+xfer_send(struct session *s, const char *p, size_t n)
+{
+	struct iovec v[SESSION_XFER_SEGS];
+	struct buf *out;
+	size_t used, cnt, k, before;
+	long r;
+
+	used = dotstuff_feed_iov(&s->ds, p, n, v, SESSION_XFER_SEGS, &cnt);
+	for (k = 0; k < cnt; k++)
+		s->bytes_out += v[k].iov_len;
+	if (conn_writev(s->client, v, cnt) < 0)
+		return -1;
+	if (used == n || s->ds.limit_reached)
+		return 0;
+	out = conn_outbuf(s->client);
+	before = out->len;
+	/* One allocation for the stuffed rest instead of doublings. */
+	buf_reserve(out, (n - used) + (n - used) / 8 + 16);
+	r = dotstuff_feed(&s->ds, p + used, n - used, out);
+	if (r < 0)
+		return -1;
+	s->bytes_out += out->len - before;
+	return 0;
+}
+
 void
 pop3_server_upstream_data(struct session *s, const char *p, size_t n)
 {
-	struct buf *out;
-	size_t before;
-	long used;
-
 	if (s->client == NULL)
 		return;
 	xfer_start(s);
@@ -708,17 +733,10 @@ pop3_server_upstream_data(struct session *s, const char *p, size_t n)
 		return;
 	if (s->hasher != NULL && s->wait != WAIT_TOP_TEXT)
 		uidmap_hasher_feed(s->hasher, p, n);
-	out = conn_outbuf(s->client);
-	before = out->len;
-	/* One allocation for the stuffed chunk instead of doublings: dots
-	 * and bare LFs add little. */
-	buf_reserve(out, n + n / 8 + 16);
-	used = dotstuff_feed(&s->ds, p, n, out);
-	if (used < 0) {
+	if (xfer_send(s, p, n) < 0) {
 		session_end(s, "output buffer overflow");
 		return;
 	}
-	s->bytes_out += out->len - before;
 	conn_flush(s->client);
 	if (conn_pending(s->client) >= SESSION_OUT_HIGH && !s->xfer_paused) {
 		/* The client reads slower than the server sends: hold the

@@ -64,6 +64,30 @@ ref_finish(struct ref *r, struct buf *out)
 	cr_assert_eq(buf_append(out, ".\r\n", 3), 0);
 }
 
+/* 0: feed with dotstuff_feed; else with dotstuff_feed_iov, this many
+ * segments at a time (small, so that its partial covers are exercised). */
+static size_t seg_max;
+
+static long
+feed_one(struct dotstuff *d, const char *p, size_t n, struct buf *out)
+{
+	struct iovec v[8];
+	size_t used = 0, got, cnt, k;
+
+	if (seg_max == 0)
+		return dotstuff_feed(d, p, n, out);
+	do {
+		got = dotstuff_feed_iov(d, p + used, n - used, v, seg_max,
+					&cnt);
+		cr_assert(cnt <= seg_max && (got > 0 || cnt == 0));
+		for (k = 0; k < cnt; k++)
+			cr_assert_eq(buf_append(out, v[k].iov_base,
+						v[k].iov_len), 0);
+		used += got;
+	} while (got > 0 && used < n);
+	return (long)used;
+}
+
 /* Feeds chunks until one is not consumed whole (the line limit). */
 static void
 feed_chunks(struct dotstuff *d, const char *p, const size_t *cuts,
@@ -74,12 +98,12 @@ feed_chunks(struct dotstuff *d, const char *p, const size_t *cuts,
 
 	for (i = 0; i <= ncuts; i++) {
 		to = i < ncuts ? cuts[i] : n;
-		r = dotstuff_feed(d, p + from, to - from, out);
+		r = feed_one(d, p + from, to - from, out);
 		cr_assert(r >= 0 && (size_t)r <= to - from);
 		if ((size_t)r < to - from) {
 			cr_assert(d->limit_reached);
-			cr_assert_eq(dotstuff_feed(d, p + from + (size_t)r,
-						   to - from - (size_t)r, out),
+			cr_assert_eq(feed_one(d, p + from + (size_t)r,
+					      to - from - (size_t)r, out),
 				     0);
 			return;
 		}
@@ -368,10 +392,19 @@ match_reference(unsigned seed, const char *alphabet, char *in, size_t max,
 		ref_feed(&r, in + head, n - head, &want);
 		ref_finish(&r, &want);
 
+		seg_max = 0;
 		stuff(in, head, in + head, n - head, limit, cuts, ncuts, &got,
 		      &size);
 		assert_buf(&got, want.data, want.len, "round", (size_t)round);
 		cr_assert_eq(size, r.size, "round %d: size", round);
+		buf_free(&got);
+		seg_max = 3 + (size_t)round % 4;
+		stuff(in, head, in + head, n - head, limit, cuts, ncuts, &got,
+		      &size);
+		assert_buf(&got, want.data, want.len, "segments, round",
+			   (size_t)round);
+		cr_assert_eq(size, r.size, "round %d: size (segments)", round);
+		seg_max = 0;
 		buf_free(&want);
 		buf_free(&got);
 	}
