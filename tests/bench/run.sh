@@ -22,13 +22,16 @@
 #
 # The client is tests/bench/pbbench.c (one program, one I/O layer for both
 # protocols), built here with gcc -O2. Each timing is the median of
-# BENCH_REPS runs (default 7) after one warm-up run per side; the sides take
-# turns within every repetition. Prints a table and one JSON line per row,
+# BENCH_REPS runs (default 11) after one warm-up run per side; the sides
+# take turns within every repetition, and a ratio is the median of the
+# per-repetition ratios (each popbridge run over the direct run just before
+# it, so that the machine's drifting speed cancels). Prints a table and one
+# JSON line per row,
 # and exits 0 even when a target is missed (the table says MISSED).
 #
 # Environment:
 #   POPBRIDGE      the binary (default: build/popbridge)
-#   BENCH_REPS     repetitions per timing (default 7)
+#   BENCH_REPS     repetitions per timing (default 11)
 #   BENCH_ONLY     figures to run, e.g. "1 2" (default "1 2 3 4 5 6")
 #   BENCH_IDLE     session counts for figure 4 (default "1000 10000")
 #   BENCH_NICE     niceness for everything the bench starts (default -10
@@ -50,7 +53,7 @@ LIB=$ROOT/tests/lib
 . "$LIB/dovecot.sh"
 
 POPBRIDGE=${POPBRIDGE:-$ROOT/build/popbridge}
-REPS=${BENCH_REPS:-7}
+REPS=${BENCH_REPS:-11}
 ONLY=${BENCH_ONLY:-1 2 3 4 5 6}
 IDLE_COUNTS=${BENCH_IDLE:-1000 10000}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-1500}
@@ -151,6 +154,9 @@ BENCH=$TMP/pbbench
 gcc -O2 -std=c11 -Wall -Wextra -o "$BENCH" "$HERE/pbbench.c" \
 	$(pkg-config --cflags --libs openssl 2>/dev/null || echo -lssl -lcrypto) ||
 	die "cannot build tests/bench/pbbench.c"
+RELAY=$TMP/relay
+gcc -O2 -std=c11 -Wall -Wextra -o "$RELAY" "$HERE/relay.c" ||
+	die "cannot build tests/bench/relay.c"
 
 # --- machine ----------------------------------------------------------------
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
@@ -428,7 +434,7 @@ timing() {
 		skip "$fig" "$name" "$label" "a timed run failed: $(tail -n 1 "$TMP/run.err")"
 		return 1
 	fi
-	add figure="$fig" name="$name" kind=ratio label="$label" target="$target" \
+	add figure="$fig" name="$name" kind="${TIMING_KIND:-ratio}" label="$label" target="$target" \
 		popbridge_runs="$pr" direct_runs="$ir" popbridge_first_s="$first_pb" \
 		popbridge_cpu_runs="$pc" path_cpu_runs="$pcpu" direct_path_cpu_runs="$icpu" \
 		"$key=$want_v"
@@ -478,6 +484,23 @@ if want 1 || want 3; then
 	timing 1 retr_200x1MB "RETR 200 x 1 MB vs UID FETCH BODY.PEEK[]" 1.15 \
 		bench1m pop3-retr imap-fetch "$PLAIN_PORT" "$IMAP_PORT" \
 		retr_200x1MB_dovecot_pop3 "RETR 200 x 1 MB: Dovecot POP3 over imapc vs IMAP" "$RP"
+fi
+# The floor under figure 1: IMAP through a relay that only copies bytes
+# (tests/bench/relay.c) against IMAP straight to Dovecot.
+if want 1; then
+	RELAY_PORT=$(pb_free_port)
+	"$RELAY" "$RELAY_PORT" "$IMAP_PORT" > "$TMP/relay.out" 2>&1 &
+	RELAY_PID=$!
+	PB_PIDS="$PB_PIDS $RELAY_PID"
+	if pb_wait_listen "$RELAY_PORT" 10 "$RELAY_PID"; then
+		TIMING_PB_PID=$RELAY_PID TIMING_KIND=floor \
+			timing 1 retr_200x1MB_relay "floor: UID FETCH through a copying relay vs IMAP" "" \
+			bench1m imap-fetch imap-fetch "$RELAY_PORT" "$IMAP_PORT" "" "" ""
+	else
+		skip 1 retr_200x1MB_relay "floor: a copying relay" "tests/bench/relay.c did not start"
+	fi
+	stop_pid "$RELAY_PID"
+	TIMING_PB_PID=$PB_PID
 fi
 if want 2 || want 3; then
 	timing 2 login_stat_uidl_10k "login+STAT+UIDL, 10,000 msgs vs LOGIN+SELECT+UID FETCH 1:*" 1.2 \
