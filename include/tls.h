@@ -75,6 +75,10 @@ int tls_write(struct tls *t, const void *p, size_t n);
  * out, then call again); -ENOMEM; -EIO if OpenSSL misbehaves. */
 int tls_take_output(struct tls *t, struct buf *out);
 
+/* Frees the record buffers when nothing is half processed in them; they
+ * come back with the next record. For a connection that has gone quiet. */
+void tls_release(struct tls *t);
+
 /* True once the peer's close_notify was read. */
 bool tls_closed(const struct tls *t);
 /* NULL, or why the connection failed: a static string or one owned by t,

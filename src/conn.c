@@ -284,8 +284,10 @@ tls_input(struct conn *c, const char *p, size_t n)
 			return;
 		}
 	} while (n > 0);
-	if (deliver_plain(c, &got))
-		tls_flush_raw(c);
+	if (!deliver_plain(c, &got))
+		return;
+	tls_flush_raw(c);
+	tls_release(c->tls);
 }
 
 static void
@@ -373,7 +375,7 @@ try_send(struct conn *c, const struct iovec *v, size_t n)
 int
 conn_writev(struct conn *c, const struct iovec *v, size_t n)
 {
-	size_t sent, i;
+	size_t sent, left, i;
 	int r = 0;
 
 	if (c->failed || c->closing)
@@ -381,6 +383,11 @@ conn_writev(struct conn *c, const struct iovec *v, size_t n)
 	sent = try_send(c, v, n);
 	if (sent > 0 && c->ev != NULL && c->ev->progress != NULL)
 		c->ev->progress(c->ctx);
+	for (i = 0, left = 0; i < n; i++)
+		left += v[i].iov_len;
+	/* One allocation for the rest (the queue is freed when idle). */
+	if (left > sent)
+		(void)buf_reserve(&c->out, left - sent);
 	for (i = 0; i < n && r == 0; i++) {
 		if (sent >= v[i].iov_len) {
 			sent -= v[i].iov_len;
@@ -435,8 +442,12 @@ on_written(uv_write_t *req, int status)
 	}
 	/* The plaintext queue keeps its memory while a transfer streams
 	 * through TLS, and lets it go once everything has been sent. */
-	if (c->in_flight == 0 && c->out.len == 0 && c->out.cap > CONN_OUT_KEEP)
-		buf_free(&c->out);
+	if (c->in_flight == 0 && c->out.len == 0) {
+		if (c->out.cap > CONN_OUT_KEEP)
+			buf_free(&c->out);
+		if (c->tls != NULL)
+			tls_release(c->tls);
+	}
 	if (c->ev != NULL && c->ev->progress != NULL)
 		c->ev->progress(c->ctx);
 	if (c->closing || c->failed)
@@ -528,6 +539,9 @@ tls_encrypt(struct conn *c)
 
 	/* Records add well under 1% to CONN_OUT_MAX of plaintext. */
 	buf_init(&enc, 2 * CONN_OUT_MAX);
+	/* Room for the records at once (their overhead is ~30 bytes per
+	 * 16 KB) instead of doublings. */
+	(void)buf_reserve(&enc, c->out.len + c->out.len / 256 + 1024);
 	for (off = 0; off < c->out.len && r == 0; off += k) {
 		k = c->out.len - off;
 		if (k > CONN_TLS_STEP)

@@ -48,9 +48,10 @@ struct tls {
 
 static const uint64_t common_options = SSL_OP_NO_COMPRESSION |
 				      SSL_OP_NO_RENEGOTIATION;
-/* SSL_write may be retried from the early buffer after it moved. */
-static const long common_modes = SSL_MODE_RELEASE_BUFFERS |
-				 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
+/* SSL_write may be retried from the early buffer after it moved. Not
+ * SSL_MODE_RELEASE_BUFFERS: it frees and reallocates the record buffers
+ * around every record of a transfer; tls_release frees them once idle. */
+static const long common_modes = SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
 
 static struct tls_ctx *
 ctx_wrap(SSL_CTX *ssl_ctx, bool server, bool verify, const char **err_r)
@@ -549,6 +550,14 @@ tls_take_output(struct tls *t, struct buf *out)
 	}
 	trim_wbio(t);
 	return 0;
+}
+
+void
+tls_release(struct tls *t)
+{
+	/* Refused (harmlessly) while a record is half read or written. */
+	if (SSL_is_init_finished(t->ssl))
+		(void)SSL_free_buffers(t->ssl);
 }
 
 bool
