@@ -1257,7 +1257,7 @@ config_defaults(struct config *cfg)
 	cfg->upstream.tls = UPSTREAM_TLS_IMPLICIT;
 	cfg->upstream.verify = true;
 	cfg->upstream.timeout = 30;
-	cfg->upstream.read_ahead = 16;
+	cfg->upstream.read_ahead = 4;
 	cfg->maildrop.folders[0] = strdup("INBOX");
 	cfg->maildrop.n_folders = 1;
 	cfg->maildrop.since = SINCE_ALL;

@@ -793,6 +793,26 @@ def ahead_retr_refused(p):
     return probs
 
 
+def ahead_waits():
+    """A client that pauses after RETR 1 for longer than the upstream
+    timeout still gets message 2 whole: the reply read ahead waits, it does
+    not time out."""
+    p = logged_in()
+    probs = retr_ok(p, 1)
+    time.sleep(UPSTREAM_TIMEOUT + 1.5)
+    probs += retr_ok(p, 2, "RETR 2 after a pause longer than the upstream timeout")
+    probs += retr_ok(p, 3, "RETR 3 (read ahead while RETR 2 was sent)")
+    uid2 = MSGS[1][0]
+    asked = [c.text for c in PEER.commands("FETCH_BODY")
+             if re.search(r"UID FETCH %d \(" % uid2, c.text)]
+    if len(asked) != 1:
+        probs.append("message 2 (UID %d) was asked for %d times, want once (ahead): %s"
+                     % (uid2, len(asked), asked))
+    cmd(p, b"QUIT", timeout=5)
+    p.close()
+    return probs + no_mutations("in a read-only session")
+
+
 # -- the cases -------------------------------------------------------------------------
 
 def cases():
@@ -965,6 +985,8 @@ def cases():
     case("another UID's body with its UID after the literal -> not delivered as RETR 2",
          wrong_uid_after_literal, [Fault("FETCH_BODY", "wrong_uid", uid=8, uid_after=True)])
     # The read-ahead: after RETR 1, message 2 is asked for before its RETR.
+    case("read ahead, then the client pauses past the upstream timeout: RETR 2 whole",
+         ahead_waits, expect_fired=False)
     case("read ahead, then the connection drops: RETR 2 -> -ERR [SYS/TEMP], no DELE done",
          ahead_then(ahead_retr_temp), [Fault("FETCH_BODY", "drop", nth=2)])
     case("read ahead, then no answer: RETR 2 -> -ERR [SYS/TEMP] after the timeout",

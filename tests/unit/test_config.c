@@ -90,7 +90,7 @@ assert_defaults(const struct config *cfg)
 	cr_assert_null(cfg->upstream.ca_file);
 	cr_assert_eq(cfg->upstream.verify, true);
 	cr_assert_eq(cfg->upstream.timeout, 30);
-	cr_assert_eq(cfg->upstream.read_ahead, 16);
+	cr_assert_eq(cfg->upstream.read_ahead, 4);
 	cr_assert_eq(cfg->maildrop.n_folders, 1);
 	cr_assert_str_eq(cfg->maildrop.folders[0], "INBOX");
 	cr_assert_eq(cfg->maildrop.since, SINCE_ALL);
