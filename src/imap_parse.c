@@ -267,7 +267,8 @@ lex_atom(const char *s, size_t end, size_t *pos, struct token *t)
 	}
 	t->off = *pos;
 	t->len = i - *pos;
-	t->type = eq_nocase(s + t->off, t->len, "NIL") ? TOK_NIL : TOK_ATOM;
+	t->type = t->len == 3 && eq_nocase(s + t->off, 3, "NIL") ? TOK_NIL
+								  : TOK_ATOM;
 	*pos = i;
 }
 
@@ -394,16 +395,17 @@ item_is_body(const char *s, size_t n)
 	char first = n > 0 ? ascii_upper(s[0]) : '\0';
 
 	/* Called for every FETCH item: most (UID, FLAGS, RFC822.SIZE) are
-	 * decided by the first letter or the length. */
-	if ((first != 'B' && first != 'R') || n < 5)
+	 * decided by the first letter and the length alone. */
+	if (first == 'R')
+		return (n == 6 && eq_nocase(s, n, "RFC822")) ||
+		       (n == 11 && eq_nocase(s, n, "RFC822.TEXT")) ||
+		       (n == 13 && eq_nocase(s, n, "RFC822.HEADER"));
+	if (first != 'B' || n < 5)
 		return false;
 	return prefix_nocase(s, n, "BODY[") ||
 	       prefix_nocase(s, n, "BODY.PEEK[") ||
 	       prefix_nocase(s, n, "BINARY[") ||
-	       prefix_nocase(s, n, "BINARY.PEEK[") ||
-	       eq_nocase(s, n, "RFC822") ||
-	       eq_nocase(s, n, "RFC822.HEADER") ||
-	       eq_nocase(s, n, "RFC822.TEXT");
+	       prefix_nocase(s, n, "BINARY.PEEK[");
 }
 
 /* Items of the FETCH list alternate name, value. Remembers the last name
@@ -514,7 +516,11 @@ static enum imap_status
 status_word(const char *s, size_t end, size_t *pos)
 {
 	size_t i, j = *pos;
+	char first = j < end ? ascii_upper(s[j]) : '\0';
 
+	/* Most untagged lines start with a number: one look decides. */
+	if (first != 'O' && first != 'N' && first != 'B' && first != 'P')
+		return IMAP_STATUS_NONE;
 	while (j < end && s[j] != ' ' && s[j] != '[')
 		j++;
 	for (i = 0; i < sizeof(status_words) / sizeof(status_words[0]); i++) {
