@@ -53,6 +53,16 @@ static const uint64_t common_options = SSL_OP_NO_COMPRESSION |
  * around every record of a transfer; tls_release frees them once idle. */
 static const long common_modes = SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
 
+/* SSL_get_error needs an empty error queue before each call; clearing it
+ * walks every slot, so only a queue that holds something is cleared (the
+ * relay makes a call per record). */
+static void
+clear_errors(void)
+{
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
+}
+
 static struct tls_ctx *
 ctx_wrap(SSL_CTX *ssl_ctx, bool server, bool verify, const char **err_r)
 {
@@ -104,6 +114,9 @@ server_setup(SSL_CTX *c, const char *cert_file, const char *key_file,
 {
 	SSL_CTX_set_options(c, common_options);
 	SSL_CTX_set_mode(c, common_modes);
+	/* Whole runs of records from the input BIO per read, not a header
+	 * and then a body. */
+	SSL_CTX_set_read_ahead(c, 1);
 	if (!SSL_CTX_set_min_proto_version(c, version))
 		return "cannot set the minimum TLS version";
 	/*
@@ -158,6 +171,9 @@ client_setup(SSL_CTX *c, const char *ca_file, bool verify)
 {
 	SSL_CTX_set_options(c, common_options);
 	SSL_CTX_set_mode(c, common_modes);
+	/* Whole runs of records from the input BIO per read, not a header
+	 * and then a body. */
+	SSL_CTX_set_read_ahead(c, 1);
 	if (!SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION))
 		return "cannot set the minimum TLS version";
 	if (!verify) {
@@ -461,7 +477,7 @@ tls_read(struct tls *t, void *p, size_t n)
 		return -1;
 	if (n == 0)
 		return 0;
-	ERR_clear_error();
+	clear_errors();
 	r = SSL_read(t->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
 	if (r <= 0)
 		return read_failed(t, r);
@@ -492,7 +508,7 @@ tls_write(struct tls *t, const void *p, size_t n)
 	while (n > 0) {
 		int k = n > INT_MAX ? INT_MAX : (int)n, e;
 
-		ERR_clear_error();
+		clear_errors();
 		r = SSL_write(t->ssl, s, k);
 		if (r <= 0) {
 			e = SSL_get_error(t->ssl, r);
