@@ -127,7 +127,7 @@ build/fuzz/fuzz_imap_parse: src/imap_parse.c src/buf.c
 build/fuzz/fuzz_imap_parse: FUZZ_LIBS := -lcrypto
 build/fuzz/fuzz_config: src/config.c
 build/fuzz/fuzz_config: FUZZ_LIBS := -linih
-build/fuzz/%: tests/fuzz/%.c $(wildcard include/*.h)
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(wildcard include/*.h)
 	@mkdir -p build/fuzz
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(filter src/%.c,$^) $(FUZZ_LIBS)

@@ -85,30 +85,16 @@ HOLD_PID=""
 WATCHDOG=""
 CLEANED=0
 
-stop_pid() { # pid [seconds]: TERM, then KILL; reaps it
-	local pid=$1 secs=${2:-10} i
-	[ -n "$pid" ] || return 0
-	pb_alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 1 $((secs * 10))); do
-		pb_alive "$pid" || break
-		sleep 0.1
-	done
-	pb_alive "$pid" && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	return 0
-}
-
 cleanup() {
 	[ "$CLEANED" = 1 ] && return
 	CLEANED=1
 	local pid
 	exec 9>&- 2>/dev/null
 	for pid in $HOLD_PID; do
-		stop_pid "$pid" 5
+		pb_stop_pid "$pid" 5
 	done
 	for pid in $PB_PIDS; do
-		stop_pid "$pid" 5
+		pb_stop_pid "$pid" 5
 	done
 	dovecot_stop "$DR"
 	dovecot_stop "$DM"
@@ -499,7 +485,7 @@ if want 1; then
 	else
 		skip 1 retr_200x1MB_relay "floor: a copying relay" "tests/bench/relay.c did not start"
 	fi
-	stop_pid "$RELAY_PID"
+	pb_stop_pid "$RELAY_PID"
 	TIMING_PB_PID=$PB_PID
 fi
 if want 2 || want 3; then
@@ -521,7 +507,7 @@ if want 6; then
 		timing 6 retr_200x1MB_tls "TLS: RETR 200 x 1 MB (pop3s) vs UID FETCH (imaps)" 1.15 \
 			bench1m pop3-retr imap-fetch "$PB_PORT" "$IMAPS_PORT" "" "" "" \
 			--tls --ca "$TLSD/ca.pem"
-		stop_pid "$PB_PID"
+		pb_stop_pid "$PB_PID"
 	else
 		skip 6 retr_200x1MB_tls "TLS: RETR 200 x 1 MB" "popbridge with pop3s did not start"
 	fi
@@ -546,7 +532,7 @@ idle() {
 		{ skip "$fig" "$name" "$label" "popbridge did not start"; return 1; }
 	if ! run 60 pop3-list --user idle00 --pass "$PW" --port "$PB_PORT" > /dev/null; then
 		skip "$fig" "$name" "$label" "the warm-up session failed"
-		stop_pid "$PB_PID"
+		pb_stop_pid "$PB_PID"
 		return 1
 	fi
 	sleep 0.2
@@ -605,7 +591,7 @@ idle() {
 		rss_after_kb="$after" popbridge_fds="$fds" target=50 \
 		${err:+"first_error=$err"}
 	[ "$ok" = "$n" ] || say "only $ok of $n sessions opened: $err"
-	stop_pid "$PB_PID"
+	pb_stop_pid "$PB_PID"
 }
 
 if want 4; then
@@ -616,7 +602,7 @@ $LIMITS_CONF" dovecot_start "$DM" 2> "$TMP/dovecot.err" ||
 		die "Dovecot did not restart: $(tail -n 5 "$TMP/dovecot.err")"
 	# popbridge's descriptors at rest (listeners, loop, log) plus a margin
 	start_pb popbridge-fdprobe plain && BASE_FDS=$(nfds "$PB_PID") || BASE_FDS=32
-	stop_pid "$PB_PID"
+	pb_stop_pid "$PB_PID"
 	MAX_LOGGED_IN=$(( (NOFILE - BASE_FDS - 64) / 2 ))
 	for n in $IDLE_COUNTS; do
 		if [ "$n" -le "$MAX_LOGGED_IN" ]; then
@@ -639,7 +625,7 @@ rss_once() {
 	start_pb "popbridge-rss-$pick${rate:+-slow}" plain || return 1
 	l=$(run 300 pop3-rss --user rss --pass "$PW" --port "$PB_PORT" --pid "$PB_PID" \
 		--pick "$pick" ${rate:+--rate "$rate"})
-	stop_pid "$PB_PID"
+	pb_stop_pid "$PB_PID"
 	[ -n "$l" ] && printf '%s\n' "$l"
 }
 if want 5; then

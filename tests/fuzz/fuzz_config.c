@@ -19,15 +19,7 @@
 #include <string.h>
 
 #include "config.h"
-
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",   \
-				__FILE__, __LINE__, #cond);                \
-			abort();                                           \
-		}                                                          \
-	} while (0)
+#include "fuzz_common.h"
 
 #define NAME "fuzz.ini"
 /* inih's line buffer (200) less what config.c's reader keeps back. */

@@ -15,19 +15,7 @@
 #include <string.h>
 
 #include "imap_parse.h"
-
-/* Helpers that only read or hash bytes are left out of the coverage
- * instrumentation: their loops tell the fuzzer nothing about the parser. */
-#define NO_COVERAGE __attribute__((no_sanitize("coverage")))
-
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",   \
-				__FILE__, __LINE__, #cond);                \
-			abort();                                           \
-		}                                                          \
-	} while (0)
+#include "fuzz_common.h"
 
 struct run {
 	uint64_t hash;		/* FNV-1a over responses and body events */
@@ -46,26 +34,10 @@ struct run {
 
 static volatile unsigned char sink;
 
-static void *
-xmalloc(size_t n)
-{
-	void *p = malloc(n > 0 ? n : 1);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-NO_COVERAGE static void
+static void
 hash_bytes(struct run *r, const void *p, size_t n)
 {
-	const unsigned char *s = p;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		r->hash ^= s[i];
-		r->hash *= 0x100000001b3ull;
-	}
+	fnv1a(&r->hash, p, n);
 }
 
 static void

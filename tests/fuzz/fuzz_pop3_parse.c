@@ -19,19 +19,7 @@
 #include <string.h>
 
 #include "pop3_parse.h"
-
-/* Helpers that only read or hash bytes are left out of the coverage
- * instrumentation: their loops tell the fuzzer nothing about the parser. */
-#define NO_COVERAGE __attribute__((no_sanitize("coverage")))
-
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",   \
-				__FILE__, __LINE__, #cond);                \
-			abort();                                           \
-		}                                                          \
-	} while (0)
+#include "fuzz_common.h"
 
 /* FNV-1a over the event sequence, compared between chunkings. */
 struct events {
@@ -42,26 +30,10 @@ struct events {
 
 static volatile unsigned char sink;
 
-static void *
-xmalloc(size_t n)
-{
-	void *p = malloc(n > 0 ? n : 1);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-NO_COVERAGE static void
+static void
 hash_bytes(struct events *e, const void *p, size_t n)
 {
-	const unsigned char *s = p;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		e->hash ^= s[i];
-		e->hash *= 0x100000001b3ull;
-	}
+	fnv1a(&e->hash, p, n);
 }
 
 /* Reads every byte so ASan sees a pointer that leaves the line. */

@@ -92,19 +92,6 @@ PB_PIDS=""
 CHILD=""
 CLEANED=0
 
-stop_pid() { # pid [seconds]: TERM, then KILL; reaps it
-	local pid=$1 secs=${2:-10} i
-	pb_alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 1 $((secs * 10))); do
-		pb_alive "$pid" || break
-		sleep 0.1
-	done
-	pb_alive "$pid" && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	return 0
-}
-
 cleanup() {
 	[ "$CLEANED" = 1 ] && return
 	CLEANED=1
@@ -117,7 +104,7 @@ cleanup() {
 		{ wait "$CHILD"; } 2>/dev/null
 	fi
 	for pid in $PB_PIDS; do
-		stop_pid "$pid" 5
+		pb_stop_pid "$pid" 5
 	done
 	dovecot_stop "$DA"
 	dovecot_stop "$DB"

@@ -29,7 +29,6 @@ and a correct reference server; only this is normalised, nothing else):
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 

@@ -214,7 +214,7 @@ def foreign_deleted():
 def snapshot():
     """SPEC §2: the maildrop is a snapshot taken at login."""
     user = "snap"
-    uids = fresh_mailbox(user, ["plain", "dot-lines", "body-dot"])
+    fresh_mailbox(user, ["plain", "dot-lines", "body-dot"])
     p = login(user, U[user])
     probs = []
     try:

@@ -38,11 +38,10 @@ from common import Report, first_diff  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
 from imapfault import CAPS_FULL, Fault, FaultPeer  # noqa: E402
-from pbtest import HOST, free_port  # noqa: E402
+from pbtest import HOST, REPLY_WAIT, cmd, free_port, read_line, show  # noqa: E402
 from pop3wire import Pop3, Pop3Closed  # noqa: E402
 
 UPSTREAM_TIMEOUT = 2        # [upstream] timeout in popbridge's config
-REPLY_WAIT = 10.0           # longest wait for one POP3 reply
 USER, PW = b"alice", b"Alice-pw-1"
 QUOTE_PW = b'p a"s\\s'                      # needs escaping when quoted
 EIGHTBIT_PW = "pässwörd-ß".encode("utf-8")   # needs a literal
@@ -125,40 +124,8 @@ def log_lines(offset, limit=6):
 
 # -- POP3 helpers -------------------------------------------------------------------
 
-TIMEOUT = object()   # read_line: nothing within the time allowed
-
-
 def pop3():
     return Pop3(HOST, PB_PORT, timeout=REPLY_WAIT)
-
-
-def read_line(p, timeout=REPLY_WAIT):
-    """The next line; None when the server closed the connection; TIMEOUT."""
-    p.sock.settimeout(timeout)
-    try:
-        return p.line()
-    except Pop3Closed:
-        return None
-    except socket.timeout:
-        return TIMEOUT
-    except (ConnectionResetError, BrokenPipeError):
-        return None
-
-
-def cmd(p, text, timeout=REPLY_WAIT):
-    try:
-        p.send(text + b"\r\n")
-    except OSError:
-        return None
-    return read_line(p, timeout)
-
-
-def show(r):
-    if r is None:
-        return "(connection closed, no reply)"
-    if r is TIMEOUT:
-        return "(no reply within %gs)" % REPLY_WAIT
-    return repr(r)
 
 
 def is_temp(r):

@@ -37,7 +37,6 @@ import os
 import random
 import re
 import select
-import signal
 import socket
 import sys
 import threading
@@ -176,22 +175,7 @@ class Client(Pop3):
 def wait_close(p, timeout):
     """(bytes received, closed?, seconds) until the server closes."""
     got, p.buf = p.buf, b""
-    t0 = time.time()
-    deadline = t0 + timeout
-    try:
-        while True:
-            left = deadline - time.time()
-            if left <= 0:
-                return got, False, time.time() - t0
-            p.sock.settimeout(left)
-            chunk = p.sock.recv(65536)
-            if not chunk:
-                return got, True, time.time() - t0
-            got += chunk
-    except socket.timeout:
-        return got, False, time.time() - t0
-    except OSError:
-        return got, True, time.time() - t0
+    return pbtest.drain_until_close(p.sock, timeout, got)
 
 
 def login(p, user, password=None):

@@ -31,7 +31,6 @@ import time
 from common import (Expected, Report, HOST, IMAP_PORT, POP3_PORT, TIMEOUT, env,
                     first_diff, login, pop3, users, wait_port_closed_by_peer)
 import imapfetch
-import pop3wire
 from pop3wire import is_err, is_ok
 
 # poplib refuses lines over 2048 octets (poplib._MAXLINE); the corpus has

@@ -33,7 +33,6 @@ but "popbridge" skips), TEST_TMP, KEEP_TMP=1, ONLY_CASE=substring.
 
 import os
 import re
-import signal
 import socket
 import ssl
 import struct
@@ -53,8 +52,8 @@ from common import Report, first_diff  # noqa: E402
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
-from pbtest import (HOST, REPLY_WAIT, Dovecot, cmd, free_port, is_err, is_ok,  # noqa: E402
-                    note, read_line, show, want_temp)
+from pbtest import (HOST, REPLY_WAIT, Dovecot, cmd, drain_until_close, free_port,  # noqa: E402
+                    is_err, is_ok, note, read_line, show, want_temp)
 from pop3wire import Pop3, Pop3Closed  # noqa: E402
 
 POPBRIDGE = pbtest.default_popbridge()
@@ -260,27 +259,6 @@ def raw_connect(port, src=HOST, timeout=REPLY_WAIT):
     s.settimeout(timeout)
     s.connect((HOST, port))
     return s
-
-
-def drain_until_close(sock, timeout):
-    """(bytes, closed?, seconds)."""
-    got = b""
-    t0 = time.time()
-    deadline = t0 + timeout
-    try:
-        while True:
-            left = deadline - time.time()
-            if left <= 0:
-                return got, False, time.time() - t0
-            sock.settimeout(left)
-            chunk = sock.recv(65536)
-            if not chunk:
-                return got, True, time.time() - t0
-            got += chunk
-    except socket.timeout:
-        return got, False, time.time() - t0
-    except OSError:
-        return got, True, time.time() - t0
 
 
 def capa(p):

@@ -1,10 +1,20 @@
 #!/bin/sh
-# Installs the Debian packages popbridge needs to build and test, when any
-# is missing. Safe to run again: it only asks apt when something is absent.
+# Installs Debian packages when any is missing. Safe to run again: it only
+# asks apt when something is absent.
+#
+#   deps.sh                   what popbridge needs to build and test
+#   deps.sh LABEL PKG...      those packages (tests/fuzz/deps.sh and
+#                             tests/bench/deps.sh name theirs this way)
 set -e
+label="deps"
 pkgs="build-essential pkg-config libuv1-dev libssl-dev libinih-dev
 libcriterion-dev dovecot-imapd dovecot-core fetchmail mpop curl python3
 openssl procps man-db groff-base valgrind"
+if [ $# -gt 0 ]; then
+	label=$1
+	shift
+	pkgs="$*"
+fi
 missing=""
 for p in $pkgs; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
@@ -12,9 +22,10 @@ for p in $pkgs; do
 	fi
 done
 [ -z "$missing" ] && exit 0
-echo "deps: installing$missing"
+echo "$label: installing$missing"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
+# shellcheck disable=SC2086
 $SUDO apt-get install -y -q --no-install-recommends $missing

@@ -21,6 +21,8 @@
 #   dovecot_stop DIR             stop it (TERM, then KILL the master and every
 #                                process it had started); safe to call twice
 #   pb_alive PID                 true while PID runs (a zombie does not count)
+#   pb_stop_pid PID [SECS]       TERM, then KILL after SECS (default 10); reaps
+#                                it when it is the caller's child
 #   dovecot_log DIR [N]          print the last N lines of its log
 #
 # Environment read by dovecot_start:
@@ -388,6 +390,20 @@ pb_alive() {
 	kill -0 "$1" 2>/dev/null || return 1
 	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
 	case $st in Z*|"") return 1 ;; esac
+	return 0
+}
+
+pb_stop_pid() {
+	local pid=$1 secs=${2:-10} i
+	[ -n "$pid" ] || return 0
+	pb_alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 1 $((secs * 10))); do
+		pb_alive "$pid" || break
+		sleep 0.1
+	done
+	pb_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
 	return 0
 }
 

@@ -421,6 +421,28 @@ class Dovecot:
 
 # -- raw POP3 lines ------------------------------------------------------------------------
 
+def drain_until_close(sock, timeout, got=b""):
+    """(got + the bytes received, closed?, seconds) until the peer closes
+    or timeout seconds pass."""
+    t0 = time.time()
+    deadline = t0 + timeout
+    try:
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                return got, False, time.time() - t0
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                return got, True, time.time() - t0
+            got += chunk
+    except socket.timeout:
+        return got, False, time.time() - t0
+    except OSError:
+        return got, True, time.time() - t0
+
+
+
 TIMEOUT = object()          # read_line: nothing within the time allowed
 
 
