@@ -71,8 +71,6 @@ int conn_write(struct conn *c, const void *p, size_t n);
  * returns as conn_write.
  */
 int conn_writev(struct conn *c, const struct iovec *v, size_t n);
-int conn_printf(struct conn *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 /* Marks the output queued so far (and until the next flush) as secret:
  * its memory is wiped once sent. For credentials. */
 void conn_mark_secret(struct conn *c);

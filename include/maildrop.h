@@ -20,6 +20,9 @@ struct maildrop_folder {
 	char *name;
 	uint32_t uidvalidity;
 	uint32_t uidnext;
+	/* What its UIDLs start with: "" for INBOX, else 8 hex digits of a
+	 * hash of the name and '.' (set once, by maildrop_init). */
+	char uidl_prefix[10];
 };
 
 struct maildrop_msg {

@@ -3,8 +3,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -35,7 +33,6 @@ struct conn {
 	int failed;
 	int closing;
 	int want_drained;
-	int out_secret;		/* out holds credentials */
 	int wipe_reads;
 	char peer[INET6_ADDRSTRLEN];
 	int peer_af;
@@ -400,23 +397,6 @@ conn_writev(struct conn *c, const struct iovec *v, size_t n)
 	return r;
 }
 
-int
-conn_printf(struct conn *c, const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return -EINVAL;
-	if ((size_t)n >= sizeof(line))
-		n = sizeof(line) - 1;
-	return conn_write(c, line, (size_t)n);
-}
-
 struct buf *
 conn_outbuf(struct conn *c)
 {
@@ -477,7 +457,7 @@ write_raw(struct conn *c, struct buf *bytes)
 	w->c = c;
 	w->data = bytes->data;
 	w->len = bytes->len;
-	w->secret = c->out_secret;
+	w->secret = bytes->secret;
 	buf_init(bytes, bytes->max);
 	b = uv_buf_init(w->data, (unsigned)w->len);
 	c->in_flight += w->len;
@@ -518,7 +498,6 @@ tls_flush_raw(struct conn *c)
 void
 conn_mark_secret(struct conn *c)
 {
-	c->out_secret = 1;
 	c->out.secret = 1;
 }
 
@@ -567,15 +546,13 @@ conn_flush(struct conn *c)
 
 	if (c->out.len == 0 || c->failed || c->closing)
 		return 0;
-	if (c->tls == NULL) {
-		r = write_raw(c, &c->out);
-		c->out_secret = 0;
-		return r;
-	}
+	if (c->tls == NULL)
+		return write_raw(c, &c->out);
 	r = tls_encrypt(c);
-	if (c->out_secret)
+	if (c->out.secret) {
 		buf_wipe(&c->out);
-	c->out_secret = 0;
+		c->out.secret = 0;
+	}
 	buf_reset(&c->out);
 	if (r < 0)
 		return -1;
@@ -652,8 +629,6 @@ on_handle_closed(uv_handle_t *h)
 	if (--c->handles_open > 0)
 		return;
 	tls_free(&c->tls);
-	if (c->out_secret)
-		buf_wipe(&c->out);
 	buf_free(&c->out);
 	free(c);
 }

@@ -167,37 +167,21 @@ next_change(const char *p, size_t i, size_t n)
 }
 #endif
 
-/* The end of the input the line budget allows: just past the LF that uses
- * it up, or n. */
-static size_t
-limit_end(const struct dotstuff *d, const char *p, size_t n)
-{
-	uint64_t left = d->lines_left;
-	const char *lf;
-	size_t i = 0;
-
-	while (i < n && (lf = memchr(p + i, '\n', n - i)) != NULL) {
-		i = (size_t)(lf - p) + 1;
-		if (--left == 0)
-			return i;
-	}
-	return n;
-}
-
-/* Counts the lines of p[0..n) against the budget. */
-static void
-use_lines(struct dotstuff *d, const char *p, size_t n)
+/* The LFs in p[0..n), counting up to at most max; *end_r is just past the
+ * last one counted when max was reached, else n. */
+static uint64_t
+count_lines(const char *p, size_t n, uint64_t max, size_t *end_r)
 {
 	const char *lf;
+	uint64_t lines = 0;
 	size_t i = 0;
 
-	while (i < n && (lf = memchr(p + i, '\n', n - i)) != NULL) {
+	while (lines < max && i < n && (lf = memchr(p + i, '\n', n - i))) {
 		i = (size_t)(lf - p) + 1;
-		if (--d->lines_left == 0) {
-			d->limit_reached = true;
-			return;
-		}
+		lines++;
 	}
+	*end_r = lines == max ? i : n;
+	return lines;
 }
 
 /* An inserted byte as a segment (never written through). */
@@ -213,13 +197,15 @@ size_t
 dotstuff_feed_iov(struct dotstuff *d, const char *p, size_t n,
 		  struct iovec *v, size_t max, size_t *cnt_r)
 {
-	size_t i, run = 0, added = 0, cnt = 0;
+	size_t i, run = 0, added = 0, cnt = 0, end;
+	uint64_t lines = 0;
 
 	*cnt_r = 0;
 	if (d->limit_reached || n == 0 || max < 3)
 		return 0;
+	/* The line budget cuts the input first (TOP). */
 	if (d->limited)
-		n = limit_end(d, p, n);
+		lines = count_lines(p, n, d->lines_left, &n);
 	/* Whether p[0] changes depends on the previous feed. */
 	if ((d->line_start && p[0] == '.') || (p[0] == '\n' && !d->prev_cr))
 		i = 0;
@@ -240,8 +226,12 @@ dotstuff_feed_iov(struct dotstuff *d, const char *p, size_t n,
 	d->line_start = p[i - 1] == '\n';
 	d->prev_cr = p[i - 1] == '\r';
 	d->size += i + added;
-	if (d->limited)
-		use_lines(d, p, i);
+	if (d->limited) {
+		if (i < n)	/* v filled up first: fewer lines used */
+			lines = count_lines(p, i, UINT64_MAX, &end);
+		d->lines_left -= lines;
+		d->limit_reached = d->lines_left == 0;
+	}
 	*cnt_r = cnt;
 	return i;
 }

@@ -627,8 +627,6 @@ login_finish(struct imap_client *c, enum imap_result res, const char *text)
 {
 	struct imap_cmd_cb cb = c->login_cb;
 
-	buf_wipe(&c->user);
-	buf_wipe(&c->pass);
 	buf_free(&c->user);
 	buf_free(&c->pass);
 	c->step = res == IMAP_OK ? LOGIN_DONE : LOGIN_IDLE;
@@ -731,7 +729,6 @@ build_login(struct imap_client *c, struct buf *first)
 		c->seg_len[c->nsegs++] = seg.len;
 		r = buf_append(&c->segs, seg.data, seg.len);
 	}
-	buf_wipe(&seg);
 	buf_free(&seg);
 	if (r < 0)
 		return -1;
@@ -774,8 +771,6 @@ build_authenticate(struct imap_client *c, struct buf *first)
 		c->seg_len[0] = b64.len + 2;
 		c->nsegs = 1;
 	}
-	buf_wipe(&plain);
-	buf_wipe(&b64);
 	buf_free(&plain);
 	buf_free(&b64);
 	return r;
@@ -811,7 +806,6 @@ login_authenticate(struct imap_client *c)
 	c->caps_fresh = false;
 	if (r == 0)
 		r = start_segments(c, &first, &cb, true);
-	buf_wipe(&first);
 	buf_free(&first);
 	if (r < 0)
 		login_finish(c, IMAP_FAIL, "cannot build the login command");
@@ -1045,9 +1039,6 @@ client_destroy(struct imap_client *c)
 	conn_close(&c->conn, 0);
 	imap_parse_free(&c->parser);
 	tls_ctx_unref(&c->tls_ctx);
-	buf_wipe(&c->user);
-	buf_wipe(&c->pass);
-	buf_wipe(&c->segs);
 	buf_free(&c->user);
 	buf_free(&c->pass);
 	buf_free(&c->segs);

@@ -5,6 +5,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* FNV-1a: short, stable, and good enough to tell folder names apart. */
+static uint32_t
+name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static void
+set_uidl_prefix(struct maildrop_folder *f)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint32_t h;
+	int i;
+
+	if (strcmp(f->name, "INBOX") == 0)
+		return;
+	h = name_hash(f->name);
+	for (i = 0; i < 8; i++)
+		f->uidl_prefix[i] = hex[(h >> (4 * (7 - i))) & 0xf];
+	f->uidl_prefix[8] = '.';
+}
+
 int
 maildrop_init(struct maildrop *md, char *const *folders, size_t n)
 {
@@ -21,6 +49,7 @@ maildrop_init(struct maildrop *md, char *const *folders, size_t n)
 			maildrop_free(md);
 			return -ENOMEM;
 		}
+		set_uidl_prefix(&md->folders[i]);
 	}
 	md->n_folders = n;
 	return 0;
@@ -134,37 +163,17 @@ maildrop_reset(struct maildrop *md)
 	md->n_deleted = 0;
 }
 
-/* FNV-1a: short, stable, and good enough to tell folder names apart. */
-static uint32_t
-name_hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
-
 void
 maildrop_uidl(const struct maildrop *md, const struct maildrop_msg *msg,
 	      char out[MAILDROP_UIDL_MAX + 1])
 {
-	static const char hex[] = "0123456789abcdef";
 	const struct maildrop_folder *f = &md->folders[msg->folder];
+	size_t k = strlen(f->uidl_prefix);
 	char *p = out;
-	uint32_t h;
-	int i;
 
 	/* By hand: UIDL listings of large mailboxes format one per message. */
-	if (strcmp(f->name, "INBOX") != 0) {
-		h = name_hash(f->name);
-		for (i = 7; i >= 0; i--)
-			*p++ = hex[(h >> (4 * i)) & 0xf];
-		*p++ = '.';
-	}
-	p = buf_put_u64(p, msg->uidl_validity);
+	memcpy(p, f->uidl_prefix, k);
+	p = buf_put_u64(p + k, msg->uidl_validity);
 	*p++ = '.';
 	p = buf_put_u64(p, msg->uidl_uid);
 	*p = '\0';

@@ -110,8 +110,10 @@ start_login(struct session *s, const char *user, size_t user_len,
 		reply_temp(s, "cannot open the UID map", "state directory");
 		return;
 	}
-	buf_reset(&s->user);
-	buf_append(&s->user, user, user_len);
+	if (user != s->user.data) {	/* AUTH PLAIN: the name is new */
+		buf_reset(&s->user);
+		buf_append(&s->user, user, user_len);
+	}
 	s->have_user = true;
 	if (upstream_open(up, user, user_len, pass, pass_len, &s->md,
 			  s->map) < 0) {
@@ -139,20 +141,13 @@ cmd_user(struct session *s, const struct pop3_cmd *cmd)
 static void
 cmd_pass(struct session *s, const struct pop3_cmd *cmd)
 {
-	struct buf user;
-
 	if (!auth_allowed(s))
 		return;
 	if (!s->have_user) {
 		session_reply(s, "-ERR send USER first");
 		return;
 	}
-	/* start_login overwrites s->user; keep the name apart meanwhile. */
-	user = s->user;
-	buf_init(&s->user, SESSION_USER_MAX);
-	start_login(s, user.data, user.len, cmd->rest, cmd->rest_len);
-	buf_wipe(&user);
-	buf_free(&user);
+	start_login(s, s->user.data, s->user.len, cmd->rest, cmd->rest_len);
 }
 
 static void

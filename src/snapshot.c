@@ -87,44 +87,31 @@ sync_listing(struct uidmap *map, struct uidmap_folder *f,
 	return r < 0 ? -1 : 0;
 }
 
-static bool
-in_window(const struct snapshot_folder *sf, uint32_t uid)
-{
-	size_t lo = 0, hi = sf->n_window;
-
-	if (sf->window == NULL)
-		return true;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (sf->window[mid] == uid)
-			return true;
-		if (sf->window[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return false;
-}
-
 static int
 fill(struct maildrop *md, struct uidmap_folder *f,
      const struct snapshot_folder *sf)
 {
 	struct maildrop_msg *m;
 	struct uidmap_entry *e;
-	size_t i, j = 0;
+	size_t i, j = 0, k = 0;
+	uint32_t uid;
 
-	/* Both lists ascend by UID: one walk instead of a search each. */
+	/* The listing, the map and the date window all ascend by UID: one
+	 * walk instead of a search in each per message. */
 	for (i = 0; i < sf->n; i++) {
-		while (j < f->count && f->entries[j].uid < sf->cur[i].uid)
+		uid = sf->cur[i].uid;
+		while (j < f->count && f->entries[j].uid < uid)
 			j++;
-		e = j < f->count && f->entries[j].uid == sf->cur[i].uid
-			    ? &f->entries[j]
-			    : NULL;
-		if (e == NULL || !visible(f, e, sf->since_now) ||
-		    !in_window(sf, e->uid))
+		e = j < f->count && f->entries[j].uid == uid ? &f->entries[j]
+							     : NULL;
+		if (e == NULL || !visible(f, e, sf->since_now))
 			continue;
+		if (sf->window != NULL) {
+			while (k < sf->n_window && sf->window[k] < uid)
+				k++;
+			if (k == sf->n_window || sf->window[k] != uid)
+				continue;
+		}
 		if (maildrop_add(md, sf->index, e->uid,
 				 (e->flags & UIDMAP_EXACT) ? e->size :
 				 sf->cur[i].size) < 0)

@@ -96,30 +96,18 @@ finish(struct upstream *u, enum upstream_status st, const char *why)
 	u->ev->done(u->ctx, st, why);
 }
 
-static enum upstream_status
-temp_or(enum imap_result res, enum upstream_status other)
-{
-	return res == IMAP_FAIL ? UPSTREAM_TEMP : other;
-}
-
 /* --- SELECT ------------------------------------------------------------- */
 
 static bool
 code_number(const struct imap_resp *r, const char *word, uint32_t *n_r)
 {
 	size_t wl = strlen(word);
-	unsigned long long v = 0;
-	size_t i;
+	uint64_t v;
 
 	if (r->code == NULL || r->code_len <= wl + 1 ||
-	    strncasecmp(r->code, word, wl) != 0 || r->code[wl] != ' ')
-		return false;
-	for (i = wl + 1; i < r->code_len; i++) {
-		if (r->code[i] < '0' || r->code[i] > '9' || v > UINT32_MAX)
-			return false;
-		v = v * 10 + (unsigned)(r->code[i] - '0');
-	}
-	if (v > UINT32_MAX)
+	    strncasecmp(r->code, word, wl) != 0 || r->code[wl] != ' ' ||
+	    buf_parse_u64(r->code + wl + 1, r->code_len - wl - 1, UINT32_MAX,
+			  &v) < 0)
 		return false;
 	*n_r = (uint32_t)v;
 	return true;
@@ -688,7 +676,7 @@ static void
 fetch_after_select(struct upstream *u, enum imap_result res, const char *text)
 {
 	if (res != IMAP_OK) {
-		finish(u, temp_or(res, UPSTREAM_TEMP), text);
+		finish(u, UPSTREAM_TEMP, text);
 		return;
 	}
 	if (u->sel_uidvalidity != u->md->folders[u->msg->folder].uidvalidity) {
