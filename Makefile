@@ -122,11 +122,12 @@ FUZZ_TARGETS := fuzz_pop3_parse fuzz_imap_parse fuzz_config
 
 .PHONY: fuzz fuzz-build
 # Each target links only the sources it fuzzes (buf.c wipes with OpenSSL).
-build/fuzz/fuzz_pop3_parse: src/pop3_parse.c
+build/fuzz/fuzz_pop3_parse: src/pop3_parse.c src/buf.c
+build/fuzz/fuzz_pop3_parse: FUZZ_LIBS := -lcrypto
 build/fuzz/fuzz_imap_parse: src/imap_parse.c src/buf.c
 build/fuzz/fuzz_imap_parse: FUZZ_LIBS := -lcrypto
-build/fuzz/fuzz_config: src/config.c
-build/fuzz/fuzz_config: FUZZ_LIBS := -linih
+build/fuzz/fuzz_config: src/config.c src/buf.c
+build/fuzz/fuzz_config: FUZZ_LIBS := -linih -lcrypto
 build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(wildcard include/*.h)
 	@mkdir -p build/fuzz
 	@echo "  FUZZ    $@"

@@ -126,6 +126,26 @@ buf_put_u64(char *p, uint64_t v)
 	return p;
 }
 
+int
+buf_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *v_r)
+{
+	uint64_t v = 0, d;
+	size_t i;
+
+	if (n == 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		d = (uint64_t)(s[i] - '0');
+		if (v > (max - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*v_r = v;
+	return 0;
+}
+
 void
 buf_consume(struct buf *b, size_t n)
 {

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "buf.h"
+
 /* A configuration file is a few hundred bytes; anything near this is a
  * mistake (a log file or a binary named by -c), not a configuration. */
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -144,18 +146,10 @@ static int
 parse_decimal(const char *s, size_t len, unsigned long long max,
 	      unsigned long long *v_r)
 {
-	unsigned long long v = 0;
-	size_t i;
+	uint64_t v;
 
-	if (len == 0)
+	if (buf_parse_u64(s, len, max, &v) < 0)
 		return -1;
-	for (i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		if (v > (max - (unsigned)(s[i] - '0')) / 10)
-			return -1;
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
 	*v_r = v;
 	return 0;
 }

@@ -154,34 +154,12 @@ is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-/* Digits only, at least one, and no overflow: "007" is 7, "" and "1a" fail. */
-static int
-parse_u64(const char *s, size_t n, uint64_t *v_r)
-{
-	uint64_t v = 0;
-	unsigned d;
-	size_t i;
-
-	if (n == 0)
-		return -1;
-	for (i = 0; i < n; i++) {
-		if (!is_digit(s[i]))
-			return -1;
-		d = (unsigned)(s[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*v_r = v;
-	return 0;
-}
-
 static int
 parse_u32(const char *s, size_t n, uint32_t *v_r)
 {
 	uint64_t v;
 
-	if (parse_u64(s, n, &v) < 0 || v > UINT32_MAX)
+	if (buf_parse_u64(s, n, UINT32_MAX, &v) < 0)
 		return -1;
 	*v_r = (uint32_t)v;
 	return 0;
@@ -223,7 +201,7 @@ lex_literal(const char *s, size_t end, size_t *pos, struct token *t)
 		lex_error(t, "malformed literal");
 		return;
 	}
-	if (parse_u64(s + start, i - start, &t->size) < 0) {
+	if (buf_parse_u64(s + start, i - start, UINT64_MAX, &t->size) < 0) {
 		lex_error(t, "literal size too large");
 		return;
 	}
@@ -976,7 +954,7 @@ imap_arg_number(const struct imap_arg *a, uint64_t *n_r)
 {
 	if (a == NULL || a->type != IMAP_ARG_ATOM)
 		return -1;
-	return parse_u64(a->str, a->len, n_r);
+	return buf_parse_u64(a->str, a->len, UINT64_MAX, n_r);
 }
 
 const struct imap_arg *

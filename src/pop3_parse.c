@@ -4,6 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "buf.h"
+
 /* UINT32_MAX has ten digits; more are refused before any arithmetic. */
 #define POP3_NUMBER_DIGITS_MAX 10
 
@@ -181,17 +183,10 @@ pop3_parse_command(const char *line, size_t len, struct pop3_cmd *cmd_r,
 int
 pop3_parse_number(const char *s, size_t len, uint32_t *n_r)
 {
-	uint64_t v = 0;
-	size_t i;
+	uint64_t v;
 
-	if (len == 0 || len > POP3_NUMBER_DIGITS_MAX)
-		return -1;
-	for (i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	if (v > UINT32_MAX)
+	if (len > POP3_NUMBER_DIGITS_MAX ||
+	    buf_parse_u64(s, len, UINT32_MAX, &v) < 0)
 		return -1;
 	*n_r = (uint32_t)v;
 	return 0;

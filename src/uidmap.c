@@ -261,20 +261,15 @@ static int
 num(struct rd *r, uint64_t max, uint64_t *v_r)
 {
 	const char *s = r->p;
-	uint64_t v = 0, d;
 
-	while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
-		d = (uint64_t)(*r->p - '0');
-		if (v > (max - d) / 10)
-			return fail(r, "number out of range");
-		v = v * 10 + d;
+	while (r->p < r->end && *r->p >= '0' && *r->p <= '9')
 		r->p++;
-	}
 	if (r->p == s)
 		return fail(r, "number expected");
 	if (*s == '0' && r->p - s > 1)
 		return fail(r, "number with a leading zero");
-	*v_r = v;
+	if (buf_parse_u64(s, (size_t)(r->p - s), max, v_r) < 0)
+		return fail(r, "number out of range");
 	return 0;
 }
 
