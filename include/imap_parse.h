@@ -142,6 +142,10 @@ const char *imap_parse_error(const struct imap_parser *p);
 /* Helpers over parsed data; a may be NULL. NIL is not an atom. */
 /* Whether a is an ATOM equal to word, compared case-insensitively. */
 bool imap_arg_is_atom(const struct imap_arg *a, const char *word);
+/* Whether a names a FETCH item whose value is message data (BODY[...],
+ * BODY.PEEK[...], BINARY[...], RFC822, RFC822.HEADER, RFC822.TEXT): the
+ * items whose literals the parser streams. */
+bool imap_arg_is_body_item(const struct imap_arg *a);
 /* An ATOM of digits only that fits uint64_t: 0, else -1. */
 int imap_arg_number(const struct imap_arg *a, uint64_t *n_r);
 /* In a FETCH response's list, finds the value after key (case-insensitive).

@@ -949,6 +949,13 @@ imap_arg_is_atom(const struct imap_arg *a, const char *word)
 	       eq_nocase(a->str, a->len, word);
 }
 
+bool
+imap_arg_is_body_item(const struct imap_arg *a)
+{
+	return a != NULL && a->type == IMAP_ARG_ATOM &&
+	       item_is_body(a->str, a->len);
+}
+
 int
 imap_arg_number(const struct imap_arg *a, uint64_t *n_r)
 {

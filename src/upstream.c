@@ -588,15 +588,6 @@ on_body_end(void *ctx)
 	u->ignoring = false;
 }
 
-static bool
-is_body_item(const struct imap_arg *a)
-{
-	return a->type == IMAP_ARG_ATOM &&
-	       ((a->len >= 5 && strncasecmp(a->str, "BODY[", 5) == 0) ||
-		(a->len >= 6 && strncasecmp(a->str, "RFC822", 6) == 0 &&
-		 !(a->len == 11 && strncasecmp(a->str, "RFC822.SIZE", 11) == 0)));
-}
-
 /* A small body may come as a quoted string instead of a literal. */
 static void
 on_fetch_untagged(void *ctx, const struct imap_resp *r)
@@ -623,7 +614,7 @@ on_fetch_untagged(void *ctx, const struct imap_resp *r)
 	for (i = 0; i + 1 < list->count; i += 2) {
 		const struct imap_arg *v = &list->list[i + 1];
 
-		if (!is_body_item(&list->list[i]))
+		if (!imap_arg_is_body_item(&list->list[i]))
 			continue;
 		if (v->type == IMAP_ARG_STRING) {
 			if (u->op == OP_AHEAD)

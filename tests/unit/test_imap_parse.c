@@ -1062,3 +1062,29 @@ Test(imap_parse, random_bytes)
 		free(whole);
 	}
 }
+
+static bool
+body_item(const char *name)
+{
+	struct imap_arg a = { .type = IMAP_ARG_ATOM, .str = name,
+			      .len = strlen(name) };
+
+	return imap_arg_is_body_item(&a);
+}
+
+Test(imap_parse, body_items)
+{
+	cr_assert(body_item("BODY[]"));
+	cr_assert(body_item("body.peek[header]"));
+	cr_assert(body_item("BODY[TEXT]<0>"));
+	cr_assert(body_item("BINARY[1]"));
+	cr_assert(body_item("RFC822"));
+	cr_assert(body_item("rfc822.text"));
+	cr_assert(body_item("RFC822.HEADER"));
+	cr_assert_not(body_item("RFC822.SIZE"));
+	cr_assert_not(body_item("UID"));
+	cr_assert_not(body_item("BODY"));
+	cr_assert_not(body_item("BODYSTRUCTURE"));
+	cr_assert_not(body_item("FLAGS"));
+	cr_assert_not(imap_arg_is_body_item(NULL));
+}
