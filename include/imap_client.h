@@ -43,6 +43,8 @@ enum {
 	IMAP_CAP_MOVE = 1 << 7,
 	IMAP_CAP_ID = 1 << 8,
 	IMAP_CAP_STARTTLS = 1 << 9,
+	IMAP_CAP_OBJECTID = 1 << 10,	/* RFC 8474: EMAILID */
+	IMAP_CAP_X_GM_EXT_1 = 1 << 11,	/* Gmail: X-GM-MSGID */
 };
 
 /* Callbacks of one command. Any may be NULL. */

@@ -148,6 +148,14 @@ bool imap_arg_is_atom(const struct imap_arg *a, const char *word);
 bool imap_arg_is_body_item(const struct imap_arg *a);
 /* An ATOM of digits only that fits uint64_t: 0, else -1. */
 int imap_arg_number(const struct imap_arg *a, uint64_t *n_r);
+/* Walks a FETCH response's list (a LIST arg) from element i: the item's
+ * name in *key_r and its value in *val_r (NULL when the list ends, or for a
+ * body item sent with no value, as GNU Mailutils does for a partial past
+ * the end). Returns the index of the next item; call while it is below
+ * list->count. */
+size_t imap_fetch_next(const struct imap_arg *list, size_t i,
+		       const struct imap_arg **key_r,
+		       const struct imap_arg **val_r);
 /* In a FETCH response's list, finds the value after key (case-insensitive).
  * NULL when r is not "* n FETCH (...)" or has no such item. */
 const struct imap_arg *imap_fetch_item(const struct imap_resp *r, const char *key);

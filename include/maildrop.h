@@ -33,6 +33,7 @@ struct maildrop_msg {
 	uint32_t uidl_validity;	/* the identity its UIDL derives from */
 	uint32_t uidl_uid;
 	uint64_t size;
+	uint64_t listed;	/* the server's size (RFC822.SIZE) */
 };
 
 struct maildrop {
@@ -41,6 +42,12 @@ struct maildrop {
 	struct maildrop_msg *msgs;
 	size_t count, cap;
 	size_t n_deleted;
+	/* The highest message number whose message an earlier session
+	 * retrieved (the UID map's record), for LAST (RFC 1460); 0: none. */
+	uint32_t last_known;
+	/* The highest message number RETR delivered in this session (RSET
+	 * forgets it). */
+	uint32_t last_retrieved;
 };
 
 /* Copies the folder names. Returns 0 or -ENOMEM. */
@@ -63,8 +70,12 @@ void maildrop_stat(const struct maildrop *md, size_t *count_r,
 
 /* Marks message n deleted: 0, or -1 when out of range or already marked. */
 int maildrop_delete(struct maildrop *md, uint32_t n);
-/* Unmarks every message (RSET). */
+/* Unmarks every message and forgets what this session retrieved, for
+ * LAST (RSET, RFC 1460). */
 void maildrop_reset(struct maildrop *md);
+/* LAST's answer (RFC 1460, as Dovecot gives it): the highest message
+ * number retrieved, in this session or, by the UID map, before. */
+uint32_t maildrop_last(const struct maildrop *md);
 
 /*
  * Writes the UIDL of msg into out (NUL-terminated, at most

@@ -96,6 +96,8 @@ struct session {
 	struct dotstuff ds;
 	uint64_t top_lines;
 	uint64_t top_offset, top_chunk;
+	uint64_t top_text_size;		/* the text's size, as listed */
+	uint64_t top_asked;		/* octets the running part asked */
 
 	/* The running LIST or UIDL listing. */
 	bool listing_uidl;

@@ -35,6 +35,9 @@ enum {
 	UIDMAP_HIDDEN = 1 << 0,		/* never listed again (on_delete = seen) */
 	UIDMAP_EXACT = 1 << 1,		/* size is the exact delivered size */
 	UIDMAP_HAS_FP = 1 << 2,		/* fp is set */
+	UIDMAP_RETRIEVED = 1 << 3,	/* RETR delivered it in some session */
+	UIDMAP_OLD_FP = 1 << 4,		/* fp hashes every header line (v1) */
+	UIDMAP_HAS_OID = 1 << 5,	/* oid is set */
 };
 
 struct uidmap_entry {
@@ -43,7 +46,12 @@ struct uidmap_entry {
 	uint32_t uidl_uid;
 	uint8_t flags;
 	uint64_t size;			/* listed size; exact with UIDMAP_EXACT */
+	uint64_t listed;		/* the server's size when the exact
+					 * one was learned; 0: unknown */
 	uint8_t fp[UIDMAP_FP_LEN];	/* valid with UIDMAP_HAS_FP */
+	uint8_t oid[UIDMAP_FP_LEN];	/* SHA-256 of the server's own id
+					 * (EMAILID, X-GM-MSGID), truncated;
+					 * valid with UIDMAP_HAS_OID */
 };
 
 struct uidmap_folder {
@@ -116,22 +124,27 @@ int uidmap_sync(struct uidmap *m, struct uidmap_folder *f,
 struct uidmap_current {
 	uint32_t uid;
 	uint64_t size;
-	bool has_fp;
+	bool has_fp;			/* fp and old_fp are set */
+	bool has_oid;
 	uint8_t fp[UIDMAP_FP_LEN];
+	uint8_t old_fp[UIDMAP_FP_LEN];	/* as version 1 computed it */
+	uint8_t oid[UIDMAP_FP_LEN];	/* see uidmap_oid_hash */
 };
 
 /*
  * The folder was rebuilt: its UIDVALIDITY is now new_validity and cur[0..n)
  * (ascending UIDs) is what it holds. Old entries with a fingerprint are
- * matched to current messages with the same fingerprint (among several
- * candidates, one of equal size first, then in UID order) and keep their
- * UIDL identity, flags and exact size; every other current message
+ * matched to current messages: first by the server's own id (oid), then
+ * by fingerprint (among several candidates, one of equal size first, then
+ * in UID order), then by a version 1 fingerprint against old_fp; matched
+ * entries keep their UIDL identity and flags, and their exact size while
+ * the server's size is the one it was learned with (otherwise they take
+ * cur's), and take cur's fingerprint and oid; every other current message
  * gets a fresh identity (new_validity, uid); old entries left over are
  * dropped. Each old entry matches at most one message. Sets the folder's
  * uidvalidity, marks the map dirty, and reports how many were re-matched
- * (matched_r may be NULL). A matched entry keeps its size when exact and
- * takes cur's otherwise; an all-zero fingerprint (see uidmap_hasher_final)
- * counts as none. Returns 0, -ENOMEM, or -EINVAL when cur is not
+ * (matched_r may be NULL). An all-zero fingerprint (see
+ * uidmap_hasher_final) counts as none. Returns 0, -ENOMEM, or -EINVAL when cur is not
  * ascending; on error nothing changed.
  */
 int uidmap_rematch(struct uidmap *m, struct uidmap_folder *f,
@@ -139,7 +152,18 @@ int uidmap_rematch(struct uidmap *m, struct uidmap_folder *f,
 		   size_t n, size_t *matched_r);
 
 /* Setters that mark the map dirty only on a real change. */
-void uidmap_set_size(struct uidmap *m, struct uidmap_entry *e, uint64_t size);
+/* The exact delivered size, learned while the server listed it as listed
+ * (RFC822.SIZE). */
+void uidmap_set_size(struct uidmap *m, struct uidmap_entry *e, uint64_t size,
+		     uint64_t listed);
+/* Whether e's exact size still holds now that the server lists the message
+ * as listed: a different server size drops it (an mbox server rewrote the
+ * headers), and e->size becomes listed. */
+bool uidmap_check_size(struct uidmap *m, struct uidmap_entry *e,
+		       uint64_t listed);
+void uidmap_set_retrieved(struct uidmap *m, struct uidmap_entry *e);
+void uidmap_set_oid(struct uidmap *m, struct uidmap_entry *e,
+		    const uint8_t oid[UIDMAP_FP_LEN]);
 void uidmap_set_fp(struct uidmap *m, struct uidmap_entry *e,
 		   const uint8_t fp[UIDMAP_FP_LEN]);
 void uidmap_set_hidden(struct uidmap *m, struct uidmap_entry *e);
@@ -149,18 +173,27 @@ void uidmap_set_baseline(struct uidmap *m, struct uidmap_folder *f,
 /*
  * The fingerprint of a message: SHA-256 over its header block (everything
  * up to and including the first empty line, or the whole message when
- * there is none; Message-ID, Date, Received lines and all), with line ends
- * normalised to CRLF, truncated to UIDMAP_FP_LEN. Bytes are fed as they
- * stream, split anywhere; feeding the body too is harmless (ignored).
+ * there is none), with line ends normalised to CRLF, truncated to
+ * UIDMAP_FP_LEN, leaving out the fields servers rewrite while the message
+ * stays the same (Status, X-Status, X-UID, X-IMAP, X-IMAPbase, X-Keywords,
+ * X-Mozilla-Status*, Content-Length, Lines, ...). Version 1's fingerprint,
+ * over every header line, comes with it for maps written then. Bytes are
+ * fed as they stream, split anywhere; feeding the body too is harmless.
  */
 struct uidmap_hasher;
 /* NULL when out of memory or without SHA-256. */
 struct uidmap_hasher *uidmap_hasher_new(void);
 void uidmap_hasher_feed(struct uidmap_hasher *h, const char *p, size_t n);
 /* Finishes; the hasher may be reused after uidmap_hasher_reset. Should
- * OpenSSL fail, fp_r is all zeros, which uidmap_rematch never matches. */
-void uidmap_hasher_final(struct uidmap_hasher *h, uint8_t fp_r[UIDMAP_FP_LEN]);
+ * OpenSSL fail, fp_r is all zeros, which uidmap_rematch never matches.
+ * old_fp_r (may be NULL) gets the version 1 fingerprint. */
+void uidmap_hasher_final(struct uidmap_hasher *h, uint8_t fp_r[UIDMAP_FP_LEN],
+			 uint8_t old_fp_r[UIDMAP_FP_LEN]);
 void uidmap_hasher_reset(struct uidmap_hasher *h);
+/* The key kept for a server's own message id (EMAILID, RFC 8474, or
+ * X-GM-MSGID): SHA-256 of its bytes, truncated. 0, or -1 (empty id, or
+ * OpenSSL failed). */
+int uidmap_oid_hash(const char *id, size_t len, uint8_t oid_r[UIDMAP_FP_LEN]);
 void uidmap_hasher_free(struct uidmap_hasher **h);
 
 #endif

@@ -360,7 +360,7 @@ try_send(struct conn *c, const struct iovec *v, size_t n)
 	size_t i;
 	int r;
 
-	if (c->tls != NULL || c->out.len > 0 || c->in_flight > 0 ||
+	if (n == 0 || c->tls != NULL || c->out.len > 0 || c->in_flight > 0 ||
 	    n > CONN_IOV_MAX)
 		return 0;
 	for (i = 0; i < n; i++)
@@ -377,11 +377,15 @@ conn_writev(struct conn *c, const struct iovec *v, size_t n)
 
 	if (c->failed || c->closing)
 		return -EPIPE;
+	/* libuv asserts on a write of no buffers: nothing to send is a
+	 * normal case (an empty quoted body, a chunk of nothing). */
+	for (i = 0, left = 0; i < n; i++)
+		left += v[i].iov_len;
+	if (left == 0)
+		return 0;
 	sent = try_send(c, v, n);
 	if (sent > 0 && c->ev != NULL && c->ev->progress != NULL)
 		c->ev->progress(c->ctx);
-	for (i = 0, left = 0; i < n; i++)
-		left += v[i].iov_len;
 	/* One allocation for the rest (the queue is freed when idle). */
 	if (left > sent)
 		(void)buf_reserve(&c->out, left - sent);

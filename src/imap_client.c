@@ -103,6 +103,8 @@ static const struct {
 	{ "MOVE", IMAP_CAP_MOVE },
 	{ "ID", IMAP_CAP_ID },
 	{ "STARTTLS", IMAP_CAP_STARTTLS },
+	{ "OBJECTID", IMAP_CAP_OBJECTID },
+	{ "X-GM-EXT-1", IMAP_CAP_X_GM_EXT_1 },
 };
 
 static unsigned

@@ -964,20 +964,39 @@ imap_arg_number(const struct imap_arg *a, uint64_t *n_r)
 	return buf_parse_u64(a->str, a->len, UINT64_MAX, n_r);
 }
 
+size_t
+imap_fetch_next(const struct imap_arg *list, size_t i,
+		const struct imap_arg **key_r, const struct imap_arg **val_r)
+{
+	const struct imap_arg *k = &list->list[i];
+	const struct imap_arg *v = i + 1 < list->count ? &list->list[i + 1]
+						       : NULL;
+
+	*key_r = k;
+	/* Message data is a string, NIL or a literal, never an atom: a body
+	 * item followed by an atom (the next item's name) has no value. */
+	if (imap_arg_is_body_item(k) && (v == NULL || v->type == IMAP_ARG_ATOM)) {
+		*val_r = NULL;
+		return i + 1;
+	}
+	*val_r = v;
+	return v != NULL ? i + 2 : i + 1;
+}
+
 const struct imap_arg *
 imap_fetch_item(const struct imap_resp *r, const char *key)
 {
-	const struct imap_arg *list;
-	size_t i;
+	const struct imap_arg *k, *v;
+	size_t i = 0;
 
 	if (r->kind != IMAP_RESP_UNTAGGED || r->name == NULL ||
 	    !eq_nocase(r->name, r->name_len, "FETCH") || r->nargs == 0 ||
 	    r->args[0].type != IMAP_ARG_LIST)
 		return NULL;
-	list = r->args[0].list;
-	for (i = 0; i + 1 < r->args[0].count; i += 2) {
-		if (imap_arg_is_atom(&list[i], key))
-			return &list[i + 1];
+	while (i < r->args[0].count) {
+		i = imap_fetch_next(&r->args[0], i, &k, &v);
+		if (v != NULL && imap_arg_is_atom(k, key))
+			return v;
 	}
 	return NULL;
 }

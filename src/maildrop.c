@@ -89,6 +89,7 @@ maildrop_add(struct maildrop *md, uint16_t f, uint32_t uid, uint64_t size)
 	m->uidl_validity = md->folders[f].uidvalidity;
 	m->uidl_uid = uid;
 	m->size = size;
+	m->listed = size;
 	return 0;
 }
 
@@ -161,6 +162,14 @@ maildrop_reset(struct maildrop *md)
 	for (i = 0; i < md->count; i++)
 		md->msgs[i].deleted = false;
 	md->n_deleted = 0;
+	md->last_retrieved = 0;
+}
+
+uint32_t
+maildrop_last(const struct maildrop *md)
+{
+	return md->last_retrieved > md->last_known ? md->last_retrieved :
+	       md->last_known;
 }
 
 void

@@ -553,11 +553,13 @@ cmd_rset(struct session *s, const struct pop3_cmd *cmd)
 		      (unsigned long long)octets);
 }
 
+/* RFC 1460 (dropped by RFC 1939, still sent by Mutt and NeoMutt with
+ * pop_last): refusing it makes them download everything again. */
 static void
 cmd_last(struct session *s, const struct pop3_cmd *cmd)
 {
 	(void)cmd;
-	session_reply(s, "-ERR LAST is obsolete (RFC 1939): use UIDL");
+	session_reply(s, "+OK %u", (unsigned)maildrop_last(&s->md));
 }
 
 static const struct pop3_command commands[] = {
@@ -721,7 +723,7 @@ xfer_send(struct session *s, const char *p, size_t n)
 void
 pop3_server_upstream_data(struct session *s, const char *p, size_t n)
 {
-	if (s->client == NULL)
+	if (s->client == NULL || n == 0)
 		return;
 	xfer_start(s);
 	if (s->ds.limit_reached)
@@ -801,10 +803,12 @@ remember_message(struct session *s, bool whole)
 	e = f != NULL ? uidmap_find(f, s->msg->uid) : NULL;
 	if (e == NULL)
 		return;
-	uidmap_hasher_final(s->hasher, fp);
+	uidmap_hasher_final(s->hasher, fp, NULL);
 	uidmap_set_fp(s->map, e, fp);
-	if (whole)
-		uidmap_set_size(s->map, e, s->ds.size);
+	if (whole) {
+		uidmap_set_size(s->map, e, s->ds.size, s->msg->listed);
+		uidmap_set_retrieved(s->map, e);
+	}
 }
 
 /*
@@ -839,10 +843,30 @@ retr_done(struct session *s, enum upstream_status st, const char *why)
 	/* RETR delivers the real bytes; the listing follows them from now. */
 	s->msg->size = s->ds.size;
 	s->msg->retrieved = true;
+	if (s->msg_n > s->md.last_retrieved)
+		s->md.last_retrieved = s->msg_n;
 	s->n_retrieved++;
 	remember_message(s, true);
 	xfer_finish(s);
 	read_ahead(s);
+}
+
+/*
+ * The next partial fetch of the text: top_chunk octets, or, when the size
+ * says the text ends sooner, one octet more than is left, so that a short
+ * answer shows the end and TOP never asks for a part that starts at or past
+ * it. Once the text outgrows the estimate (a size that changed on the
+ * server), plain chunks until a short answer.
+ */
+static uint64_t
+top_request(const struct session *s)
+{
+	uint64_t left;
+
+	if (s->top_offset >= s->top_text_size)
+		return s->top_chunk;
+	left = s->top_text_size - s->top_offset;
+	return left < s->top_chunk ? left + 1 : s->top_chunk;
 }
 
 static void
@@ -857,13 +881,15 @@ top_done(struct session *s, enum upstream_status st, const char *why)
 	got = upstream_fetched(s->up);
 	if (s->wait == WAIT_TOP_HEADER) {
 		remember_message(s, false);
-		if (s->top_lines == 0) {
+		/* The listed size less the header: the text to expect. */
+		s->top_text_size = s->msg->size > got ? s->msg->size - got : 0;
+		if (s->top_lines == 0 || s->top_text_size == 0) {
 			xfer_finish(s);
 			return;
 		}
 		dotstuff_limit_lines(&s->ds, s->top_lines);
 	} else {
-		if (s->ds.limit_reached || got < s->top_chunk) {
+		if (s->ds.limit_reached || got < s->top_asked) {
 			xfer_finish(s);
 			return;
 		}
@@ -872,8 +898,9 @@ top_done(struct session *s, enum upstream_status st, const char *why)
 			s->top_chunk *= 2;
 	}
 	xfer_start(s);
+	s->top_asked = top_request(s);
 	start_fetch(s, WAIT_TOP_TEXT, UPSTREAM_TEXT, s->top_offset,
-		    s->top_chunk);
+		    s->top_asked);
 }
 
 static void

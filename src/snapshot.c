@@ -88,10 +88,11 @@ sync_listing(struct uidmap *map, struct uidmap_folder *f,
 }
 
 static int
-fill(struct maildrop *md, struct uidmap_folder *f,
+fill(struct uidmap *map, struct maildrop *md, struct uidmap_folder *f,
      const struct snapshot_folder *sf)
 {
 	struct maildrop_msg *m;
+	bool exact;
 	struct uidmap_entry *e;
 	size_t i, j = 0, k = 0;
 	uint32_t uid;
@@ -104,6 +105,8 @@ fill(struct maildrop *md, struct uidmap_folder *f,
 			j++;
 		e = j < f->count && f->entries[j].uid == uid ? &f->entries[j]
 							     : NULL;
+		if (e != NULL && sf->cur[i].has_oid)
+			uidmap_set_oid(map, e, sf->cur[i].oid);
 		if (e == NULL || !visible(f, e, sf->since_now))
 			continue;
 		if (sf->window != NULL) {
@@ -112,11 +115,14 @@ fill(struct maildrop *md, struct uidmap_folder *f,
 			if (k == sf->n_window || sf->window[k] != uid)
 				continue;
 		}
+		exact = uidmap_check_size(map, e, sf->cur[i].size);
 		if (maildrop_add(md, sf->index, e->uid,
-				 (e->flags & UIDMAP_EXACT) ? e->size :
-				 sf->cur[i].size) < 0)
+				 exact ? e->size : sf->cur[i].size) < 0)
 			return -1;
 		m = &md->msgs[md->count - 1];
+		m->listed = sf->cur[i].size;
+		if (e->flags & UIDMAP_RETRIEVED)
+			md->last_known = (uint32_t)md->count;
 		m->uidl_validity = e->uidl_validity;
 		m->uidl_uid = e->uidl_uid;
 	}
@@ -142,5 +148,5 @@ snapshot_apply(struct uidmap *map, struct maildrop *md,
 		return -1;
 	if (sf->since_now && !f->has_baseline)
 		uidmap_set_baseline(map, f, sf->uidvalidity, next_uid(sf));
-	return fill(md, f, sf);
+	return fill(map, md, f, sf);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,19 +16,24 @@
 #include "buf.h"
 
 /*
- * The map file, version 1: lines ending in LF, fields separated by one
+ * The map file, version 2: lines ending in LF, fields separated by one
  * space, numbers in decimal without leading zeros.
  *
- *   popbridge-uidmap 1
+ *   popbridge-uidmap 2
  *   folder "INBOX" uidvalidity 1700000000 baseline 1700000000 17 entries 2
- *   17 1700000000 17 2048 e 00112233445566778899aabbccddeeff
- *   18 1650000000 3 900 - -
+ *   17 1700000000 17 2048 er 00112233445566778899aabbccddeeff 2046 -
+ *   18 1650000000 3 900 - - 0 <32 hex digits>
  *   folder "Old%20Mail" uidvalidity 5 baseline - entries 0
  *   end 2 <64 hex digits: SHA-256 of every byte before this line>
  *
  * An entry line is: uid, uidl_validity, uidl_uid, size, flags ("-", or
- * "h" hidden and/or "e" exact size, in that order), fingerprint ("-" or
- * 32 hex digits). Entries follow their folder in ascending UID order.
+ * any of "h" hidden, "e" exact size, "r" retrieved, "o" old-style
+ * fingerprint, in that order), fingerprint ("-" or 32 hex digits), the
+ * server's size the exact size was learned against (0: unknown), and the
+ * server's own identity (EMAILID or X-GM-MSGID) as 32 hex digits of its
+ * SHA-256, or "-". Version 1 files (no last two fields, fingerprints over
+ * every header line) are read as well: their fingerprints get "o".
+ * Entries follow their folder in ascending UID order.
  * Folder names are quoted; bytes outside 0x21-0x7e, '"' and '%' are
  * written as %XX. The end line holds the total entry count and a checksum,
  * so a truncated or damaged file is refused as a whole. Later versions
@@ -35,12 +41,14 @@
  * that this code tells a newer map from a damaged one.
  */
 #define MAGIC "popbridge-uidmap "
-#define VERSION 1
+#define VERSION 2
+/* The oldest version still read. */
+#define VERSION_MIN 1
 
 /* Upper bounds of rendered lines, for one allocation per save. */
 #define HEAD_LINE_MAX 32
 #define FOLDER_LINE_MAX 128
-#define ENTRY_LINE_MAX 96
+#define ENTRY_LINE_MAX 160
 #define END_LINE_MAX 128
 /* "0 0 0 0 - -\n": the shortest entry line, to bound counts read. */
 #define ENTRY_LINE_MIN 12
@@ -384,21 +392,33 @@ baseline(struct rd *r, struct uidmap_folder *f)
 	return 0;
 }
 
+/* Flag letters in the order they are written. */
+static const struct {
+	char letter;
+	uint8_t flag;
+} flag_letters[] = {
+	{ 'h', UIDMAP_HIDDEN },
+	{ 'e', UIDMAP_EXACT },
+	{ 'r', UIDMAP_RETRIEVED },
+	{ 'o', UIDMAP_OLD_FP },
+};
+#define N_FLAG_LETTERS (sizeof(flag_letters) / sizeof(flag_letters[0]))
+
 static int
-flags(struct rd *r, uint8_t *flags_r)
+flags(struct rd *r, uint64_t version, uint8_t *flags_r)
 {
+	size_t i, n = version == 1 ? 2 : N_FLAG_LETTERS;
+
 	*flags_r = 0;
 	if (r->p < r->end && *r->p == '-') {
 		r->p++;
 		return 0;
 	}
-	if (r->p < r->end && *r->p == 'h') {
-		*flags_r |= UIDMAP_HIDDEN;
-		r->p++;
-	}
-	if (r->p < r->end && *r->p == 'e') {
-		*flags_r |= UIDMAP_EXACT;
-		r->p++;
+	for (i = 0; i < n; i++) {
+		if (r->p < r->end && *r->p == flag_letters[i].letter) {
+			*flags_r |= flag_letters[i].flag;
+			r->p++;
+		}
 	}
 	return *flags_r != 0 ? 0 : fail(r, "bad flags");
 }
@@ -415,19 +435,43 @@ fingerprint(struct rd *r, struct uidmap_entry *e)
 }
 
 static int
-entry(struct rd *r, struct uidmap_entry *e)
+object_id(struct rd *r, struct uidmap_entry *e)
+{
+	if (r->p < r->end && *r->p == '-') {
+		r->p++;
+		return 0;
+	}
+	e->flags |= UIDMAP_HAS_OID;
+	return hex(r, e->oid, UIDMAP_FP_LEN);
+}
+
+static int
+entry(struct rd *r, uint64_t version, struct uidmap_entry *e)
 {
 	memset(e, 0, sizeof(*e));
 	if (num32_sp(r, &e->uid) < 0 || num32_sp(r, &e->uidl_validity) < 0 ||
 	    num32_sp(r, &e->uidl_uid) < 0 || num(r, UINT64_MAX, &e->size) < 0 ||
-	    lit(r, " ", "space expected") < 0 || flags(r, &e->flags) < 0 ||
+	    lit(r, " ", "space expected") < 0 ||
+	    flags(r, version, &e->flags) < 0 ||
 	    lit(r, " ", "space expected") < 0 || fingerprint(r, e) < 0)
+		return -1;
+	if (version == 1) {
+		/* Version 1 hashed every header line. */
+		if (e->flags & UIDMAP_HAS_FP)
+			e->flags |= UIDMAP_OLD_FP;
+		return 0;
+	}
+	if ((e->flags & UIDMAP_OLD_FP) && !(e->flags & UIDMAP_HAS_FP))
+		return fail(r, "old-style flag without a fingerprint");
+	if (lit(r, " ", "space expected") < 0 ||
+	    num(r, UINT64_MAX, &e->listed) < 0 ||
+	    lit(r, " ", "space expected") < 0 || object_id(r, e) < 0)
 		return -1;
 	return 0;
 }
 
 static int
-entries(struct rd *r, struct uidmap_folder *f, uint64_t n)
+entries(struct rd *r, uint64_t version, struct uidmap_folder *f, uint64_t n)
 {
 	size_t i;
 
@@ -440,7 +484,7 @@ entries(struct rd *r, struct uidmap_folder *f, uint64_t n)
 		return fail(r, "out of memory");
 	f->cap = (size_t)n;
 	for (i = 0; i < n; i++) {
-		if (entry(r, &f->entries[i]) < 0)
+		if (entry(r, version, &f->entries[i]) < 0)
 			return -1;
 		if (i > 0 && f->entries[i].uid <= f->entries[i - 1].uid)
 			return fail(r, "UIDs not ascending");
@@ -453,7 +497,7 @@ entries(struct rd *r, struct uidmap_folder *f, uint64_t n)
 
 /* The folder line and its entries; the folder is m's next one. */
 static int
-folder(struct rd *r, struct uidmap *m, uint64_t *total)
+folder(struct rd *r, uint64_t version, struct uidmap *m, uint64_t *total)
 {
 	struct uidmap_folder *f = &m->folders[m->n_folders];
 	char *name;
@@ -475,18 +519,18 @@ folder(struct rd *r, struct uidmap *m, uint64_t *total)
 	    num(r, UINT64_MAX, &n) < 0 || eol(r) < 0)
 		return -1;
 	*total += n;
-	return entries(r, f, n);
+	return entries(r, version, f, n);
 }
 
 static int
-body(struct rd *r, struct uidmap *m, uint64_t total)
+body(struct rd *r, uint64_t version, struct uidmap *m, uint64_t total)
 {
 	uint64_t seen = 0;
 
 	while (r->p < r->end) {
 		if (m->n_folders == UIDMAP_FOLDERS_MAX)
 			return fail(r, "too many folders");
-		if (folder(r, m, &seen) < 0)
+		if (folder(r, version, m, &seen) < 0)
 			return -1;
 	}
 	if (seen != total)
@@ -530,7 +574,7 @@ head(struct rd *r, uint64_t *version_r)
 	if (lit(r, MAGIC, "not a popbridge UID map") < 0 ||
 	    num(r, UINT64_MAX, version_r) < 0)
 		return -1;
-	if (*version_r != VERSION)
+	if (*version_r < VERSION_MIN || *version_r > VERSION)
 		return 1;
 	return eol(r);
 }
@@ -567,7 +611,7 @@ parse(struct uidmap *m, const char *data, size_t len, char *err,
 		return -1;
 	}
 	r.end = data + body_end;
-	if (body(&r, m, total) < 0) {
+	if (body(&r, version, m, total) < 0) {
 		set_err(err, errlen, "%s is corrupt: line %zu: %s", m->path,
 			r.line, r.why);
 		return -1;
@@ -773,20 +817,30 @@ put_folder(char *w, const struct uidmap_folder *f)
 static char *
 put_entry(char *w, const struct uidmap_entry *e)
 {
+	char *flags_at;
+	size_t i;
+
 	w = buf_put_u64(w, e->uid);
 	w = buf_put_u64(put_str(w, " "), e->uidl_validity);
 	w = buf_put_u64(put_str(w, " "), e->uidl_uid);
 	w = buf_put_u64(put_str(w, " "), e->size);
 	*w++ = ' ';
-	if (e->flags & UIDMAP_HIDDEN)
-		*w++ = 'h';
-	if (e->flags & UIDMAP_EXACT)
-		*w++ = 'e';
-	if (!(e->flags & (UIDMAP_HIDDEN | UIDMAP_EXACT)))
+	flags_at = w;
+	for (i = 0; i < N_FLAG_LETTERS; i++) {
+		if (e->flags & flag_letters[i].flag)
+			*w++ = flag_letters[i].letter;
+	}
+	if (w == flags_at)
 		*w++ = '-';
 	*w++ = ' ';
 	if (e->flags & UIDMAP_HAS_FP)
 		w = put_hex(w, e->fp, UIDMAP_FP_LEN);
+	else
+		*w++ = '-';
+	w = buf_put_u64(put_str(w, " "), e->listed);
+	*w++ = ' ';
+	if (e->flags & UIDMAP_HAS_OID)
+		w = put_hex(w, e->oid, UIDMAP_FP_LEN);
 	else
 		*w++ = '-';
 	*w++ = '\n';
@@ -1149,10 +1203,19 @@ struct fpindex {
 	bool by_size;
 };
 
+/* What identifies a message, strongest first: the server's own id, the
+ * fingerprint, the fingerprint version 1 wrote. */
+enum key_kind {
+	KEY_OID = 0,
+	KEY_FP,
+	KEY_OLD_FP,
+	KEY_KINDS,
+};
+
 struct rematch {
 	bool *used;		/* per old entry */
 	size_t *match;		/* per current message: old index or NONE */
-	struct fpindex fp, fp_size;
+	struct fpindex any[KEY_KINDS], by_size[KEY_KINDS];
 };
 
 #define NONE SIZE_MAX
@@ -1214,10 +1277,46 @@ cmp_fp_size(const void *x, const void *y)
 	return c != 0 ? c : CMP(a->idx, b->idx);
 }
 
-static int
-index_build(struct fpindex *x, const struct uidmap_folder *f, bool by_size)
+/* The entry's key of that kind, or NULL. */
+static const uint8_t *
+entry_key(const struct uidmap_entry *e, enum key_kind kind)
 {
-	const struct uidmap_entry *e;
+	switch (kind) {
+	case KEY_OID:
+		return (e->flags & UIDMAP_HAS_OID) ? e->oid : NULL;
+	case KEY_FP:
+	case KEY_OLD_FP:
+		if (!(e->flags & UIDMAP_HAS_FP) || !has_fp(e->fp) ||
+		    !(e->flags & UIDMAP_OLD_FP) != (kind == KEY_FP))
+			return NULL;
+		return e->fp;
+	case KEY_KINDS:
+		break;
+	}
+	return NULL;
+}
+
+static const uint8_t *
+cur_key(const struct uidmap_current *c, enum key_kind kind)
+{
+	switch (kind) {
+	case KEY_OID:
+		return c->has_oid ? c->oid : NULL;
+	case KEY_FP:
+		return c->has_fp && has_fp(c->fp) ? c->fp : NULL;
+	case KEY_OLD_FP:
+		return c->has_fp && has_fp(c->old_fp) ? c->old_fp : NULL;
+	case KEY_KINDS:
+		break;
+	}
+	return NULL;
+}
+
+static int
+index_build(struct fpindex *x, const struct uidmap_folder *f, bool by_size,
+	    enum key_kind kind)
+{
+	const uint8_t *k;
 	size_t i;
 
 	x->by_size = by_size;
@@ -1227,9 +1326,9 @@ index_build(struct fpindex *x, const struct uidmap_folder *f, bool by_size)
 	if (x->v == NULL || x->next == NULL)
 		return -ENOMEM;
 	for (i = 0; i < f->count; i++) {
-		e = &f->entries[i];
-		if ((e->flags & UIDMAP_HAS_FP) && has_fp(e->fp))
-			x->v[x->n++] = key_of(e->fp, e->size, i);
+		k = entry_key(&f->entries[i], kind);
+		if (k != NULL)
+			x->v[x->n++] = key_of(k, f->entries[i].size, i);
 	}
 	for (i = 0; i < x->n; i++)
 		x->next[i] = i;
@@ -1272,33 +1371,46 @@ index_take(struct rematch *rm, struct fpindex *x, const struct fpkey *k)
 	return x->v[p].idx;
 }
 
-static bool
-cur_has_fp(const struct uidmap_current *c)
+/* One kind of key: equal sizes first over all messages (not for the
+ * server's id, which needs no tie-break), then any candidate, by UID. */
+static void
+match_kind(struct rematch *rm, const struct uidmap_current *cur, size_t n,
+	   enum key_kind kind)
 {
-	return c->has_fp && has_fp(c->fp);
+	const uint8_t *key;
+	struct fpkey k;
+	size_t j;
+
+	if (kind != KEY_OID) {
+		for (j = 0; j < n; j++) {
+			key = cur_key(&cur[j], kind);
+			if (rm->match[j] != NONE || key == NULL)
+				continue;
+			k = key_of(key, cur[j].size, 0);
+			rm->match[j] = index_take(rm, &rm->by_size[kind], &k);
+		}
+	}
+	for (j = 0; j < n; j++) {
+		key = cur_key(&cur[j], kind);
+		if (rm->match[j] != NONE || key == NULL)
+			continue;
+		k = key_of(key, cur[j].size, 0);
+		rm->match[j] = index_take(rm, &rm->any[kind], &k);
+	}
 }
 
-/* Equal sizes first over all messages, then any candidate, by UID. */
 static size_t
 match_all(struct rematch *rm, const struct uidmap_current *cur, size_t n)
 {
-	struct fpkey k;
 	size_t j, matched = 0;
+	int kind;
 
-	for (j = 0; j < n; j++) {
+	for (j = 0; j < n; j++)
 		rm->match[j] = NONE;
-		if (!cur_has_fp(&cur[j]))
-			continue;
-		k = key_of(cur[j].fp, cur[j].size, 0);
-		rm->match[j] = index_take(rm, &rm->fp_size, &k);
-	}
-	for (j = 0; j < n; j++) {
-		if (rm->match[j] == NONE && cur_has_fp(&cur[j])) {
-			k = key_of(cur[j].fp, cur[j].size, 0);
-			rm->match[j] = index_take(rm, &rm->fp, &k);
-		}
+	for (kind = 0; kind < KEY_KINDS; kind++)
+		match_kind(rm, cur, n, (enum key_kind)kind);
+	for (j = 0; j < n; j++)
 		matched += rm->match[j] != NONE;
-	}
 	return matched;
 }
 
@@ -1309,16 +1421,31 @@ rematched_entry(struct uidmap_entry *e, const struct uidmap_entry *old,
 	if (old == NULL) {
 		fresh_entry(e, validity, c->uid);
 		e->size = c->size;
-		if (cur_has_fp(c)) {
-			e->flags = UIDMAP_HAS_FP;
-			memcpy(e->fp, c->fp, UIDMAP_FP_LEN);
+	} else {
+		*e = *old;
+		e->uid = c->uid;
+		/* An exact size holds while the server's size is the one it
+		 * was learned with (a rebuilt mbox rewrites headers). */
+		if (!(e->flags & UIDMAP_EXACT)) {
+			/* nothing to check */
+		} else if (e->listed == 0) {
+			e->listed = c->size;	/* learned by version 1 */
+		} else if (e->listed != c->size) {
+			e->flags &= (uint8_t)~UIDMAP_EXACT;
+			e->listed = 0;
 		}
-		return;
+		if (!(e->flags & UIDMAP_EXACT))
+			e->size = c->size;
 	}
-	*e = *old;
-	e->uid = c->uid;
-	if (!(e->flags & UIDMAP_EXACT))
-		e->size = c->size;
+	/* What the current message says about itself is the newest. */
+	if (cur_key(c, KEY_FP) != NULL) {
+		e->flags = (uint8_t)((e->flags | UIDMAP_HAS_FP) & ~UIDMAP_OLD_FP);
+		memcpy(e->fp, c->fp, UIDMAP_FP_LEN);
+	}
+	if (c->has_oid) {
+		e->flags |= UIDMAP_HAS_OID;
+		memcpy(e->oid, c->oid, UIDMAP_FP_LEN);
+	}
 }
 
 static void
@@ -1326,8 +1453,12 @@ rematch_free(struct rematch *rm)
 {
 	free(rm->used);
 	free(rm->match);
-	index_free(&rm->fp);
-	index_free(&rm->fp_size);
+	int kind;
+
+	for (kind = 0; kind < KEY_KINDS; kind++) {
+		index_free(&rm->any[kind]);
+		index_free(&rm->by_size[kind]);
+	}
 }
 
 static bool
@@ -1350,6 +1481,8 @@ uidmap_rematch(struct uidmap *m, struct uidmap_folder *f,
 	struct rematch rm = { 0 };
 	struct uidmap_entry *e;
 	size_t j, matched, cap;
+	bool bad;
+	int kind;
 
 	if (!cur_ascending(cur, n))
 		return -EINVAL;
@@ -1359,9 +1492,11 @@ uidmap_rematch(struct uidmap *m, struct uidmap_folder *f,
 	rm.match = malloc((n ? n : 1) * sizeof(*rm.match));
 	cap = entries_cap(n);
 	e = cap != 0 ? malloc(cap * sizeof(*e)) : NULL;
-	if (rm.used == NULL || rm.match == NULL || e == NULL ||
-	    index_build(&rm.fp, f, false) < 0 ||
-	    index_build(&rm.fp_size, f, true) < 0) {
+	bad = rm.used == NULL || rm.match == NULL || e == NULL;
+	for (kind = 0; kind < KEY_KINDS && !bad; kind++)
+		bad = index_build(&rm.any[kind], f, false, kind) < 0 ||
+		      index_build(&rm.by_size[kind], f, true, kind) < 0;
+	if (bad) {
 		rematch_free(&rm);
 		free(e);
 		return -ENOMEM;
@@ -1385,12 +1520,56 @@ uidmap_rematch(struct uidmap *m, struct uidmap_folder *f,
 /* ---- setters ---- */
 
 void
-uidmap_set_size(struct uidmap *m, struct uidmap_entry *e, uint64_t size)
+uidmap_set_size(struct uidmap *m, struct uidmap_entry *e, uint64_t size,
+		uint64_t listed)
 {
-	if (e->size == size && (e->flags & UIDMAP_EXACT))
+	if (e->size == size && e->listed == listed &&
+	    (e->flags & UIDMAP_EXACT))
 		return;
 	e->size = size;
+	e->listed = listed;
 	e->flags |= UIDMAP_EXACT;
+	m->dirty = true;
+}
+
+bool
+uidmap_check_size(struct uidmap *m, struct uidmap_entry *e, uint64_t listed)
+{
+	if (!(e->flags & UIDMAP_EXACT))
+		return false;
+	if (e->listed == listed)
+		return true;
+	if (e->listed == 0) {
+		/* Learned by version 1, which kept no server size: from now on
+		 * it is this one. */
+		e->listed = listed;
+	} else {
+		e->flags &= (uint8_t)~UIDMAP_EXACT;
+		e->listed = 0;
+		e->size = listed;
+	}
+	m->dirty = true;
+	return (e->flags & UIDMAP_EXACT) != 0;
+}
+
+void
+uidmap_set_retrieved(struct uidmap *m, struct uidmap_entry *e)
+{
+	if (e->flags & UIDMAP_RETRIEVED)
+		return;
+	e->flags |= UIDMAP_RETRIEVED;
+	m->dirty = true;
+}
+
+void
+uidmap_set_oid(struct uidmap *m, struct uidmap_entry *e,
+	       const uint8_t oid[UIDMAP_FP_LEN])
+{
+	if ((e->flags & UIDMAP_HAS_OID) &&
+	    memcmp(e->oid, oid, UIDMAP_FP_LEN) == 0)
+		return;
+	memcpy(e->oid, oid, UIDMAP_FP_LEN);
+	e->flags |= UIDMAP_HAS_OID;
 	m->dirty = true;
 }
 
@@ -1398,11 +1577,11 @@ void
 uidmap_set_fp(struct uidmap *m, struct uidmap_entry *e,
 	      const uint8_t fp[UIDMAP_FP_LEN])
 {
-	if ((e->flags & UIDMAP_HAS_FP) &&
+	if ((e->flags & UIDMAP_HAS_FP) && !(e->flags & UIDMAP_OLD_FP) &&
 	    memcmp(e->fp, fp, UIDMAP_FP_LEN) == 0)
 		return;
 	memcpy(e->fp, fp, UIDMAP_FP_LEN);
-	e->flags |= UIDMAP_HAS_FP;
+	e->flags = (uint8_t)((e->flags | UIDMAP_HAS_FP) & ~UIDMAP_OLD_FP);
 	m->dirty = true;
 }
 
@@ -1432,14 +1611,39 @@ uidmap_set_baseline(struct uidmap *m, struct uidmap_folder *f,
 
 /* Normalised bytes are hashed in chunks of this size. */
 #define HASH_CHUNK 512
+/* Longest header field name looked at (longer ones are never skipped). */
+#define FIELD_NAME_MAX 24
+
+/*
+ * Header fields that servers and local mail programs rewrite while the
+ * message stays the same (mbox status and UID bookkeeping, mailer flags):
+ * a fingerprint leaves them out, so that it survives the rewrite that
+ * comes with a rebuild (GNU Mailutils, UW-IMAP, Mutt, Thunderbird).
+ */
+static const char *const volatile_fields[] = {
+	"status", "x-status", "x-uid", "x-imap", "x-imapbase", "x-keywords",
+	"x-mozilla-status", "x-mozilla-status2", "x-mozilla-keys",
+	"content-length", "lines", "x-dovecot-uid", "x-label",
+};
+
+enum field_state {
+	FIELD_NAME = 0,		/* reading a line's first bytes */
+	FIELD_KEEP,		/* the line is hashed */
+	FIELD_SKIP,		/* the line belongs to a volatile field */
+};
 
 struct uidmap_hasher {
-	EVP_MD_CTX *ctx;
+	EVP_MD_CTX *ctx;	/* every header line (version 1) */
+	EVP_MD_CTX *fctx;	/* without the volatile fields */
 	EVP_MD *md;
 	bool cr;		/* a CR seen, not yet known to end a line */
 	bool bol;		/* at the beginning of a line */
 	bool done;		/* the empty line was hashed */
 	bool failed;		/* OpenSSL failed, or final without reset */
+	enum field_state field;
+	bool skip_field;	/* the current field is volatile */
+	char name[FIELD_NAME_MAX + 1];
+	size_t name_len;
 };
 
 void
@@ -1448,7 +1652,11 @@ uidmap_hasher_reset(struct uidmap_hasher *h)
 	h->cr = false;
 	h->bol = true;
 	h->done = false;
-	h->failed = EVP_DigestInit_ex(h->ctx, h->md, NULL) != 1;
+	h->field = FIELD_NAME;
+	h->skip_field = false;
+	h->name_len = 0;
+	h->failed = EVP_DigestInit_ex(h->ctx, h->md, NULL) != 1 ||
+		    EVP_DigestInit_ex(h->fctx, h->md, NULL) != 1;
 }
 
 struct uidmap_hasher *
@@ -1459,8 +1667,9 @@ uidmap_hasher_new(void)
 	if (h == NULL)
 		return NULL;
 	h->ctx = EVP_MD_CTX_new();
+	h->fctx = EVP_MD_CTX_new();
 	h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
-	if (h->ctx == NULL || h->md == NULL) {
+	if (h->ctx == NULL || h->fctx == NULL || h->md == NULL) {
 		uidmap_hasher_free(&h);
 		return NULL;
 	}
@@ -1478,16 +1687,77 @@ uidmap_hasher_free(struct uidmap_hasher **hp)
 	if (h == NULL)
 		return;
 	EVP_MD_CTX_free(h->ctx);
+	EVP_MD_CTX_free(h->fctx);
 	EVP_MD_free(h->md);
 	free(h);
 	*hp = NULL;
 }
 
 static void
-update(struct uidmap_hasher *h, const char *p, size_t n)
+update(struct uidmap_hasher *h, EVP_MD_CTX *ctx, const char *p, size_t n)
 {
-	if (n > 0 && !h->failed && EVP_DigestUpdate(h->ctx, p, n) != 1)
+	if (n > 0 && !h->failed && EVP_DigestUpdate(ctx, p, n) != 1)
 		h->failed = true;
+}
+
+static bool
+volatile_field(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(volatile_fields) / sizeof(volatile_fields[0]);
+	     i++) {
+		if (strlen(volatile_fields[i]) == len &&
+		    strncasecmp(volatile_fields[i], name, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The line's first bytes decided it: hashed from its start, or not. */
+static void
+field_decide(struct uidmap_hasher *h, bool skip)
+{
+	h->field = skip ? FIELD_SKIP : FIELD_KEEP;
+	if (!skip)
+		update(h, h->fctx, h->name, h->name_len);
+	h->name_len = 0;
+}
+
+/* One normalised byte of a line other than its end, for the filtered
+ * digest. A line starting with a blank continues the field before it. */
+static void
+field_byte(struct uidmap_hasher *h, char c)
+{
+	if (h->field == FIELD_NAME) {
+		if (h->name_len == 0 && (c == ' ' || c == '\t')) {
+			h->field = h->skip_field ? FIELD_SKIP : FIELD_KEEP;
+		} else if (c == ':') {
+			h->skip_field = volatile_field(h->name, h->name_len);
+			field_decide(h, h->skip_field);
+		} else if (h->name_len == FIELD_NAME_MAX) {
+			h->skip_field = false;
+			field_decide(h, false);
+		} else {
+			h->name[h->name_len++] = c;
+			return;
+		}
+	}
+	if (h->field == FIELD_KEEP)
+		update(h, h->fctx, &c, 1);
+}
+
+static void
+field_line_end(struct uidmap_hasher *h)
+{
+	if (h->field == FIELD_NAME && h->name_len > 0) {
+		/* A line without a colon: not a field, kept. */
+		h->skip_field = false;
+		field_decide(h, false);
+	}
+	if (h->field != FIELD_SKIP)
+		update(h, h->fctx, "\r\n", 2);
+	h->field = FIELD_NAME;
 }
 
 static void
@@ -1496,6 +1766,7 @@ line_end(struct uidmap_hasher *h)
 	if (h->bol)
 		h->done = true;
 	h->bol = true;
+	field_line_end(h);
 }
 
 /* One input byte; writes at most 3 normalised bytes to out. */
@@ -1513,6 +1784,7 @@ step(struct uidmap_hasher *h, char c, char *out)
 		}
 		/* A lone CR is an ordinary byte. */
 		out[n++] = '\r';
+		field_byte(h, '\r');
 		h->bol = false;
 	}
 	if (c == '\r') {
@@ -1523,6 +1795,7 @@ step(struct uidmap_hasher *h, char c, char *out)
 		line_end(h);
 	} else {
 		out[n++] = c;
+		field_byte(h, c);
 		h->bol = false;
 	}
 	return n;
@@ -1536,29 +1809,59 @@ uidmap_hasher_feed(struct uidmap_hasher *h, const char *p, size_t n)
 
 	for (i = 0; i < n && !h->done; i++) {
 		if (o > sizeof(out) - 3) {
-			update(h, out, o);
+			update(h, h->ctx, out, o);
 			o = 0;
 		}
 		o += step(h, p[i], out + o);
 	}
-	update(h, out, o);
+	update(h, h->ctx, out, o);
 }
 
-void
-uidmap_hasher_final(struct uidmap_hasher *h, uint8_t fp_r[UIDMAP_FP_LEN])
+static bool
+digest_final(struct uidmap_hasher *h, EVP_MD_CTX *ctx,
+	     uint8_t fp_r[UIDMAP_FP_LEN])
 {
 	uint8_t md[SHA256_LEN];
 
-	if (!h->done && h->cr)
-		update(h, "\r", 1);
-	h->cr = false;
-	h->done = true;
-	if (h->failed || EVP_DigestFinal_ex(h->ctx, md, NULL) != 1) {
-		memset(fp_r, 0, UIDMAP_FP_LEN);
+	if (h->failed || EVP_DigestFinal_ex(ctx, md, NULL) != 1) {
 		h->failed = true;
-		return;
+		return false;
 	}
 	memcpy(fp_r, md, UIDMAP_FP_LEN);
+	return true;
+}
+
+void
+uidmap_hasher_final(struct uidmap_hasher *h, uint8_t fp_r[UIDMAP_FP_LEN],
+		    uint8_t old_fp_r[UIDMAP_FP_LEN])
+{
+	uint8_t old[UIDMAP_FP_LEN];
+
+	if (!h->done && h->cr) {
+		update(h, h->ctx, "\r", 1);
+		field_byte(h, '\r');
+	}
+	if (!h->done && h->field == FIELD_NAME && h->name_len > 0)
+		field_decide(h, false);
+	h->cr = false;
+	h->done = true;
+	if (!digest_final(h, h->ctx, old) || !digest_final(h, h->fctx, fp_r)) {
+		memset(fp_r, 0, UIDMAP_FP_LEN);
+		memset(old, 0, UIDMAP_FP_LEN);
+	}
+	if (old_fp_r != NULL)
+		memcpy(old_fp_r, old, UIDMAP_FP_LEN);
 	/* A second final before a reset would hash nothing. */
 	h->failed = true;
+}
+
+int
+uidmap_oid_hash(const char *id, size_t len, uint8_t oid_r[UIDMAP_FP_LEN])
+{
+	uint8_t md[SHA256_LEN];
+
+	if (len == 0 || sha256(id, len, md) < 0)
+		return -1;
+	memcpy(oid_r, md, UIDMAP_FP_LEN);
+	return 0;
 }

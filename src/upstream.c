@@ -237,10 +237,30 @@ is_fetch(const struct imap_resp *r)
 	       strncasecmp(r->name, "FETCH", 5) == 0;
 }
 
-/* Takes UID and RFC822.SIZE from one pass over a FETCH list (10,000
- * of these arrive at every login). */
+/* The server's own id of a message, where the listing asked for one. */
+static void
+take_oid(struct uidmap_current *c, const struct imap_arg *v)
+{
+	/* RFC 8474: EMAILID (objectid) is a parenthesised atom; X-GM-MSGID
+	 * is a number. */
+	if (v->type == IMAP_ARG_LIST && v->count == 1)
+		v = &v->list[0];
+	if (v->type == IMAP_ARG_ATOM || v->type == IMAP_ARG_STRING)
+		c->has_oid = uidmap_oid_hash(v->str, v->len, c->oid) == 0;
+}
+
 static bool
-fetch_uid_size(const struct imap_resp *r, uint64_t *uid_r, uint64_t *size_r)
+is_oid_item(const struct imap_arg *k)
+{
+	return (k->len == 7 && strncasecmp(k->str, "EMAILID", 7) == 0) ||
+	       (k->len == 10 && strncasecmp(k->str, "X-GM-MSGID", 10) == 0);
+}
+
+/* Takes UID, RFC822.SIZE and the server's id from one pass over a FETCH
+ * list (10,000 of these arrive at every login). */
+static bool
+fetch_uid_size(const struct imap_resp *r, uint64_t *uid_r, uint64_t *size_r,
+	       struct uidmap_current *oid_r)
 {
 	const struct imap_arg *list;
 	bool have_uid = false, have_size = false;
@@ -261,6 +281,8 @@ fetch_uid_size(const struct imap_resp *r, uint64_t *uid_r, uint64_t *size_r)
 			 strncasecmp(k->str, "RFC822.SIZE", 11) == 0)
 			have_size = imap_arg_number(&list->list[i + 1],
 						    size_r) == 0;
+		else if (is_oid_item(k))
+			take_oid(oid_r, &list->list[i + 1]);
 	}
 	return have_uid && have_size;
 }
@@ -269,13 +291,20 @@ static void
 on_list_untagged(void *ctx, const struct imap_resp *r)
 {
 	struct upstream *u = ctx;
+	struct uidmap_current oid = { 0 };
 	uint64_t uv, sv;
 
-	if (!is_fetch(r) || !fetch_uid_size(r, &uv, &sv) || uv == 0 ||
+	if (!is_fetch(r) || !fetch_uid_size(r, &uv, &sv, &oid) || uv == 0 ||
 	    uv > UINT32_MAX)
 		return;
-	if (listing_add(u, (uint32_t)uv, sv) < 0)
+	if (listing_add(u, (uint32_t)uv, sv) < 0) {
 		u->open_oom = true;
+		return;
+	}
+	if (oid.has_oid) {
+		u->cur[u->n_cur - 1].has_oid = true;
+		memcpy(u->cur[u->n_cur - 1].oid, oid.oid, UIDMAP_FP_LEN);
+	}
 }
 
 /* An empty since-date window (distinct from "no window"). */
@@ -343,7 +372,7 @@ on_hdr_end(void *ctx)
 
 	if (u->hashing == NULL)
 		return;
-	uidmap_hasher_final(u->hasher, u->hashing->fp);
+	uidmap_hasher_final(u->hasher, u->hashing->fp, u->hashing->old_fp);
 	u->hashing->has_fp = true;
 	u->hashing = NULL;
 }
@@ -398,13 +427,20 @@ list_folder(struct upstream *u)
 		.done = on_list_done,
 		.ctx = u,
 	};
+	unsigned caps = imap_client_caps(u->imap);
+	const char *cmd = "UID FETCH 1:* (UID RFC822.SIZE)";
 
 	if (u->sel_exists == 0) {
 		on_list_done(u, IMAP_OK, "empty");
 		return;
 	}
-	if (imap_client_command(u->imap, "UID FETCH 1:* (UID RFC822.SIZE)",
-				&cb) < 0)
+	/* SPEC §4: the server's own identity, where offered, is what
+	 * recognises a message after a rebuild. */
+	if (caps & IMAP_CAP_OBJECTID)
+		cmd = "UID FETCH 1:* (UID RFC822.SIZE EMAILID)";
+	else if (caps & IMAP_CAP_X_GM_EXT_1)
+		cmd = "UID FETCH 1:* (UID RFC822.SIZE X-GM-MSGID)";
+	if (imap_client_command(u->imap, cmd, &cb) < 0)
 		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
 }
 
@@ -574,7 +610,7 @@ on_body_data(void *ctx, const char *p, size_t n)
 {
 	struct upstream *u = ctx;
 
-	if (u->ignoring || u->op == OP_AHEAD)
+	if (u->ignoring || u->op == OP_AHEAD || n == 0)
 		return;
 	u->fetched += n;
 	u->ev->data(u->ctx, p, n);
@@ -588,14 +624,39 @@ on_body_end(void *ctx)
 	u->ignoring = false;
 }
 
-/* A small body may come as a quoted string instead of a literal. */
+/*
+ * A small body may come as a quoted string instead of a literal, and an
+ * empty one in any form: "" (Cyrus), {0}, NIL, or the item with no value
+ * at all (GNU Mailutils, for a partial past the end). Zero octets are a
+ * normal answer, never data to send.
+ */
+static void
+fetch_value(struct upstream *u, const struct imap_arg *v)
+{
+	if (v == NULL || v->type == IMAP_ARG_NIL) {
+		/* Past the end of the text: nothing more. NIL for a whole
+		 * message or its header is how Dovecot answers for a message
+		 * expunged by someone else: not ours to send. */
+		if (u->part == UPSTREAM_TEXT)
+			u->got_body = true;
+		return;
+	}
+	if (v->type != IMAP_ARG_STRING)
+		return;
+	u->got_body = true;
+	if (u->op == OP_AHEAD || v->len == 0)
+		return;
+	u->fetched += v->len;
+	u->ev->data(u->ctx, v->str, v->len);
+}
+
 static void
 on_fetch_untagged(void *ctx, const struct imap_resp *r)
 {
 	struct upstream *u = ctx;
-	const struct imap_arg *list, *uid;
+	const struct imap_arg *uid, *k, *v;
 	uint64_t uv;
-	size_t i;
+	size_t i = 0;
 
 	if (r->status != IMAP_STATUS_NONE || r->name_len != 5 ||
 	    strncasecmp(r->name, "FETCH", 5) != 0 || r->nargs < 1 ||
@@ -610,24 +671,10 @@ on_fetch_untagged(void *ctx, const struct imap_resp *r)
 		return;
 	}
 	u->unverified = false;
-	list = &r->args[0];
-	for (i = 0; i + 1 < list->count; i += 2) {
-		const struct imap_arg *v = &list->list[i + 1];
-
-		if (!imap_arg_is_body_item(&list->list[i]))
-			continue;
-		if (v->type == IMAP_ARG_STRING) {
-			if (u->op == OP_AHEAD)
-				continue;
-			u->got_body = true;
-			u->fetched += v->len;
-			u->ev->data(u->ctx, v->str, v->len);
-		} else if (v->type == IMAP_ARG_NIL && u->part == UPSTREAM_TEXT) {
-			/* Past the end of the text: nothing more. */
-			u->got_body = true;
-		}
-		/* NIL for a whole message or its header is how Dovecot answers
-		 * for a message expunged by someone else: not ours to send. */
+	while (i < r->args[0].count) {
+		i = imap_fetch_next(&r->args[0], i, &k, &v);
+		if (imap_arg_is_body_item(k))
+			fetch_value(u, v);
 	}
 }
 
@@ -881,6 +928,12 @@ chunk_plan(struct upstream *u, const struct buf *set, const char *trash)
 			return -1;
 		if (caps & IMAP_CAP_UIDPLUS)
 			return chunk_add(u, "UID EXPUNGE", set, "");
+		/* Copied and flagged, but only a plain EXPUNGE could remove
+		 * them: the map hides them so that they are neither listed
+		 * nor copied again. */
+		warn_fallback(u, "deleted messages are copied to trash and "
+			      "flagged, not expunged");
+		u->flagged_only = true;
 		return 0;
 	case ON_DELETE_SEEN:
 		return chunk_add(u, "UID STORE", set,

@@ -494,10 +494,26 @@ def apop():
 
 
 def last():
+    """RFC 1460 LAST, as Dovecot answers it: the highest message number
+    retrieved, before (by the UID map) or in this session; RSET forgets
+    this session's part."""
     p = login(USER, PW)
     try:
         r = p.cmd("LAST")
-        need(is_err(r), "LAST -> %r" % r)
+        need(is_ok(r) and re.match(rb"\+OK \d+\r\n$", r), "LAST -> %r" % r)
+        before = int(r.split()[1])
+        r = p.cmd("STAT")
+        count = int(r.split()[1])
+        need(before <= count, "LAST %d > STAT count %d" % (before, count))
+        if before < count:
+            p.cmd("RETR %d" % (before + 1))
+            p.multi()
+            r = p.cmd("LAST").strip()
+            need(r == b"+OK %d" % (before + 1), "LAST after RETR %d -> %r" % (before + 1, r))
+            r = p.cmd("RSET")
+            need(is_ok(r), "RSET -> %r" % r)
+            r = p.cmd("LAST").strip()
+            need(r == b"+OK %d" % before, "LAST after RSET -> %r (want %d)" % (r, before))
         r = p.cmd("NOOP")
         need(is_ok(r), "NOOP after LAST -> %r" % r)
     finally:
@@ -696,7 +712,7 @@ R.case("password with space, quote, backslash: AUTH PLAIN", quote_user_auth)
 R.case("near-miss passwords of the quote user are refused", quote_user_near_miss)
 R.case("credentials cannot inject IMAP syntax", injection)
 R.case("APOP -> -ERR", apop)
-R.case("LAST -> -ERR", last)
+R.case("LAST -> +OK highest retrieved; RSET forgets this session's", last)
 R.case("RETR 0 / past the end / junk -> -ERR, session goes on", bad_numbers)
 R.case("TRANSACTION commands before login -> -ERR", before_login)
 R.case("pipelined commands answered in order", pipelining)

@@ -107,7 +107,7 @@ Test(snapshot, exact_size_and_hidden_from_the_map)
 	listing(cur, uids, 3);
 	apply(0, 5, 4, cur, 3, false, NULL);
 	f = uidmap_folder(map, "INBOX", false);
-	uidmap_set_size(map, uidmap_find(f, 1), 42);
+	uidmap_set_size(map, uidmap_find(f, 1), 42, 101);
 	uidmap_set_hidden(map, uidmap_find(f, 2));
 	reset_maildrop();
 	apply(0, 5, 4, cur, 3, false, NULL);

@@ -401,7 +401,7 @@ Test(uidmap, round_trip)
 	second = read_whole(path, &len2);
 	cr_assert_eq(len1, len2);
 	cr_assert_eq(memcmp(first, second, len1), 0);
-	cr_assert_eq(strncmp(first, "popbridge-uidmap 1\n", 19), 0);
+	cr_assert_eq(strncmp(first, "popbridge-uidmap 2\n", 19), 0);
 	cr_assert_not_null(strstr(first, "folder \"My%20Folder\" "));
 	cr_assert_not_null(strstr(first, "folder \"say%20%22hi%22\" "));
 	free(first);
@@ -429,7 +429,7 @@ Test(uidmap, save_only_when_dirty)
 		uids[i] = f->entries[i].uid;
 	cr_assert_eq(uidmap_sync(m, f, uids, f->count), 0);
 	uidmap_set_hidden(m, &f->entries[1]);
-	uidmap_set_size(m, &f->entries[2], f->entries[2].size);
+	uidmap_set_size(m, &f->entries[2], f->entries[2].size, 0);
 	uidmap_set_fp(m, &f->entries[4], f->entries[4].fp);
 	uidmap_set_baseline(m, uidmap_folder(m, "INBOX", false), 999,
 			    UINT32_MAX);
@@ -536,11 +536,11 @@ Test(uidmap, versions)
 	struct uidmap *m = (struct uidmap *)1;
 	char *s;
 
-	s = with_end("2", "", 0);
+	s = with_end("3", "", 0);
 	write_whole(path, s, strlen(s));
 	cr_assert_eq(uidmap_load(dir, name, &m, err, sizeof(err)), -1);
 	cr_assert_null(m);
-	cr_assert_not_null(strstr(err, "unsupported map version 2"), "%s",
+	cr_assert_not_null(strstr(err, "unsupported map version 3"), "%s",
 			   err);
 	/* A newer map is not "corrupt": it must not be replaced. */
 	cr_assert_null(strstr(err, "corrupt"), "%s", err);
@@ -586,8 +586,10 @@ Test(uidmap, hand_written)
 	cr_assert_not_null(f);
 	cr_assert_eq(f->count, 2);
 	cr_assert_eq(f->entries[0].size, UINT64_MAX);
-	cr_assert_eq(f->entries[0].flags,
-		     UIDMAP_HIDDEN | UIDMAP_EXACT | UIDMAP_HAS_FP);
+	/* Version 1 fingerprints hashed every header line. */
+	cr_assert_eq(f->entries[0].flags, UIDMAP_HIDDEN | UIDMAP_EXACT |
+		     UIDMAP_HAS_FP | UIDMAP_OLD_FP);
+	cr_assert_eq(f->entries[0].listed, 0);
 	cr_assert_eq(f->entries[0].fp[15], 15);
 	cr_assert_eq(f->entries[1].uid, UINT32_MAX);
 	cr_assert_eq(f->entries[1].flags, 0);
@@ -813,13 +815,13 @@ Test(uidmap, setters_dirty_only_on_change)
 	e = &f->entries[0];
 	m->dirty = false;
 	/* Size 0 is already the value, but not yet exact. */
-	uidmap_set_size(m, e, 0);
+	uidmap_set_size(m, e, 0, 0);
 	cr_assert(m->dirty);
 	cr_assert_eq(e->flags, UIDMAP_EXACT);
 	m->dirty = false;
-	uidmap_set_size(m, e, 0);
+	uidmap_set_size(m, e, 0, 0);
 	cr_assert(!m->dirty);
-	uidmap_set_size(m, e, 77);
+	uidmap_set_size(m, e, 77, 0);
 	cr_assert(m->dirty);
 	cr_assert_eq(e->size, 77);
 
@@ -1185,7 +1187,7 @@ Test(uidmap, perf_100k, .timeout = 60)
 {
 	struct uidmap *m = load_ok(), *l;
 	struct uidmap_folder *f = uidmap_folder(m, "INBOX", true);
-	struct uidmap_current *cur = malloc(N_PERF * sizeof(*cur));
+	struct uidmap_current *cur = calloc(N_PERF, sizeof(*cur));
 	uint32_t *uids = malloc((N_PERF + 1000) * sizeof(*uids));
 	struct stamp t0;
 	size_t i, matched;
@@ -1201,7 +1203,7 @@ Test(uidmap, perf_100k, .timeout = 60)
 	cr_assert_eq(uidmap_sync(m, f, uids, N_PERF), 0);
 	report("sync", since(t0));
 	for (i = 0; i < N_PERF; i++) {
-		uidmap_set_size(m, &f->entries[i], 1000 + rnd(&s) % 10000000);
+		uidmap_set_size(m, &f->entries[i], 1000 + rnd(&s) % 10000000, 0);
 		fp_of(f->entries[i].fp, (uint32_t)i);
 		f->entries[i].flags |= UIDMAP_HAS_FP;
 	}
@@ -1262,16 +1264,17 @@ fp_whole(struct uidmap_hasher *h, const char *msg, size_t n,
 {
 	uidmap_hasher_reset(h);
 	uidmap_hasher_feed(h, msg, n);
-	uidmap_hasher_final(h, out);
+	uidmap_hasher_final(h, out, NULL);
 }
 
 /* The same fingerprint however the message is split. */
 static void
-assert_splits(const char *msg, const uint8_t want[UIDMAP_FP_LEN])
+assert_splits(const char *msg, const uint8_t want[UIDMAP_FP_LEN],
+	      const uint8_t *want_old)
 {
 	struct uidmap_hasher *h = uidmap_hasher_new();
 	size_t n = strlen(msg), i, j;
-	uint8_t got[UIDMAP_FP_LEN];
+	uint8_t got[UIDMAP_FP_LEN], old[UIDMAP_FP_LEN];
 
 	cr_assert_not_null(h);
 	for (i = 0; i <= n; i++) {
@@ -1280,29 +1283,73 @@ assert_splits(const char *msg, const uint8_t want[UIDMAP_FP_LEN])
 			uidmap_hasher_feed(h, msg, i);
 			uidmap_hasher_feed(h, msg + i, j - i);
 			uidmap_hasher_feed(h, msg + j, n - j);
-			uidmap_hasher_final(h, got);
+			uidmap_hasher_final(h, got, old);
 			cr_assert_arr_eq(got, want, UIDMAP_FP_LEN,
 					 "split %zu %zu of \"%s\"", i, j, msg);
+			if (want_old != NULL)
+				cr_assert_arr_eq(old, want_old, UIDMAP_FP_LEN,
+						 "old, split %zu %zu of \"%s\"",
+						 i, j, msg);
 		}
 	}
 	uidmap_hasher_reset(h);
 	for (i = 0; i < n; i++)
 		uidmap_hasher_feed(h, msg + i, 1);
-	uidmap_hasher_final(h, got);
+	uidmap_hasher_final(h, got, old);
 	cr_assert_arr_eq(got, want, UIDMAP_FP_LEN);
+	if (want_old != NULL)
+		cr_assert_arr_eq(old, want_old, UIDMAP_FP_LEN);
 	uidmap_hasher_free(&h);
 	cr_assert_null(h);
 	uidmap_hasher_free(&h);
 }
 
-/* msg hashes as exactly the bytes of hashed. */
+/* msg hashes as exactly the bytes of hashed, in both versions (it has no
+ * field that servers rewrite). */
 static void
 assert_hashes_as(const char *msg, const char *hashed)
 {
 	uint8_t want[UIDMAP_FP_LEN];
 
 	sha16(hashed, strlen(hashed), want);
-	assert_splits(msg, want);
+	assert_splits(msg, want, want);
+}
+
+/* The fingerprint hashes filtered; version 1's hashes all of old. */
+static void
+assert_hashes_filtered(const char *msg, const char *filtered, const char *old)
+{
+	uint8_t want[UIDMAP_FP_LEN], want_old[UIDMAP_FP_LEN];
+
+	sha16(filtered, strlen(filtered), want);
+	sha16(old, strlen(old), want_old);
+	assert_splits(msg, want, want_old);
+}
+
+Test(uidmap, hasher_leaves_out_what_servers_rewrite)
+{
+	assert_hashes_filtered(
+		"From: a\r\nStatus: RO\r\nX-UID: 7\r\nSubject: b\r\n\r\nbody",
+		"From: a\r\nSubject: b\r\n\r\n",
+		"From: a\r\nStatus: RO\r\nX-UID: 7\r\nSubject: b\r\n\r\n");
+	/* Case, continuation lines, and names that only start alike. */
+	assert_hashes_filtered(
+		"x-imapbase: 1 2\n  3\nX-Statusx: k\nContent-Length: 4\n\nabcd",
+		"X-Statusx: k\r\n\r\n",
+		"x-imapbase: 1 2\r\n  3\r\nX-Statusx: k\r\nContent-Length: 4\r\n"
+		"\r\n");
+	/* A continuation of a kept field stays; a line without a colon
+	 * stays. */
+	assert_hashes_filtered(
+		"Subject: a\n b\nX-Keywords: $x\n\tmore\nno colon here\n\n",
+		"Subject: a\r\n b\r\nno colon here\r\n\r\n",
+		"Subject: a\r\n b\r\nX-Keywords: $x\r\n\tmore\r\nno colon here"
+		"\r\n\r\n");
+	/* A long field name is never mistaken for a short one. */
+	assert_hashes_filtered(
+		"X-A-Very-Long-Field-Name-Indeed: v\nLines: 3\n\n",
+		"X-A-Very-Long-Field-Name-Indeed: v\r\n\r\n",
+		"X-A-Very-Long-Field-Name-Indeed: v\r\nLines: 3\r\n\r\n");
 }
 
 Test(uidmap, hasher_header_block)
