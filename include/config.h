@@ -66,6 +66,8 @@ struct config_cidr {
  */
 struct config {
 	char *path;
+	unsigned refs;		/* config_ref, config_free: the one mutable
+				 * field */
 
 	struct {
 		struct config_addr pop3[CONFIG_MAX_ADDRS];
@@ -161,5 +163,11 @@ bool config_cidr_match(const struct config_cidr *blocks, size_t n, int af,
 
 /* Frees *cfg and sets it to NULL; NULL is allowed. */
 void config_free(struct config **cfg);
+/* Another reference to cfg, for a session that keeps the configuration it
+ * started with across reloads; each is given back with config_free, and
+ * the last frees it. Returns cfg. */
+const struct config *config_ref(const struct config *cfg);
+/* Gives back a reference from config_ref; *cfg becomes NULL. */
+void config_unref(const struct config **cfg);
 
 #endif

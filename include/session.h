@@ -62,6 +62,10 @@ enum session_wait {
 
 struct session {
 	struct server *srv;
+	/* What the session started with, kept across reloads (SIGHUP): the
+	 * configuration and the upstream TLS context; references of its own. */
+	const struct config *cfg;
+	struct tls_ctx *tls_client;
 	struct session *prev, *next;
 	char id[24];
 	char peer[48];			/* the client (after PROXY) */

@@ -84,11 +84,12 @@ void uidmap_file_name(const char *host, uint16_t port, const char *user,
 
 /*
  * Loads dir/<file name> or, when it does not exist, starts an empty map
- * for that path. Returns 0 and a new map in *map_r, or -1 with a reason in
- * err (unreadable, corrupt: a corrupt map is never silently replaced).
- * The reason contains the word "corrupt" exactly when the file is damaged
- * (truncated, checksum, syntax); a missing state directory, an I/O error
- * or a map written by a newer version (to be kept) do not say "corrupt".
+ * for that path. Returns 0 and a new map in *map_r, or a negative error
+ * with a reason in err: -EBADMSG exactly when the file is damaged
+ * (truncated, empty, too large, checksum, syntax), -EPROTONOSUPPORT for a
+ * map written by a newer version (to be kept), -EIO for anything else (a
+ * missing or unreadable state directory or file, bad arguments, out of
+ * memory). A damaged map is never silently replaced here.
  */
 int uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
 		char *err, size_t errlen);

@@ -1312,6 +1312,7 @@ config_parse(const char *text, size_t len, const char *name,
 		config_free(&c.cfg);
 		return -1;
 	}
+	c.cfg->refs = 1;
 	*cfg_r = c.cfg;
 	return 0;
 }
@@ -1424,6 +1425,11 @@ config_free(struct config **cfg)
 
 	if (c == NULL)
 		return;
+	*cfg = NULL;
+	if (c->refs > 1) {
+		c->refs--;
+		return;
+	}
 	folders_clear(c);
 	free(c->path);
 	free(c->listen.cert);
@@ -1435,5 +1441,21 @@ config_free(struct config **cfg)
 	free(c->state.dir);
 	free(c->process.user);
 	free(c);
+}
+
+const struct config *
+config_ref(const struct config *cfg)
+{
+	/* The count is not configuration: it may change under const. */
+	((struct config *)cfg)->refs++;
+	return cfg;
+}
+
+void
+config_unref(const struct config **cfg)
+{
+	struct config *c = (struct config *)*cfg;
+
 	*cfg = NULL;
+	config_free(&c);
 }

@@ -17,17 +17,12 @@
 #include "version.h"
 
 #define DEFAULT_CONFIG "/etc/popbridge.ini"
-/* Configurations replaced by SIGHUP stay alive for the sessions that use
- * them; this many reloads are kept before the oldest is reused... never:
- * old ones are freed only at exit, so bound how many we accept. */
-#define MAX_RELOADS 64
 
 struct daemon {
 	uv_loop_t *loop;
 	struct server srv;
-	struct config *cfg;
-	struct config *old[MAX_RELOADS];
-	size_t n_old;
+	struct config *cfg;		/* for new sessions; each session
+					 * holds a reference to its own */
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t grace;
 	int exit_code;
@@ -170,10 +165,6 @@ on_reload_signal(uv_signal_t *h, int signum)
 	struct config *cfg;
 
 	(void)signum;
-	if (d->n_old >= MAX_RELOADS) {
-		log_error("reload: too many reloads; restart popbridge");
-		return;
-	}
 	if (config_load(d->cfg->path, &cfg, err, sizeof(err)) < 0) {
 		log_error("reload failed, keeping the old configuration: %s",
 			  err);
@@ -190,8 +181,9 @@ on_reload_signal(uv_signal_t *h, int signum)
 	tls_ctx_unref(&d->srv.tls_client);
 	d->srv.tls_server = server;
 	d->srv.tls_client = client;
-	/* Sessions keep the configuration they started with. */
-	d->old[d->n_old++] = d->cfg;
+	/* Sessions keep the configuration they started with: theirs lives
+	 * as long as they hold it. */
+	config_free(&d->cfg);
 	d->cfg = cfg;
 	d->srv.cfg = cfg;
 	log_set_level(cfg->log.level);
@@ -245,7 +237,6 @@ main(int argc, char **argv)
 	char err[CONFIG_ERR_MAX];
 	struct daemon d;
 	int check = 0, c, code;
-	size_t i;
 
 	while ((c = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
 		switch (c) {
@@ -301,8 +292,6 @@ main(int argc, char **argv)
 	mapstore_free(&d.srv.maps);
 	tls_ctx_unref(&d.srv.tls_server);
 	tls_ctx_unref(&d.srv.tls_client);
-	for (i = 0; i < d.n_old; i++)
-		config_free(&d.old[i]);
 	config_free(&d.cfg);
 	return code;
 }

@@ -178,6 +178,7 @@ mapstore_get(struct mapstore *ms, const char *dir, const char *host,
 	struct mapstore_entry *e;
 	struct uidmap *map = NULL;
 	char name[33];
+	int r;
 
 	uidmap_file_name(host, port, user, user_len, name);
 	e = find(ms, name);
@@ -190,9 +191,11 @@ mapstore_get(struct mapstore *ms, const char *dir, const char *host,
 		e->last_used = ++ms->clock;
 		return e->map;
 	}
-	if (uidmap_load(dir, name, &map, err, errlen) < 0) {
-		/* A missing or unwritable directory is not corruption. */
-		if (strstr(err, "corrupt") == NULL)
+	r = uidmap_load(dir, name, &map, err, errlen);
+	if (r < 0) {
+		/* Only a damaged file is replaced: an unreadable one, or one
+		 * from a newer version, is kept as it is. */
+		if (r != -EBADMSG)
 			return NULL;
 		map = replace_corrupt(dir, name, err, err, errlen);
 		if (map == NULL)

@@ -56,7 +56,7 @@ plaintext_auth_ok(const struct session *s)
 {
 	if (tls_active(s))
 		return true;
-	switch (s->srv->cfg->listen.allow_plaintext_auth) {
+	switch (s->cfg->listen.allow_plaintext_auth) {
 	case PLAINTEXT_AUTH_ALWAYS:
 		return true;
 	case PLAINTEXT_AUTH_NEVER:
@@ -91,7 +91,7 @@ static void
 start_login(struct session *s, const char *user, size_t user_len,
 	    const char *pass, size_t pass_len)
 {
-	const struct config *cfg = s->srv->cfg;
+	const struct config *cfg = s->cfg;
 	struct upstream *up = session_upstream(s);
 	char err[256];
 
@@ -289,7 +289,7 @@ cmd_capa(struct session *s, const struct pop3_cmd *cmd)
 static bool
 update_needed(const struct session *s)
 {
-	const struct config *cfg = s->srv->cfg;
+	const struct config *cfg = s->cfg;
 	size_t i;
 
 	if (s->md.n_deleted > 0 && cfg->maildrop.on_delete != ON_DELETE_KEEP)
@@ -318,13 +318,13 @@ cmd_quit(struct session *s, const struct pop3_cmd *cmd)
 		session_end(s, "quit");
 		return;
 	}
+	s->wait = WAIT_UPDATE;
 	if (s->up == NULL || upstream_update(s->up) < 0) {
+		s->wait = WAIT_NONE;
 		session_reply(s, TEMP_FAIL "some deleted messages not removed"
 			      WAIT_HINT);
 		session_end(s, "quit, upstream lost");
-		return;
 	}
-	s->wait = WAIT_UPDATE;
 }
 
 /* --- TRANSACTION -------------------------------------------------------- */
@@ -661,8 +661,8 @@ login_done(struct session *s, enum upstream_status st, const char *why)
 			 TEMP_FAIL "mail server unavailable" WAIT_HINT);
 	}
 	s->have_user = false;
-	if (st == UPSTREAM_AUTH && s->srv->cfg->limits.auth_fail_delay > 0) {
-		session_delay(s, s->srv->cfg->limits.auth_fail_delay * 1000u);
+	if (st == UPSTREAM_AUTH && s->cfg->limits.auth_fail_delay > 0) {
+		session_delay(s, s->cfg->limits.auth_fail_delay * 1000u);
 		return;
 	}
 	pop3_server_delay_done(s);
@@ -821,7 +821,7 @@ remember_message(struct session *s, bool whole)
 static void
 read_ahead(struct session *s)
 {
-	uint64_t max = (uint64_t)s->srv->cfg->upstream.read_ahead << 20;
+	uint64_t max = (uint64_t)s->cfg->upstream.read_ahead << 20;
 	bool in_order = s->last_retr + 1 == s->msg_n;
 	struct maildrop_msg *next;
 
@@ -941,7 +941,13 @@ pop3_server_upstream_done(struct session *s, enum upstream_status st,
 	case WAIT_UPDATE:
 		update_done(s, st, why);
 		break;
-	default:
+	case WAIT_NONE:
+	case WAIT_AUTH_DELAY:
+	case WAIT_AUTH_LINE:
+	case WAIT_LISTING:
+		/* Nothing asked for this: a bug, not something to ignore. */
+		log_error("session=%s unexpected upstream completion (%s) "
+			  "while waiting for %d", s->id, why, (int)s->wait);
 		break;
 	}
 }

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "proxy.h"
+#include "tls.h"
 #include "version.h"
 
 static const char *const state_names[] = {
@@ -66,7 +67,7 @@ idle_restart(struct session *s)
 	if (s->state == SESSION_CLOSED || s->wait == WAIT_AUTH_DELAY)
 		return;
 	uv_timer_start(&s->timer, idle_expired,
-		       (uint64_t)s->srv->cfg->limits.idle_timeout * 1000, 0);
+		       (uint64_t)s->cfg->limits.idle_timeout * 1000, 0);
 }
 
 const char *
@@ -365,7 +366,7 @@ proxy_input(struct session *s, const char *p, size_t n)
 	}
 	log_info("session=%s client=%s via proxy %s", s->id, s->peer, via);
 	if (listener_count_peer(s->srv, s->peer) >
-	    s->srv->cfg->limits.max_per_ip) {
+	    s->cfg->limits.max_per_ip) {
 		if (!s->implicit_tls)
 			session_reply(s, "-ERR [SYS/TEMP] too many sessions "
 				      "from your address, please wait and try "
@@ -408,6 +409,9 @@ session_start(struct server *srv, struct conn *client, unsigned flags)
 		return -1;
 	}
 	s->srv = srv;
+	s->cfg = config_ref(srv->cfg);
+	s->tls_client = srv->tls_client != NULL ?
+			tls_ctx_ref(srv->tls_client) : NULL;
 	s->client = client;
 	snprintf(s->id, sizeof(s->id), "%llu",
 		 (unsigned long long)++srv->next_id);
@@ -446,8 +450,8 @@ struct upstream *
 session_upstream(struct session *s)
 {
 	if (s->up == NULL)
-		s->up = upstream_new(s->srv->loop, s->srv->cfg,
-				     s->srv->tls_client, s->id,
+		s->up = upstream_new(s->srv->loop, s->cfg,
+				     s->tls_client, s->id,
 				     &upstream_events, s);
 	return s->up;
 }
@@ -457,6 +461,8 @@ on_timer_closed(uv_handle_t *h)
 {
 	struct session *s = h->data;
 
+	config_unref(&s->cfg);
+	tls_ctx_unref(&s->tls_client);
 	free(s);
 }
 
@@ -474,8 +480,8 @@ session_end(struct session *s, const char *reason)
 		 "listed=%u upstream=%s:%u", s->id, s->peer,
 		 session_log_user(s), reason, s->n_retrieved, s->n_deleted,
 		 (unsigned long long)s->bytes_out, (unsigned long long)ms,
-		 s->n_listed, srv->cfg->upstream.host,
-		 (unsigned)srv->cfg->upstream.port);
+		 s->n_listed, s->cfg->upstream.host,
+		 (unsigned)s->cfg->upstream.port);
 	session_set_state(s, SESSION_CLOSED);
 	if (s->up != NULL && upstream_alive(s->up))
 		upstream_logout(s->up);

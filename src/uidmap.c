@@ -598,23 +598,23 @@ parse(struct uidmap *m, const char *data, size_t len, char *err,
 	if (h < 0) {
 		set_err(err, errlen, "%s is corrupt: line 1: %s", m->path,
 			r.why);
-		return -1;
+		return -EBADMSG;
 	}
 	if (trailer(data, len, &body_end, &total, &why) < 0) {
 		set_err(err, errlen, "%s is corrupt: %s", m->path, why);
-		return -1;
+		return -EBADMSG;
 	}
 	if (h > 0) {
 		set_err(err, errlen, "%s: unsupported map version %llu "
 			"(written by a newer popbridge?)", m->path,
 			(unsigned long long)version);
-		return -1;
+		return -EPROTONOSUPPORT;
 	}
 	r.end = data + body_end;
 	if (body(&r, version, m, total) < 0) {
 		set_err(err, errlen, "%s is corrupt: line %zu: %s", m->path,
 			r.line, r.why);
-		return -1;
+		return -EBADMSG;
 	}
 	return 0;
 }
@@ -671,12 +671,12 @@ check_size(const struct uidmap *m, int fd, size_t *len_r, char *err,
 	}
 	if (!S_ISREG(st.st_mode)) {
 		set_err(err, errlen, "%s is not a regular file", m->path);
-		return -1;
+		return -EIO;
 	}
 	if (st.st_size == 0 || (uint64_t)st.st_size > UIDMAP_FILE_MAX) {
 		set_err(err, errlen, "%s is corrupt: %s", m->path,
 			st.st_size == 0 ? "empty" : "too large");
-		return -1;
+		return -EBADMSG;
 	}
 	*len_r = (size_t)st.st_size;
 	return 0;
@@ -698,10 +698,12 @@ read_file(const struct uidmap *m, int dfd, const char *name, char **data_r,
 	if (fd < 0) {
 		set_err(err, errlen, "cannot open %s: %s", m->path,
 			strerror(errno));
-		return -1;
+		return -EIO;
 	}
-	if (check_size(m, fd, len_r, err, errlen) < 0)
+	r = check_size(m, fd, len_r, err, errlen);
+	if (r < 0)
 		goto out;
+	r = -EIO;
 	*data_r = malloc(*len_r);
 	if (*data_r == NULL) {
 		set_err(err, errlen, "%s: out of memory", m->path);
@@ -717,7 +719,7 @@ out:
 	if (close(fd) < 0 && r == 1) {
 		set_err(err, errlen, "cannot close %s: %s", m->path,
 			strerror(errno));
-		r = -1;
+		r = -EIO;
 	}
 	return r;
 }
@@ -742,12 +744,12 @@ uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
 	if (dir[0] == '\0' || !valid_file_name(file_name)) {
 		set_err(err, errlen, "bad UID map location \"%s\", \"%s\"",
 			dir, file_name);
-		return -1;
+		return -EIO;
 	}
 	m = map_new(dir, file_name);
 	if (m == NULL) {
 		set_err(err, errlen, "out of memory");
-		return -1;
+		return -EIO;
 	}
 	dfd = open_dir(dir, err, errlen);
 	r = dfd < 0 ? -1 : read_file(m, dfd, file_name, &data, &len, err,
@@ -762,7 +764,7 @@ uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
 	free(data);
 	if (r < 0) {
 		uidmap_free(&m);
-		return -1;
+		return r == -EBADMSG || r == -EPROTONOSUPPORT ? r : -EIO;
 	}
 	*map_r = m;
 	return 0;

@@ -34,6 +34,13 @@ enum upstream_op {
 
 struct upstream {
 	uv_loop_t *loop;
+	/* A completion reached while an operation's own call is still on the
+	 * stack waits for the loop's next turn (the header's promise). */
+	unsigned in_call;
+	uv_timer_t *defer;		/* freed in its close callback */
+	bool deferred;
+	enum upstream_status defer_st;
+	char defer_why[160];
 	const struct config *cfg;
 	char sid[32];
 	const struct upstream_events *ev;
@@ -86,14 +93,39 @@ struct upstream {
 };
 
 static void update_next(struct upstream *u);
+static int start_update(struct upstream *u);
 static int fetch_send(struct upstream *u);
 static void open_next_folder(struct upstream *u);
+
+static void
+on_deferred(uv_timer_t *t)
+{
+	struct upstream *u = t->data;
+
+	u->deferred = false;
+	u->ev->done(u->ctx, u->defer_st, u->defer_why);
+}
 
 static void
 finish(struct upstream *u, enum upstream_status st, const char *why)
 {
 	u->op = OP_NONE;
-	u->ev->done(u->ctx, st, why);
+	if (u->in_call == 0) {
+		u->ev->done(u->ctx, st, why);
+		return;
+	}
+	u->deferred = true;
+	u->defer_st = st;
+	snprintf(u->defer_why, sizeof(u->defer_why), "%s", why);
+	uv_timer_start(u->defer, on_deferred, 0, 0);
+}
+
+/* Brackets the body of a call that starts an operation. */
+static int
+call_end(struct upstream *u, int r)
+{
+	u->in_call--;
+	return r;
 }
 
 /* --- SELECT ------------------------------------------------------------- */
@@ -568,8 +600,8 @@ on_login_done(void *ctx, enum imap_result res, const char *text)
 	open_next_folder(u);
 }
 
-int
-upstream_open(struct upstream *u, const char *user, size_t user_len,
+static int
+start_open(struct upstream *u, const char *user, size_t user_len,
 	      const char *pass, size_t pass_len, struct maildrop *md,
 	      struct uidmap *map)
 {
@@ -790,8 +822,8 @@ ahead_drain(struct upstream *u, enum upstream_op op,
 	}
 }
 
-int
-upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
+static int
+start_fetch(struct upstream *u, const struct maildrop_msg *msg,
 	       enum upstream_part part, uint64_t offset, uint64_t length)
 {
 	if (u->op == OP_AHEAD && !u->draining && msg == u->msg &&
@@ -849,9 +881,9 @@ ahead_done(struct upstream *u)
 	if (!drained)
 		return;
 	if (u->next.op == OP_UPDATE)
-		r = upstream_update(u);
+		r = start_update(u);
 	else
-		r = upstream_fetch(u, u->next.msg, u->next.part,
+		r = start_fetch(u, u->next.msg, u->next.part,
 				   u->next.offset, u->next.length);
 	if (r < 0)
 		finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
@@ -1122,8 +1154,8 @@ update_next(struct upstream *u)
 	}
 }
 
-int
-upstream_update(struct upstream *u)
+static int
+start_update(struct upstream *u)
 {
 	if (u->op == OP_AHEAD && !imap_client_dead(u->imap)) {
 		ahead_drain(u, OP_UPDATE, NULL, UPSTREAM_WHOLE, 0, 0);
@@ -1159,7 +1191,40 @@ static void (*const after_select[])(struct upstream *, enum imap_result,
 	[OP_AHEAD] = none_after_select,
 };
 
+/* --- the operations ----------------------------------------------------- */
+
+int
+upstream_open(struct upstream *u, const char *user, size_t user_len,
+	      const char *pass, size_t pass_len, struct maildrop *md,
+	      struct uidmap *map)
+{
+	u->in_call++;
+	return call_end(u, start_open(u, user, user_len, pass, pass_len, md,
+				      map));
+}
+
+int
+upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
+	       enum upstream_part part, uint64_t offset, uint64_t length)
+{
+	u->in_call++;
+	return call_end(u, start_fetch(u, msg, part, offset, length));
+}
+
+int
+upstream_update(struct upstream *u)
+{
+	u->in_call++;
+	return call_end(u, start_update(u));
+}
+
 /* --- lifecycle ---------------------------------------------------------- */
+
+static void
+on_defer_closed(uv_handle_t *h)
+{
+	free(h);
+}
 
 struct upstream *
 upstream_new(uv_loop_t *loop, const struct config *cfg,
@@ -1177,8 +1242,16 @@ upstream_new(uv_loop_t *loop, const struct config *cfg,
 	u->ev = ev;
 	u->ctx = ctx;
 	u->selected = u->selecting = -1;
+	u->defer = malloc(sizeof(*u->defer));
+	if (u->defer == NULL) {
+		free(u);
+		return NULL;
+	}
+	uv_timer_init(loop, u->defer);
+	u->defer->data = u;
 	u->imap = imap_client_new(loop, cfg, tls_ctx, session_id);
 	if (u->imap == NULL) {
+		uv_close((uv_handle_t *)u->defer, on_defer_closed);
 		free(u);
 		return NULL;
 	}
@@ -1193,6 +1266,9 @@ upstream_free(struct upstream **up)
 	if (u == NULL)
 		return;
 	*up = NULL;
+	/* A deferred completion dies with u: nobody waits for it now. */
+	uv_timer_stop(u->defer);
+	uv_close((uv_handle_t *)u->defer, on_defer_closed);
 	chunk_clear(u);
 	imap_client_free(&u->imap);
 	uidmap_hasher_free(&u->hasher);

@@ -174,7 +174,7 @@ expect_corrupt(const void *data, size_t len)
 
 	write_whole(path, data, len);
 	err[0] = '\0';
-	cr_assert_eq(uidmap_load(dir, name, &m, err, sizeof(err)), -1,
+	cr_assert_eq(uidmap_load(dir, name, &m, err, sizeof(err)), -EBADMSG,
 		     "loaded a damaged map of %zu bytes", len);
 	cr_assert_null(m);
 	cr_assert_not_null(strstr(err, "corrupt"), "reason: %s", err);
@@ -284,12 +284,12 @@ Test(uidmap, missing_directory)
 	char gone[128];
 
 	snprintf(gone, sizeof(gone), "%s/nonexistent", dir);
-	cr_assert_eq(uidmap_load(gone, name, &m, err, sizeof(err)), -1);
+	cr_assert_eq(uidmap_load(gone, name, &m, err, sizeof(err)), -EIO);
 	cr_assert_null(m);
 	cr_assert_not_null(strstr(err, "does not exist"), "%s", err);
 	cr_assert_null(strstr(err, "corrupt"));
-	cr_assert_eq(uidmap_load(dir, "", &m, err, sizeof(err)), -1);
-	cr_assert_eq(uidmap_load(dir, "../x", &m, err, sizeof(err)), -1);
+	cr_assert_eq(uidmap_load(dir, "", &m, err, sizeof(err)), -EIO);
+	cr_assert_eq(uidmap_load(dir, "../x", &m, err, sizeof(err)), -EIO);
 
 	/* The directory vanishes before a save. */
 	cr_assert_eq(mkdir(gone, 0700), 0);
@@ -538,7 +538,8 @@ Test(uidmap, versions)
 
 	s = with_end("3", "", 0);
 	write_whole(path, s, strlen(s));
-	cr_assert_eq(uidmap_load(dir, name, &m, err, sizeof(err)), -1);
+	cr_assert_eq(uidmap_load(dir, name, &m, err, sizeof(err)),
+		     -EPROTONOSUPPORT);
 	cr_assert_null(m);
 	cr_assert_not_null(strstr(err, "unsupported map version 3"), "%s",
 			   err);
@@ -711,7 +712,7 @@ Test(uidmap, failed_rename_leaves_no_temp)
 	cr_assert_eq(count_files(), 1);
 	uidmap_free(&m);
 	/* Not a file: refused, but not as corrupt (it is not replaced). */
-	cr_assert_eq(uidmap_load(dir, name, &m, err, sizeof(err)), -1);
+	cr_assert_eq(uidmap_load(dir, name, &m, err, sizeof(err)), -EIO);
 	cr_assert_not_null(strstr(err, "not a regular file"), "%s", err);
 	cr_assert_null(strstr(err, "corrupt"));
 }
