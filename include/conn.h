@@ -99,6 +99,11 @@ void conn_want_drained(struct conn *c);
  */
 int conn_start_tls(struct conn *c, struct tls *t);
 bool conn_tls_active(const struct conn *c);
+/* The TLS handshake began (the peer's hello came) and has not finished:
+ * not a mere connect-and-close, as health checks do. */
+bool conn_tls_handshaking(const struct conn *c);
+/* The TLS peer refused our certificate (see tls_cert_rejected). */
+bool conn_tls_cert_rejected(const struct conn *c);
 
 /* The peer's address as text ("127.0.0.1", "::1"); "?" when unknown. */
 const char *conn_peer(const struct conn *c);

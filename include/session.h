@@ -72,6 +72,7 @@ struct session {
 	bool peer_loopback;
 	bool proxy_pending;		/* waiting for the PROXY header */
 	bool implicit_tls;
+	bool tls_up;			/* a TLS handshake finished */
 	struct conn *client;
 	struct upstream *up;
 	struct maildrop md;

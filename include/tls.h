@@ -86,6 +86,12 @@ bool tls_closed(const struct tls *t);
  * fail; the output may still hold an alert for the peer. */
 const char *tls_error(const struct tls *t);
 
+/* True once the handshake began (a hello was read or sent). */
+bool tls_hello_seen(const struct tls *t);
+/* True when the peer ended the handshake with an alert refusing our
+ * certificate (unknown CA, bad or expired certificate, ...). */
+bool tls_cert_rejected(const struct tls *t);
+
 /* Sends close_notify after any kept plaintext (take the output afterwards).
  * Does nothing before the handshake is done. */
 void tls_shutdown(struct tls *t);

@@ -580,6 +580,18 @@ conn_start_tls(struct conn *c, struct tls *t)
 }
 
 bool
+conn_tls_handshaking(const struct conn *c)
+{
+	return c->tls != NULL && !c->tls_done && tls_hello_seen(c->tls);
+}
+
+bool
+conn_tls_cert_rejected(const struct conn *c)
+{
+	return c->tls != NULL && tls_cert_rejected(c->tls);
+}
+
+bool
 conn_tls_active(const struct conn *c)
 {
 	return c->tls != NULL && c->tls_done;

@@ -48,6 +48,12 @@ tls_setup(const struct config *cfg, struct tls_ctx **server_r,
 			log_error("%s: [listen] cert/key: %s", cfg->path, err);
 			return -1;
 		}
+		if (cfg->listen.tls_min < 12)
+			log_warn("[listen] tls_min = 1.%d: TLS 1.0 and 1.1 are "
+				 "broken and OpenSSL's security level is "
+				 "lowered for them; allow them only for devices "
+				 "that cannot do better",
+				 cfg->listen.tls_min - 10);
 	}
 	if (cfg->upstream.tls != UPSTREAM_TLS_NONE) {
 		*client_r = tls_ctx_new_client(cfg->upstream.ca_file,

@@ -20,6 +20,10 @@ static const char *const state_names[] = {
 	[SESSION_CLOSED] = "CLOSED",
 };
 
+/* What a client that aborts the handshake most likely needs. */
+#define CERT_HINT "if the client does not trust the certificate, install " \
+	"one it trusts ([listen] cert, key) or add an exception in the client"
+
 static void process_input(struct session *s);
 static void proxy_begin(struct session *s);
 static void proxy_input(struct session *s, const char *p, size_t n);
@@ -166,11 +170,18 @@ on_client_failed(void *ctx, int status)
 {
 	struct session *s = ctx;
 
-	(void)status;
+	bool handshaking = conn_tls_handshaking(s->client);
+
 	conn_close(&s->client, 0);
 	/* The client confirmed its deletions with QUIT: finish them. */
 	if (s->wait == WAIT_UPDATE)
 		return;
+	if (handshaking) {
+		log_warn("session=%s client=%s closed the connection during the "
+			 "TLS handshake; %s", s->id, s->peer, CERT_HINT);
+		session_end(s, "client closed during the TLS handshake");
+		return;
+	}
 	session_end(s, status == UV_EOF ? "client closed" : "client error");
 }
 
@@ -181,10 +192,14 @@ on_client_tls_ready(void *ctx, const char *err)
 	char reason[160];
 
 	if (err == NULL) {
+		s->tls_up = true;
 		log_debug("session=%s TLS established", s->id);
 		return;
 	}
 	snprintf(reason, sizeof(reason), "TLS handshake failed: %.120s", err);
+	if (conn_tls_cert_rejected(s->client))
+		log_warn("session=%s client=%s refused our certificate (%s); %s",
+			 s->id, s->peer, err, CERT_HINT);
 	conn_close(&s->client, 0);
 	session_end(s, reason);
 }
@@ -475,6 +490,10 @@ session_end(struct session *s, const char *reason)
 	if (s->state == SESSION_CLOSED)
 		return;
 	ms = uv_now(srv->loop) - s->started_ms;
+	/* pop3s: what was queued before the handshake never left in a form
+	 * the client could read. */
+	if (s->implicit_tls && !s->tls_up)
+		s->bytes_out = 0;
 	log_info("session=%s end client=%s user=%s reason=\"%s\" "
 		 "retrieved=%u deleted=%u bytes_out=%llu duration_ms=%llu "
 		 "listed=%u upstream=%s:%u", s->id, s->peer,

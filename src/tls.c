@@ -42,6 +42,7 @@ struct tls {
 	SSL *ssl;
 	struct buf early;	/* plaintext waiting for the handshake */
 	bool closed;
+	bool cert_rejected;	/* the peer's alert refused our certificate */
 	const char *error;	/* NULL, a static string or errbuf */
 	char errbuf[TLS_ERR_MAX];
 };
@@ -340,6 +341,20 @@ set_error(struct tls *t, int ssl_err)
 	unsigned long e = ERR_peek_error();
 	long vr = SSL_get_verify_result(t->ssl);
 
+	if (ERR_GET_LIB(e) == ERR_LIB_SSL) {
+		switch (ERR_GET_REASON(e)) {
+		case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+		case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+		case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+		case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+		case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+		case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+			t->cert_rejected = true;
+			break;
+		default:
+			break;
+		}
+	}
 	if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
 	    ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
 	    vr != X509_V_OK) {
@@ -580,6 +595,18 @@ bool
 tls_closed(const struct tls *t)
 {
 	return t->closed;
+}
+
+bool
+tls_hello_seen(const struct tls *t)
+{
+	return !SSL_in_before(t->ssl);
+}
+
+bool
+tls_cert_rejected(const struct tls *t)
+{
+	return t->cert_rejected;
 }
 
 const char *

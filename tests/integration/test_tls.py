@@ -1088,6 +1088,34 @@ def old_tls_refused(pb, version):
          % pb.tail(off))
 
 
+def tls_min_warned(pb):
+    """tls_min below 1.2 lowers OpenSSL's security level: said at start."""
+    text = pb.log()
+    need(re.search(r"tls_min = 1\.0: TLS 1\.0 and 1\.1 are broken", text),
+         "no warning about tls_min = 1.0 at start: %s" % pb.tail(0))
+
+
+def untrusted_cert_hint(pb):
+    """A client that does not trust our certificate aborts the handshake:
+    the log says so with a hint, and the session sent nothing it could
+    read (bytes_out=0)."""
+    off = pb.log_size()
+    ctx = ssl.create_default_context()          # the system store: not our CA
+    raw = socket.create_connection((HOST, pb.sport), timeout=10)
+    try:
+        ctx.wrap_socket(raw, server_hostname="localhost")
+        need(False, "the handshake succeeded without trusting our CA")
+    except ssl.SSLError:
+        pass
+    finally:
+        raw.close()
+    ln = pb.wait_log(r"refused our certificate.*install one it trusts", off, 5)
+    need(ln is not None, "no hint about the refused certificate: %s" % pb.tail(off))
+    end = pb.wait_log(r" end client=.*TLS handshake failed", off, 5)
+    need(end is not None and " bytes_out=0 " in end,
+         "end line should say bytes_out=0: %r" % end)
+
+
 # -- reload ---------------------------------------------------------------------------------
 
 def replace_file(src, dst):
@@ -1355,6 +1383,8 @@ def cases():
 
     # ---- downstream ---------------------------------------------------------------------
     case("pop3s presents the configured certificate", pop3s_fingerprint, main, C["pop3"])
+    case("pop3s: a client that does not trust the certificate is logged with a hint, "
+         "bytes_out=0", untrusted_cert_hint, main)
     case("pop3s: a plaintext client never sees the greeting in clear and is closed",
          pop3s_plaintext_client, main)
     case("CAPA before TLS lists STLS (and USER, SASL PLAIN from loopback)",
@@ -1404,6 +1434,7 @@ def cases():
     case("tls_min = 1.0: openssl s_client -tls1_1 is served", old_tls_accepted, tls10,
          "-tls1_1", "TLSv1.1")
     case("tls_min = 1.0: TLS 1.3 still works", old_tls_accepted, tls10, "-tls1_3", "TLSv1.3")
+    case("tls_min = 1.0 is warned about at start", tls_min_warned, tls10)
     case("default tls_min (1.2): openssl s_client -tls1 is refused", old_tls_refused, main,
          "-tls1")
     case("default tls_min (1.2): openssl s_client -tls1_1 is refused", old_tls_refused, main,
