@@ -705,6 +705,53 @@ def sighup_reload():
     return probs
 
 
+def sighup_session_keeps_its_config():
+    """A session keeps the configuration it started with: on_delete = keep
+    at login, expunge after a SIGHUP; its DELE + QUIT deletes nothing, and
+    QUIT answers at once (it used to wait for the idle timeout)."""
+    pb = Popbridge("c4-keep", level="info")
+    pb.write_conf(extra="\n[maildrop]\non_delete = keep\n")
+    err = pb.start()
+    if err:
+        return ["popbridge: %s" % err]
+    probs = []
+    try:
+        before = imap_state("alice")
+        try:
+            p = login(pb, "alice")
+        except AssertionError as e:
+            return [str(e)]
+        try:
+            r = cmd(p, b"DELE 1")
+            if not is_ok(r):
+                probs.append("DELE 1 -> %s" % show(r))
+            pb.write_conf(extra="\n[maildrop]\non_delete = expunge\n")
+            off = pb.offset()
+            pb.proc.send_signal(signal.SIGHUP)
+            if pb.wait_log(off, r"configuration reloaded", 10) is None:
+                return probs + ["no 'configuration reloaded' within 10 s: %r" % pb.tail(3, off)]
+            t0 = time.time()
+            try:
+                r = cmd(p, b"QUIT")
+            except (Pop3Closed, socket.timeout, OSError) as e:
+                r = ("no answer: %s" % e).encode()
+            if not is_ok(r):
+                probs.append("QUIT after the reload -> %s (%.1f s)" % (show(r), time.time() - t0))
+        finally:
+            p.close()
+        after = imap_state("alice")
+        if after != before:
+            probs.append("the session started with on_delete = keep, yet the mailbox "
+                         "changed: %d -> %d messages" % (len(before), len(after)))
+    finally:
+        rc = pb.stop()
+        if rc != 0:
+            probs.append("exit status on SIGTERM: %s, want 0" % rc)
+    if probs:
+        probs += ["log: " + ln for ln in pb.tail(6)]
+    return probs
+
+
 # -- 5: SIGTERM -----------------------------------------------------------------------
 
 def sigterm_graceful_quit():
@@ -1029,6 +1076,8 @@ def cases():
     case("--version and --help exit 0", version_and_help)
     case("SIGHUP: info -> debug applies to new sessions; a broken file is refused, "
          "old config kept, still serving", sighup_reload)
+    case("SIGHUP: a running session keeps its configuration (on_delete = keep stays "
+         "keep; QUIT answers at once)", sighup_session_keeps_its_config)
     case("SIGTERM: new connections refused, the open session finishes, QUIT deletes, exit 0",
          sigterm_graceful_quit)
     case("SIGTERM: a session without QUIT is closed after shutdown_grace, nothing "
