@@ -419,6 +419,44 @@ Test(imap_parse, fetch_uid_and_size)
 	imap_parse_free(&p);
 }
 
+Test(imap_parse, fetch_items_without_a_value)
+{
+	struct imap_parser *p = imap_parse_new(NULL);
+	const struct imap_arg *a, *k, *v;
+	struct imap_resp r;
+	uint64_t n;
+	size_t i = 0, items = 0;
+
+	cr_assert_not_null(p);
+	/* GNU Mailutils for a partial past the end: the item, no value. */
+	parse_one(p, "* 6 FETCH (BODY[TEXT] UID 6)\r\n", &r);
+	a = imap_fetch_item(&r, "UID");
+	cr_assert_eq(imap_arg_number(a, &n), 0);
+	cr_assert_eq(n, 6);
+	while (i < r.args[0].count) {
+		i = imap_fetch_next(&r.args[0], i, &k, &v);
+		if (items++ == 0) {
+			cr_assert(imap_arg_is_body_item(k));
+			cr_assert_null(v);
+		}
+	}
+	cr_assert_eq(items, 2);
+	parse_one(p, "* 6 FETCH (UID 6 BODY[TEXT]<16384>)\r\n", &r);
+	a = imap_fetch_item(&r, "UID");
+	cr_assert_eq(imap_arg_number(a, &n), 0);
+	i = imap_fetch_next(&r.args[0], 2, &k, &v);
+	cr_assert_eq(i, 3);
+	cr_assert(imap_arg_is_body_item(k));
+	cr_assert_null(v);
+	/* Cyrus: an empty quoted string is a value. */
+	parse_one(p, "* 6 FETCH (UID 6 BODY[TEXT]<0> \"\")\r\n", &r);
+	i = imap_fetch_next(&r.args[0], 2, &k, &v);
+	cr_assert_not_null(v);
+	cr_assert_eq(v->type, IMAP_ARG_STRING);
+	cr_assert_eq(v->len, 0);
+	imap_parse_free(&p);
+}
+
 Test(imap_parse, fetch_body_literal_is_streamed)
 {
 	CHECK("* 1 FETCH (UID 7 BODY[] {28}\r\n"

@@ -118,6 +118,37 @@ Test(snapshot, exact_size_and_hidden_from_the_map)
 	cr_assert_eq(md.msgs[1].size, 103);
 }
 
+Test(snapshot, last_and_sizes_from_the_map)
+{
+	uint32_t uids[] = { 1, 2, 3, 4 };
+	struct uidmap_current cur[4];
+	struct uidmap_folder *f;
+
+	listing(cur, uids, 4);
+	apply(0, 5, 5, cur, 4, false, NULL);
+	cr_assert_eq(md.last_known, 0);
+	f = uidmap_folder(map, "INBOX", false);
+	uidmap_set_retrieved(map, uidmap_find(f, 1));
+	uidmap_set_retrieved(map, uidmap_find(f, 3));
+	uidmap_set_size(map, uidmap_find(f, 2), 42, 102);
+	uidmap_set_size(map, uidmap_find(f, 3), 43, 90);
+	reset_maildrop();
+	apply(0, 5, 5, cur, 4, false, NULL);
+	/* LAST: the highest number retrieved before. */
+	cr_assert_eq(md.last_known, 3);
+	cr_assert_eq(maildrop_last(&md), 3);
+	md.last_retrieved = 4;
+	cr_assert_eq(maildrop_last(&md), 4);
+	maildrop_reset(&md);
+	cr_assert_eq(maildrop_last(&md), 3);
+	/* 2's exact size was learned at the size the server still lists;
+	 * 3's server size moved (103, not 90): the exact one is dropped. */
+	cr_assert_eq(md.msgs[1].size, 42);
+	cr_assert_eq(md.msgs[1].listed, 102);
+	cr_assert_eq(md.msgs[2].size, 103);
+	cr_assert_eq(uidmap_find(f, 3)->flags & UIDMAP_EXACT, 0);
+}
+
 Test(snapshot, since_now_shows_only_later_mail)
 {
 	uint32_t before[] = { 1, 2 }, after[] = { 1, 2, 7 };

@@ -338,6 +338,16 @@ sample_map(void)
 			e->uidl_uid = (uint32_t)(k == 7 ? UINT32_MAX : k);
 			if (e->flags & UIDMAP_HAS_FP)
 				fp_of(e->fp, (uint32_t)(k * 100 + i));
+			/* Every version 2 field in some combination. */
+			if (k % 3 == 0)
+				e->flags |= UIDMAP_RETRIEVED;
+			if ((e->flags & UIDMAP_HAS_FP) && k % 2 == 0)
+				e->flags |= UIDMAP_OLD_FP;
+			if (k % 4 == 1) {
+				e->flags |= UIDMAP_HAS_OID;
+				fp_of(e->oid, (uint32_t)(k * 300 + i));
+			}
+			e->listed = k == 5 ? UINT64_MAX : k * 7;
 		}
 	}
 	uidmap_folder(m, "INBOX", false)->baseline_uidnext = UINT32_MAX;
@@ -370,8 +380,11 @@ assert_same(const struct uidmap *a, const struct uidmap *b)
 			cr_assert_eq(e->uidl_uid, g->uidl_uid);
 			cr_assert_eq(e->flags, g->flags);
 			cr_assert_eq(e->size, g->size);
+			cr_assert_eq(e->listed, g->listed);
 			if (e->flags & UIDMAP_HAS_FP)
 				cr_assert_arr_eq(e->fp, g->fp, UIDMAP_FP_LEN);
+			if (e->flags & UIDMAP_HAS_OID)
+				cr_assert_arr_eq(e->oid, g->oid, UIDMAP_FP_LEN);
 		}
 	}
 }
@@ -429,8 +442,10 @@ Test(uidmap, save_only_when_dirty)
 		uids[i] = f->entries[i].uid;
 	cr_assert_eq(uidmap_sync(m, f, uids, f->count), 0);
 	uidmap_set_hidden(m, &f->entries[1]);
-	uidmap_set_size(m, &f->entries[2], f->entries[2].size, 0);
-	uidmap_set_fp(m, &f->entries[4], f->entries[4].fp);
+	uidmap_set_size(m, &f->entries[2], f->entries[2].size,
+			f->entries[2].listed);
+	uidmap_set_fp(m, &f->entries[5], f->entries[5].fp);
+	uidmap_set_retrieved(m, &f->entries[3]);
 	uidmap_set_baseline(m, uidmap_folder(m, "INBOX", false), 999,
 			    UINT32_MAX);
 	cr_assert(!m->dirty);
@@ -1254,6 +1269,153 @@ Test(uidmap, perf_100k, .timeout = 60)
 	cr_assert((uint64_t)st.st_size < UIDMAP_FILE_MAX / 16);
 	free(cur);
 	free(uids);
+	uidmap_free(&m);
+}
+
+Test(uidmap, hand_written_v2)
+{
+	struct uidmap *m;
+	struct uidmap_folder *f;
+	char *s;
+
+	s = with_end("2", FOLDER_LINE "3\n"
+		     "1 7 1 120 ero 000102030405060708090a0b0c0d0e0f 118 "
+		     "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff\n"
+		     "2 7 2 50 r - 0 -\n"
+		     "3 7 3 60 - - 0 -\n", 3);
+	write_whole(path, s, strlen(s));
+	free(s);
+	m = load_ok();
+	f = uidmap_folder(m, "INBOX", false);
+	cr_assert_eq(f->count, 3);
+	cr_assert_eq(f->entries[0].flags, UIDMAP_EXACT | UIDMAP_RETRIEVED |
+		     UIDMAP_OLD_FP | UIDMAP_HAS_FP | UIDMAP_HAS_OID);
+	cr_assert_eq(f->entries[0].listed, 118);
+	cr_assert_eq(f->entries[0].oid[0], 0xf0);
+	cr_assert_eq(f->entries[1].flags, UIDMAP_RETRIEVED);
+	uidmap_free(&m);
+	/* Damage only version 2 can have. */
+	s = with_end("2", FOLDER_LINE "1\n1 7 1 120 o - 0 -\n", 1);
+	expect_corrupt(s, strlen(s));
+	free(s);
+	s = with_end("2", FOLDER_LINE "1\n1 7 1 120 - -\n", 1);
+	expect_corrupt(s, strlen(s));
+	free(s);
+	s = with_end("2", FOLDER_LINE "1\n1 7 1 120 - - 0 xyz\n", 1);
+	expect_corrupt(s, strlen(s));
+	free(s);
+	/* Version 1 knows no "r". */
+	s = with_end("1", FOLDER_LINE "1\n1 7 1 120 r -\n", 1);
+	expect_corrupt(s, strlen(s));
+	free(s);
+}
+
+Test(uidmap, version1_map_upgrades_without_changes)
+{
+	struct uidmap *m;
+	struct uidmap_folder *f;
+	char *s, *data;
+	size_t len;
+
+	s = with_end("1", FOLDER_LINE "1\n"
+		     "5 3 9 120 e 000102030405060708090a0b0c0d0e0f\n", 1);
+	write_whole(path, s, strlen(s));
+	free(s);
+	m = load_ok();
+	m->dirty = true;
+	save_ok(m);
+	uidmap_free(&m);
+	data = read_whole(path, &len);
+	cr_assert_not_null(strstr(data, "popbridge-uidmap 2\n"));
+	cr_assert_not_null(strstr(data, "\n5 3 9 120 eo "
+				  "000102030405060708090a0b0c0d0e0f 0 -\n"),
+			   "%s", data);
+	free(data);
+	m = load_ok();
+	f = uidmap_folder(m, "INBOX", false);
+	/* The UIDL identity is what it was. */
+	cr_assert_eq(f->entries[0].uidl_validity, 3);
+	cr_assert_eq(f->entries[0].uidl_uid, 9);
+	uidmap_free(&m);
+}
+
+Test(uidmap, exact_size_follows_the_server_size)
+{
+	struct uidmap *m = load_ok();
+	struct uidmap_folder *f = uidmap_folder(m, "INBOX", true);
+	uint32_t uid = 4;
+	struct uidmap_entry *e;
+
+	cr_assert_eq(uidmap_sync(m, f, &uid, 1), 0);
+	e = &f->entries[0];
+	uidmap_set_size(m, e, 234, 230);
+	m->dirty = false;
+	cr_assert(uidmap_check_size(m, e, 230));
+	cr_assert(!m->dirty);
+	cr_assert_eq(e->size, 234);
+	/* An mbox server rewrote the headers: the server's size moved. */
+	cr_assert(!uidmap_check_size(m, e, 232));
+	cr_assert(m->dirty);
+	cr_assert_eq(e->size, 232);
+	cr_assert_eq(e->flags & UIDMAP_EXACT, 0);
+	/* Learned by version 1 (no server size): adopted once. */
+	uidmap_set_size(m, e, 300, 0);
+	m->dirty = false;
+	cr_assert(uidmap_check_size(m, e, 296));
+	cr_assert(m->dirty);
+	cr_assert_eq(e->listed, 296);
+	cr_assert(!uidmap_check_size(m, e, 297));
+	uidmap_free(&m);
+}
+
+Test(uidmap, rematch_by_server_id_then_fingerprints)
+{
+	struct uidmap *m = load_ok();
+	struct uidmap_folder *f = uidmap_folder(m, "INBOX", true);
+	uint32_t uids[] = { 1, 2, 3, 4 };
+	struct uidmap_current cur[4];
+	const uint8_t fp = UIDMAP_HAS_FP;
+	size_t matched;
+	struct uidmap_entry *e;
+
+	f->uidvalidity = 100;
+	cr_assert_eq(uidmap_sync(m, f, uids, 4), 0);
+	/* 1: known by its EMAILID (and a fingerprint the rebuild changed);
+	 * 2: a version 1 fingerprint; 3: a new one; 4: a version 1
+	 * fingerprint that only a new-style hash would give. */
+	set_old(&f->entries[0], 21, 1000, fp | UIDMAP_HAS_OID |
+		UIDMAP_RETRIEVED | UIDMAP_EXACT);
+	f->entries[0].listed = 990;
+	fp_of(f->entries[0].oid, 900);
+	set_old(&f->entries[1], 22, 2000, fp | UIDMAP_OLD_FP);
+	set_old(&f->entries[2], 23, 3000, fp);
+	set_old(&f->entries[3], 24, 4000, fp | UIDMAP_OLD_FP);
+	cur[0] = current(11, 99, 995);
+	cur[0].has_oid = true;
+	fp_of(cur[0].oid, 900);
+	cur[1] = current(12, 55, 2000);
+	fp_of(cur[1].old_fp, 22);
+	cur[2] = current(13, 23, 3000);
+	fp_of(cur[2].old_fp, 77);
+	cur[3] = current(14, 24, 4000);		/* new-style equals old seed */
+	fp_of(cur[3].old_fp, 78);
+	cr_assert_eq(uidmap_rematch(m, f, 200, cur, 4, &matched), 0);
+	cr_assert_eq(matched, 3);
+	e = f->entries;
+	cr_assert_eq(e[0].uidl_uid, 501);
+	cr_assert(e[0].flags & UIDMAP_RETRIEVED);
+	/* The server's size changed: the exact size no longer holds. */
+	cr_assert_eq(e[0].flags & UIDMAP_EXACT, 0);
+	cr_assert_eq(e[0].size, 995);
+	/* It takes the current fingerprint, new style. */
+	cr_assert_arr_eq(e[0].fp, cur[0].fp, UIDMAP_FP_LEN);
+	cr_assert_eq(e[1].uidl_uid, 502);
+	cr_assert_eq(e[1].flags & UIDMAP_OLD_FP, 0);
+	cr_assert_arr_eq(e[1].fp, cur[1].fp, UIDMAP_FP_LEN);
+	cr_assert_eq(e[2].uidl_uid, 503);
+	/* An old-style fingerprint is compared with old-style hashes only. */
+	cr_assert_eq(e[3].uidl_validity, 200);
+	cr_assert_eq(e[3].uidl_uid, 14);
 	uidmap_free(&m);
 }
 
