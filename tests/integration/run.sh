@@ -14,7 +14,7 @@
 # Environment:
 #   POPBRIDGE     the binary under test (required for the default target)
 #   KEEP_TMP=1    keep the temporary directory (logs, configs, mail) at the end
-#   ONLY="pop3 clients delete concurrency upstream"
+#   ONLY="pop3 clients delete concurrency neomutt upstream"
 #                 run only these groups (default: all)
 #   POP3_TARGET   harness validation only:
 #                 "dovecot"   run the cases against Dovecot's own POP3 server
@@ -39,7 +39,7 @@ LIB=$ROOT/tests/lib
 . "$LIB/dovecot.sh"
 
 TARGET=${POP3_TARGET:-popbridge}
-ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy daemon upstream}
+ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy daemon neomutt upstream}
 export PYTHONDONTWRITEBYTECODE=1
 export PYTHONUNBUFFERED=1
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-240}
@@ -251,6 +251,9 @@ want hostile && run_py hostile test_hostile.py
 want proxy && run_py proxy test_proxy.py
 # The daemon: root and [process] user, --check-config, SIGHUP, SIGTERM.
 want daemon && run_py daemon test_daemon.py
+# Real NeoMutt (under tmux) with pop_last = yes: LAST, its own Dovecot and
+# popbridge; fetching twice downloads nothing the second time.
+want neomutt && run_py neomutt test_neomutt.py
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the

@@ -9,8 +9,13 @@ Starts the peer on a free 127.0.0.1 port and one popbridge in front of it
 POP3 session, assertions on the client's replies and on what popbridge
 sent upstream (no UID STORE / EXPUNGE / MOVE / COPY unless the case is
 about QUIT), and a normal session through the well-behaved peer to show
-popbridge still serves. At the end: popbridge exits 0 on SIGTERM and its
-log holds no sanitizer report and no secret.
+popbridge still serves. popbridge also listens for pop3s with a
+certificate from a throw-away test CA (tests/lib/testca.py): the
+zero-length body cases run on both a plain and a TLS session. A case
+that kills popbridge fails, and popbridge is started again (same state
+directory, log appended) so that the cases after it still say something
+of their own. At the end: popbridge exits 0 on SIGTERM and its log holds
+no sanitizer report and no secret.
 
 Output as in run.sh: "ok - NAME" / "not ok - NAME" plus indented
 diagnostics, and a last line "N passed, M failed"; exit status 1 when
@@ -25,6 +30,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -37,7 +43,8 @@ sys.path.insert(0, HERE)
 from common import Report, first_diff  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
-from imapfault import CAPS_FULL, Fault, FaultPeer  # noqa: E402
+import testca  # noqa: E402
+from imapfault import CAPS_FULL, Fault, FaultPeer, _msg  # noqa: E402
 from pbtest import HOST, REPLY_WAIT, cmd, free_port, read_line, show  # noqa: E402
 from pop3wire import Pop3, Pop3Closed  # noqa: E402
 
@@ -55,8 +62,11 @@ R = Report(max_lines=24)
 PEER = None
 PB = None           # the popbridge process
 PB_PORT = 0
+PB_SPORT = 0        # pop3s
 PB_LOG = ""
 TMP = ""
+CA = None           # testca.TestCA; CERT: popbridge's pop3s certificate
+CERT = None
 
 MSGS = None         # [(uid, bytes)] of the scripted mailbox
 EXP = None          # [(retr bytes, list size)] per POP3 message number
@@ -68,16 +78,21 @@ def caps_without(*names):
 
 # -- popbridge --------------------------------------------------------------------
 
-def start_popbridge(imap_port):
-    global PB, PB_PORT, PB_LOG
+def start_popbridge(imap_port, append=False):
+    """popbridge in front of the peer (plain POP3 and pop3s); append: a
+    restart after a crash, the log goes on."""
+    global PB, PB_PORT, PB_SPORT, PB_LOG
     PB_PORT = free_port()
+    PB_SPORT = free_port((PB_PORT,))
     state = os.path.join(TMP, "state")
     os.makedirs(state, exist_ok=True)
     conf = os.path.join(TMP, "faults.ini")
     with open(conf, "w") as f:
         f.write("""[listen]
 pop3 = 127.0.0.1:%d
-pop3s =
+pop3s = 127.0.0.1:%d
+cert = %s
+key = %s
 
 [upstream]
 host = 127.0.0.1
@@ -95,9 +110,9 @@ shutdown_grace = 5
 
 [log]
 level = debug
-""" % (PB_PORT, imap_port, UPSTREAM_TIMEOUT, state))
+""" % (PB_PORT, PB_SPORT, CERT.chain, CERT.key, imap_port, UPSTREAM_TIMEOUT, state))
     PB_LOG = os.path.join(TMP, "popbridge-faults.log")
-    PB = pbtest.spawn(POPBRIDGE, conf, PB_LOG)
+    PB = pbtest.spawn(POPBRIDGE, conf, PB_LOG, append=append)
     why = pbtest.wait_greeting(PB, PB_PORT)
     if why == "exited":
         return "popbridge exited with status %s" % PB.returncode
@@ -126,6 +141,23 @@ def log_lines(offset, limit=6):
 
 def pop3():
     return Pop3(HOST, PB_PORT, timeout=REPLY_WAIT)
+
+
+class Pop3s(Pop3):
+    """pop3wire.Pop3 over implicit TLS (RFC 8314), checked against the
+    test CA."""
+
+    def __init__(self, port, timeout=REPLY_WAIT):
+        raw = socket.create_connection((HOST, port), timeout=timeout)
+        ctx = ssl.create_default_context(cafile=CA.cert)
+        self.sock = ctx.wrap_socket(raw, server_hostname=HOST)
+        self.buf = b""
+        self.greeting = self.line()
+
+
+def connect(transport):
+    """A fresh POP3 session: transport "pop3" (plain) or "pop3s" (TLS)."""
+    return pop3() if transport == "pop3" else Pop3s(PB_SPORT)
 
 
 def is_temp(r):
@@ -214,6 +246,8 @@ def drain(p, secs, stop_at_end=False):
     deadline = time.time() + secs
     try:
         while time.time() < deadline and len(got) < 8 << 20:
+            if stop_at_end and terminator_at(got) >= 0:
+                break           # already buffered with the status line
             chunk = p.sock.recv(65536)
             if not chunk:
                 return got, True
@@ -340,6 +374,11 @@ def case(name, body, plan=(), good=True, expect_fired=True, **peer_opts):
         if PB.poll() is not None:
             probs.append("popbridge died (status %s); log: %s"
                          % (PB.returncode, log_lines(off, 10)))
+            # The cases after this one must not all fail for it.
+            PEER.reset()
+            err = start_popbridge(PEER.port, append=True)
+            probs.append("popbridge restarted for the next cases" if err is None
+                         else "popbridge does not start again: %s" % err)
         return probs
 
     R.case(name, run)
@@ -780,6 +819,218 @@ def ahead_waits():
     return probs + no_mutations("in a read-only session")
 
 
+# -- zero-length bodies ------------------------------------------------------------
+#
+# A body item can come back empty in four forms (imapfault's "zero" action):
+# "" (quoted), {0} (literal), NIL, and the item name with no value at all
+# (GNU Mailutils: "* 1 FETCH (UID 1 BODY[TEXT])"). Each is tried in every
+# place a body can be: RETR (BODY[]), RETR of a message read ahead, TOP n 0
+# (BODY[HEADER]), TOP n 3 (BODY[HEADER], then the partial BODY[TEXT]<0.N>)
+# and a partial past the end of the text (TOP of a message whose text is
+# exactly SESSION_TOP_CHUNK_MIN = 16,384 octets: the next partial asked for,
+# BODY[TEXT]<16384.N>, is empty). Each on a plain and on a pop3s session.
+#
+# The right answers:
+#  - "", {0}, no value: the part is empty. RETR of a 0-octet message is
+#    +OK and the empty message (the "." line alone), LIST says 0 before and
+#    after; TOP with an empty text or past its end is +OK, the header block
+#    byte-exact (its blank line included), and "." - exactly as if the text
+#    had ended there.
+#  - NIL for BODY[] or BODY[HEADER] is Dovecot's answer for a message that
+#    another client expunged: -ERR ... no longer on the server, nothing
+#    sent after a +OK, and the session goes on. NIL for a partial TEXT is
+#    the end of the text, like the empty forms.
+# After the answer the same session retrieves another message byte-exact
+# and QUITs (+OK, nothing changed upstream); then a new session on the same
+# transport logs in and retrieves, and the case runner's normal session
+# shows popbridge still serves.
+#
+# popbridge may, knowing RFC822.SIZE, not ask for a part that starts at or
+# past the end of the text at all (TOP 3 3 and TOP 4 3 below): the answer
+# must be right either way, so those cases do not insist that the fault
+# fires.
+
+TOP_CHUNK = 16 * 1024       # include/session.h SESSION_TOP_CHUNK_MIN
+ZTEXT = ([b"." + b"y" * 8189, b"z" * 8190])     # 2 lines, 16,384 octets with CRLFs
+ZERO_LABEL = {"quoted": '""', "literal": "{0}", "nil": "NIL", "missing": "no value"}
+# where: (what the client sends, fault key, nth, what is asked, message number)
+ZERO_WHERE = {
+    "retr": (b"RETR 2", "FETCH_BODY", 1, "RETR 2: BODY[] of a 0-octet message", 2),
+    "ahead": (b"RETR 2", "FETCH_BODY", 2,
+              "RETR 1 then RETR 2: BODY[] of a 0-octet message read ahead", 2),
+    "header": (b"TOP 2 0", "FETCH_HEADER", 1,
+               "TOP 2 0: BODY[HEADER] of a 0-octet message", 2),
+    "text": (b"TOP 3 3", "FETCH_TEXT", 1,
+             "TOP 3 3: BODY[TEXT]<0.N> of a header-only message", 3),
+    "past": (b"TOP 4 3", "FETCH_TEXT", 2,
+             "TOP 4 3: BODY[TEXT]<16384.N> past the end of a 16,384-octet text", 4),
+}
+ZBOX = None         # [(uid, bytes)]
+ZEXP = None         # [(retr bytes, list size)]
+
+
+def zero_mailbox():
+    """1 a plain message, 2 a 0-octet message, 3 a header-only message
+    (header block and its blank line, no text), 4 a message whose text is
+    exactly 16,384 octets in 2 lines (the first starting with a dot), 5 a
+    plain message. UIDs that the other cases' mailbox does not use, so
+    that the UID map never sees two contents under one UID."""
+    global ZBOX, ZEXP
+    if ZBOX is None:
+        ZBOX = [
+            (3, MSGS[0][1]),
+            (20, b""),
+            (21, _msg(6, b"header only", [])),
+            (22, _msg(7, b"text of exactly 16384 octets", ZTEXT)),
+            (30, _msg(8, b"after the empty ones", [b"still here", b".", b"end"])),
+        ]
+        text = ZBOX[3][1][ZBOX[3][1].find(b"\r\n\r\n") + 4:]
+        assert len(text) == TOP_CHUNK, len(text)
+        assert ZBOX[2][1].endswith(b"\r\n\r\n")
+        ZEXP = [imapfetch.pop3_expected(d) for _, d in ZBOX]
+    return ZBOX
+
+
+def zero_want(where):
+    """The un-stuffed body the command must deliver (None: -ERR)."""
+    n = ZERO_WHERE[where][4]
+    data = ZBOX[n - 1][1]
+    if where in ("retr", "ahead"):
+        return ZEXP[n - 1][0]
+    i = data.find(b"\r\n\r\n")
+    header, text = (data, b"") if i < 0 else (data[:i + 4], data[i + 4:])
+    lines = int(ZERO_WHERE[where][0].split()[2])
+    return imapfetch.pop3_top(header, text, lines)
+
+
+def zero_read(p, what, want):
+    """Reads a multi-line answer that must be exactly dotstuff(want)."""
+    wire = imapfetch.dotstuff(want)
+    got, closed = drain(p, UPSTREAM_TIMEOUT + 6, stop_at_end=True)
+    j = terminator_at(got)
+    if j < 0:
+        how = "closed the connection" if closed else "sent nothing more for %ds" % (
+            UPSTREAM_TIMEOUT + 6)
+        return ["%s -> +OK, then popbridge %s after %d octets without the final "
+                "'.' (want %d octets: %s)" % (what, how, len(got), len(wire),
+                                             show(wire[-60:]))]
+    if got != wire:
+        return ["%s: the answer is not byte-exact (%d octets, want %d): %s"
+                % (what, len(got), len(wire), first_diff(got, wire))]
+    return []
+
+
+def zero_retr_ok(p, n, what):
+    r = cmd(p, b"RETR %d" % n)
+    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        return ["%s -> %s" % (what, show(r))]
+    return zero_read(p, what, ZEXP[n - 1][0])
+
+
+def zero_list(p, n, when):
+    r = cmd(p, b"LIST %d" % n)
+    want = b"+OK %d %d\r\n" % (n, ZEXP[n - 1][1])
+    if r != want:
+        return ["LIST %d %s -> %s, want %r" % (n, when, show(r), want)]
+    return []
+
+
+def zero_session(transport):
+    """A logged-in session on transport whose STAT matches the mailbox."""
+    p = connect(transport)
+    r = login(p)
+    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        p.close()
+        raise AssertionError("%s login -> %s" % (transport, show(r)))
+    r = cmd(p, b"STAT")
+    want = b"+OK %d %d\r\n" % (len(ZEXP), sum(s for _, s in ZEXP))
+    if r != want:
+        p.close()
+        raise AssertionError("%s STAT -> %s, want %r" % (transport, show(r), want))
+    return p
+
+
+def zero_case(transport, where, form):
+    def body():
+        zero_mailbox()
+        send, key, nth, _, n = ZERO_WHERE[where]
+        gone = form == "nil" and key != "FETCH_TEXT"
+        p = zero_session(transport)
+        probs = []
+        try:
+            if where == "ahead":
+                probs += zero_retr_ok(p, 1, "RETR 1 (before the message read ahead)")
+            if where in ("retr", "ahead"):
+                probs += zero_list(p, n, "before RETR")
+            what = send.decode()
+            r = cmd(p, send, timeout=UPSTREAM_TIMEOUT + 6)
+            if gone:
+                if not (isinstance(r, bytes) and r.startswith(b"-ERR")
+                        and b"no longer on the server" in r):
+                    probs.append("%s -> %s, want -ERR ... no longer on the server "
+                                 "(NIL: the message was expunged)" % (what, show(r)))
+                    if isinstance(r, bytes) and r.startswith(b"+OK"):
+                        drain(p, 2, stop_at_end=True)
+            elif not (isinstance(r, bytes) and r.startswith(b"+OK")):
+                probs.append("%s -> %s, want +OK and %s" % (
+                    what, show(r), "the empty message" if key == "FETCH_BODY"
+                    else "the header block"))
+            else:
+                probs += zero_read(p, what, zero_want(where))
+            if probs and (r is None or PB.poll() is not None):
+                return probs + ["(the session is gone: nothing more to check in it)"]
+            if where in ("retr", "ahead") and not gone:
+                probs += zero_list(p, n, "after RETR")
+            # The session goes on: another message, whole, then QUIT.
+            probs += zero_retr_ok(p, 5, "RETR 5 after %s" % what)
+            r = cmd(p, b"QUIT")
+            if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+                probs.append("QUIT -> %s" % show(r))
+        except (Pop3Closed, socket.timeout, OSError) as e:
+            probs.append("%s: %s" % (type(e).__name__, e))
+        finally:
+            p.close()
+        if key == "FETCH_TEXT":
+            asked = [c for c in PEER.commands("FETCH_TEXT")]
+            fired = bool(PEER.fired())
+            if not fired:
+                pbtest.note("%s: popbridge did not ask for the empty part (%s)"
+                            % (what, "; ".join(c.text for c in asked) or "no FETCH_TEXT"))
+        probs += no_mutations("in a read-only session")
+        if PB.poll() is None and not probs:
+            # The next client on the same transport.
+            try:
+                q = zero_session(transport)
+                probs += ["next %s session: " % transport + x
+                          for x in zero_retr_ok(q, 4, "RETR 4")]
+                cmd(q, b"QUIT")
+                q.close()
+            except (AssertionError, Pop3Closed, socket.timeout, OSError) as e:
+                probs.append("next %s session: %s: %s" % (transport, type(e).__name__, e))
+        return probs
+    return body
+
+
+def zero_cases():
+    for transport in ("pop3", "pop3s"):
+        for where in ("retr", "ahead", "header", "text", "past"):
+            send, key, nth, desc, _ = ZERO_WHERE[where]
+            for form in ("quoted", "literal", "nil", "missing"):
+                gone = form == "nil" and key != "FETCH_TEXT"
+                if gone:
+                    want = "-ERR no longer on the server, session goes on"
+                elif key == "FETCH_BODY":
+                    want = "+OK, the empty message, LIST 0"
+                else:
+                    want = "+OK, the header byte-exact, end of text"
+                case("zero-length body %s, %s, %s -> %s" % (
+                     ZERO_LABEL[form], desc, transport, want),
+                     zero_case(transport, where, form),
+                     [Fault(key, "zero", nth=nth, form=form)],
+                     messages=zero_mailbox(),
+                     expect_fired=key != "FETCH_TEXT")
+
+
 # -- the cases -------------------------------------------------------------------------
 
 def cases():
@@ -973,6 +1224,8 @@ def cases():
          ahead_then(lambda p: want_temp("TOP 2 0", cmd(p, b"TOP 2 0", timeout=UPSTREAM_TIMEOUT + 8))
                     + quit_after_fault(p)),
          [Fault("FETCH_BODY", "drop", nth=2)])
+    # Zero-length bodies in every form and place, plain and TLS.
+    zero_cases()
     # Last: flag-only deletions leave the POP3 view for good (the UID map
     # hides them), which would renumber every later case's maildrop.
     case("no UIDPLUS, no MOVE: QUIT only flags \\Deleted, no EXPUNGE of any kind",
@@ -1040,11 +1293,15 @@ def main():
     print("# imapfault peer on 127.0.0.1:%d; scratch %s" % (PEER.port, TMP), flush=True)
 
     def body():
+        global CA, CERT
+        CA = testca.TestCA(os.path.join(TMP, "pki"))
+        CERT = CA.issue("pop3s", cn="popbridge-faults", san="IP:127.0.0.1,DNS:localhost")
         err = start_popbridge(PEER.port)
         if err:
             R.fail("popbridge starts in front of the fault peer", [err] + log_lines(0, 10))
         else:
-            print("# popbridge (%s) on 127.0.0.1:%d" % (POPBRIDGE, PB_PORT), flush=True)
+            print("# popbridge (%s) on 127.0.0.1:%d, pop3s %d" % (POPBRIDGE, PB_PORT,
+                                                                PB_SPORT), flush=True)
             cases()
             finish()
 

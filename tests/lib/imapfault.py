@@ -58,6 +58,14 @@ Fault actions (Fault(on, action, nth=1, **opts)); the Nth occurrence of
                       prefix=b"FLAGS (\\Seen) " (items before UID),
                       uid_after=True (UID after the literal), suffix=
                       b" FLAGS (\\Seen)" (items after the literal)
+    zero              FETCH_*: the item asked for with a zero-length
+                      value in one of the forms servers use (opts: form=):
+                      "quoted" BODY[] "", "literal" BODY[] {0}, "nil"
+                      BODY[] NIL (Dovecot, for a message expunged by
+                      another client), "missing" BODY[] with no value at
+                      all (GNU Mailutils: "* 1 FETCH (UID 1 BODY[TEXT])");
+                      the item name is the one the request implies
+                      (BODY[TEXT]<16384> for a partial), then the tagged OK
 An interleaved "* n EXPUNGE" really removes message n (as if another
 client had expunged it), so later answers stay consistent.
 """
@@ -82,6 +90,10 @@ MAX_LINE = 64 * 1024        # longest command line accepted
 MAX_LITERAL = 1 << 20       # longest literal accepted from the client
 IDLE_LIMIT = 120.0          # a connection idle this long is closed anyway
 UIDVALIDITY = 1700000001
+
+# The zero-length forms of a FETCH body item's value (the "zero" action):
+# None means the item name with no value after it.
+ZERO_FORMS = {"quoted": b'""', "literal": b"{0}\r\n", "nil": b"NIL", "missing": None}
 
 
 # -- the mailbox ----------------------------------------------------------------
@@ -518,7 +530,7 @@ class Connection(threading.Thread):
                 if c in extra:
                     self.expunge_effect(c)
             self.emit([], tagged, after)
-        elif a in ("drop_mid_literal", "literal_size", "wrong_uid", "reshape"):
+        elif a in ("drop_mid_literal", "literal_size", "wrong_uid", "reshape", "zero"):
             self.body_fault(cmd, f)
         elif a == "raw":
             self.send(f.opts["data"])
@@ -750,6 +762,14 @@ class Connection(threading.Thread):
             if f.opts.get("then_right"):
                 self.send(self.fetch_chunk(cmd.key, seq, m, cmd))
             self.send(ok)
+            return
+        if a == "zero":
+            form = f.opts.get("form", "literal")
+            if form not in ZERO_FORMS:
+                raise ValueError("zero: form must be one of %s" % ", ".join(ZERO_FORMS))
+            value = ZERO_FORMS[form]
+            self.send(b"* %d FETCH (UID %d %s%s)\r\n" % (
+                seq, m.uid, item, b" " + value if value is not None else b"") + ok)
             return
         if a == "reshape":
             pre = _b(f.opts.get("prefix", b""))
