@@ -38,13 +38,17 @@ all: build/popbridge
 # V=1 shows the full commands.
 Q := $(if $(V),,@)
 
-build/obj/%.o: src/%.c $(wildcard include/*.h) | build/obj
-	@echo "  CC      $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+# -MMD -MP: each object's .d file names the headers it includes, so a
+# header change rebuilds only what uses it.
+DEPFLAGS := -MMD -MP
 
-build/asan/obj/%.o: src/%.c $(wildcard include/*.h) | build/asan/obj
+build/obj/%.o: src/%.c | build/obj
 	@echo "  CC      $@"
-	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+build/asan/obj/%.o: src/%.c | build/asan/obj
+	@echo "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) $(DEPFLAGS) -c -o $@ $<
 
 build/popbridge: $(OBJS)
 	@echo "  LD      $@"
@@ -54,9 +58,9 @@ build/asan/popbridge: $(SANOBJS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
-build/asan/test_%: tests/unit/test_%.c $(SANLIB) $(wildcard include/*.h) | build/asan/obj
+build/asan/test_%: tests/unit/test_%.c $(SANLIB) | build/asan/obj
 	@echo "  TEST    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $< $(SANLIB) $(PKG_LIBS) -lcriterion $(LDFLAGS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) $(DEPFLAGS) -o $@ $< $(SANLIB) $(PKG_LIBS) -lcriterion $(LDFLAGS)
 
 # The dot-stuffer's narrower scanners, which a machine with wider vectors
 # never runs otherwise (the SSE2 one only on short tails), held to the same
@@ -64,13 +68,15 @@ build/asan/test_%: tests/unit/test_%.c $(SANLIB) $(wildcard include/*.h) | build
 build/asan/test_dotstuff_avx2: DS_FLAGS := -DDOTSTUFF_NO_AVX512
 build/asan/test_dotstuff_sse2: DS_FLAGS := -DDOTSTUFF_NO_AVX2
 build/asan/test_dotstuff_scalar: DS_FLAGS := -DDOTSTUFF_NO_SIMD
-$(DS_VARIANTS): tests/unit/test_dotstuff.c src/dotstuff.c $(SANLIB) $(wildcard include/*.h) | build/asan/obj
+$(DS_VARIANTS): tests/unit/test_dotstuff.c src/dotstuff.c $(SANLIB) | build/asan/obj
 	@echo "  TEST    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) $(DS_FLAGS) -o $@ $< src/dotstuff.c \
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) $(DS_FLAGS) $(DEPFLAGS) -o $@ $< src/dotstuff.c \
 		$(filter-out build/asan/obj/dotstuff.o,$(SANLIB)) $(PKG_LIBS) -lcriterion $(LDFLAGS)
 
 build/obj build/asan/obj:
 	mkdir -p $@
+
+-include $(wildcard build/obj/*.d build/asan/obj/*.d build/asan/*.d)
 
 asan: build/asan/popbridge $(SANTESTS)
 
