@@ -35,7 +35,8 @@
  * and the POP3 client reaches popbridge through a second listener of the
  * harness, whose accept hands the connection to session_start as
  * listener.c does. The UID maps go to a private directory (under $TMPDIR,
- * else /dev/shm, else /tmp) emptied after every input and removed at exit.
+ * else /dev/shm, else /tmp: popbridge-fuzz.PID.XXXXXX) emptied after every
+ * input and removed at exit, or by a later run after a crash.
  * After each input every session has ended and every libuv handle
  * popbridge opened has closed; one left behind aborts with a list.
  *
@@ -63,6 +64,7 @@
 #include "fuzz_common.h"
 
 #define SEP "~~~\n"
+#define DIR_PREFIX "popbridge-fuzz."
 #define SEP_LEN (sizeof(SEP) - 1)
 #define N_VARIANTS 64		/* configurations: flags bits 0-5 */
 /* Loop turns per input before the harness gives up waiting and tears
@@ -556,6 +558,33 @@ at_exit(void)
 		config_free(&h.cfg[i]);
 }
 
+/* A crash leaves its process's directory behind (libFuzzer exits without
+ * atexit handlers): the next run removes those of processes gone. */
+static void
+remove_stale_dirs(const char *base)
+{
+	char path[512];
+	struct dirent *e;
+	long pid;
+	char *end;
+	DIR *d = opendir(base);
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, DIR_PREFIX, strlen(DIR_PREFIX)) != 0)
+			continue;
+		pid = strtol(e->d_name + strlen(DIR_PREFIX), &end, 10);
+		if (pid <= 0 || *end != '.' ||
+		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", base, e->d_name);
+		remove_dir_contents(path);
+		(void)rmdir(path);
+	}
+	closedir(d);
+}
+
 static void
 make_dir(void)
 {
@@ -566,8 +595,9 @@ make_dir(void)
 		if (bases[i] == NULL || bases[i][0] == '\0' ||
 		    strlen(bases[i]) > 128 || access(bases[i], W_OK) < 0)
 			continue;
-		snprintf(h.dir, sizeof(h.dir), "%s/popbridge-fuzz.XXXXXX",
-			 bases[i]);
+		remove_stale_dirs(bases[i]);
+		snprintf(h.dir, sizeof(h.dir), "%s/" DIR_PREFIX "%ld.XXXXXX",
+			 bases[i], (long)getpid());
 		if (mkdtemp(h.dir) != NULL)
 			return;
 	}
