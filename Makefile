@@ -124,7 +124,7 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-fno-omit-frame-pointer -g -O1 $(CSTD) $(WARN) -Iinclude
-FUZZ_TARGETS := fuzz_pop3_parse fuzz_imap_parse fuzz_config
+FUZZ_TARGETS := fuzz_pop3_parse fuzz_imap_parse fuzz_config fuzz_session
 
 .PHONY: fuzz fuzz-build
 # Each target links only the sources it fuzzes (buf.c wipes with OpenSSL).
@@ -134,6 +134,9 @@ build/fuzz/fuzz_imap_parse: src/imap_parse.c src/buf.c
 build/fuzz/fuzz_imap_parse: FUZZ_LIBS := -lcrypto
 build/fuzz/fuzz_config: src/config.c src/buf.c
 build/fuzz/fuzz_config: FUZZ_LIBS := -linih -lcrypto
+# The whole daemon but main.c, driven over loopback sockets.
+build/fuzz/fuzz_session: $(LIBSRCS)
+build/fuzz/fuzz_session: FUZZ_LIBS = $(PKG_LIBS)
 build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(wildcard include/*.h)
 	@mkdir -p build/fuzz
 	@echo "  FUZZ    $@"

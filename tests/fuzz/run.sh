@@ -5,18 +5,19 @@
 # crashes, leaks, hangs or breaks an invariant; the input that did it is in
 # build/fuzz/artifacts-TARGET/.
 #
-#   sh tests/fuzz/run.sh [TARGET...]      (default: all three)
+#   sh tests/fuzz/run.sh [TARGET...]      (default: all four)
 set -u
 seconds=${FUZZ_SECONDS:-60}
 dir=build/fuzz
 here=tests/fuzz
-[ $# -gt 0 ] || set -- fuzz_pop3_parse fuzz_imap_parse fuzz_config
+[ $# -gt 0 ] || set -- fuzz_pop3_parse fuzz_imap_parse fuzz_config fuzz_session
 failed=""
 for t in "$@"; do
 	case $t in
 	fuzz_pop3_parse) max_len=4096 ;;
 	fuzz_imap_parse) max_len=65536 ;;
 	fuzz_config) max_len=8192 ;;
+	fuzz_session) max_len=65536 ;;
 	*) echo "fuzz: unknown target $t" >&2; exit 2 ;;
 	esac
 	corpus=$dir/corpus-$t
