@@ -665,7 +665,13 @@ on_body_end(void *ctx)
 static void
 fetch_value(struct upstream *u, const struct imap_arg *v)
 {
-	if (v == NULL || v->type == IMAP_ARG_NIL) {
+	if (v == NULL) {
+		/* The item named with no value: the server knows the message
+		 * and has no octets of it to give. */
+		u->got_body = true;
+		return;
+	}
+	if (v->type == IMAP_ARG_NIL) {
 		/* Past the end of the text: nothing more. NIL for a whole
 		 * message or its header is how Dovecot answers for a message
 		 * expunged by someone else: not ours to send. */
