@@ -32,7 +32,8 @@
  * server's size the exact size was learned against (0: unknown), and the
  * server's own identity (EMAILID or X-GM-MSGID) as 32 hex digits of its
  * SHA-256, or "-". Version 1 files (no last two fields, fingerprints over
- * every header line) are read as well: their fingerprints get "o".
+ * every header line) are read as well: their fingerprints get "o", and an
+ * exact size (learned only from a whole RETR) also means "r".
  * Entries follow their folder in ascending UID order.
  * Folder names are quoted; bytes outside 0x21-0x7e, '"' and '%' are
  * written as %XX. The end line holds the total entry count and a checksum,
@@ -456,9 +457,12 @@ entry(struct rd *r, uint64_t version, struct uidmap_entry *e)
 	    lit(r, " ", "space expected") < 0 || fingerprint(r, e) < 0)
 		return -1;
 	if (version == 1) {
-		/* Version 1 hashed every header line. */
+		/* Version 1 hashed every header line, and learned an exact
+		 * size only from a whole RETR. */
 		if (e->flags & UIDMAP_HAS_FP)
 			e->flags |= UIDMAP_OLD_FP;
+		if (e->flags & UIDMAP_EXACT)
+			e->flags |= UIDMAP_RETRIEVED;
 		return 0;
 	}
 	if ((e->flags & UIDMAP_OLD_FP) && !(e->flags & UIDMAP_HAS_FP))

@@ -604,7 +604,7 @@ Test(uidmap, hand_written)
 	cr_assert_eq(f->entries[0].size, UINT64_MAX);
 	/* Version 1 fingerprints hashed every header line. */
 	cr_assert_eq(f->entries[0].flags, UIDMAP_HIDDEN | UIDMAP_EXACT |
-		     UIDMAP_HAS_FP | UIDMAP_OLD_FP);
+		     UIDMAP_HAS_FP | UIDMAP_OLD_FP | UIDMAP_RETRIEVED);
 	cr_assert_eq(f->entries[0].listed, 0);
 	cr_assert_eq(f->entries[0].fp[15], 15);
 	cr_assert_eq(f->entries[1].uid, UINT32_MAX);
@@ -1327,7 +1327,7 @@ Test(uidmap, version1_map_upgrades_without_changes)
 	uidmap_free(&m);
 	data = read_whole(path, &len);
 	cr_assert_not_null(strstr(data, "popbridge-uidmap 2\n"));
-	cr_assert_not_null(strstr(data, "\n5 3 9 120 eo "
+	cr_assert_not_null(strstr(data, "\n5 3 9 120 ero "
 				  "000102030405060708090a0b0c0d0e0f 0 -\n"),
 			   "%s", data);
 	free(data);
