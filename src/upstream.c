@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "imap_string.h"
 #include "log.h"
+#include "quit_plan.h"
 #include "snapshot.h"
 
 /* A UID set per STORE/EXPUNGE stays below this, well inside any server's
@@ -89,7 +90,7 @@ struct upstream {
 	char *chunk_cmds[UPSTREAM_CHUNK_CMDS];
 	size_t chunk_n, chunk_next;
 	bool upd_failed;
-	bool flagged_only;		/* expunge fell back to \Deleted only */
+	bool hide_deleted;		/* a plan left deleted messages upstream */
 };
 
 static void update_next(struct upstream *u);
@@ -907,23 +908,6 @@ chunk_clear(struct upstream *u)
 	u->chunk_n = u->chunk_next = 0;
 }
 
-/* Queues "verb SET suffix" for the chunk being planned. */
-static int
-chunk_add(struct upstream *u, const char *verb, const struct buf *set,
-	  const char *suffix)
-{
-	struct buf cmd;
-
-	buf_init(&cmd, IMAP_CMD_MAX);
-	if (buf_appendf(&cmd, "%s %.*s%s", verb, (int)set->len, set->data,
-			suffix) < 0) {
-		buf_free(&cmd);
-		return -1;
-	}
-	u->chunk_cmds[u->chunk_n++] = cmd.data;	/* NUL-terminated by appendf */
-	return 0;
-}
-
 static void
 warn_fallback(struct upstream *u, const char *what)
 {
@@ -934,52 +918,29 @@ warn_fallback(struct upstream *u, const char *what)
 	log_warn("session=%s upstream lacks UIDPLUS: %s", u->sid, what);
 }
 
-/* Plans the commands for one set of deleted UIDs as on_delete says. */
+/* Queues the commands of plan for one UID set. */
 static int
-chunk_plan(struct upstream *u, const struct buf *set, const char *trash)
+chunk_queue(struct upstream *u, const struct quit_plan *plan,
+	    const struct buf *set, const char *trash)
 {
-	unsigned caps = imap_client_caps(u->imap);
-	enum on_delete how = u->cfg->maildrop.on_delete;
-	static const char deleted[] = " +FLAGS.SILENT (\\Deleted)";
+	struct buf cmd;
+	size_t i;
 
-	if (how == ON_DELETE_EXPUNGE && !(caps & IMAP_CAP_UIDPLUS)) {
-		/* A plain EXPUNGE would destroy what others flagged. */
-		if (caps & IMAP_CAP_MOVE) {
-			warn_fallback(u, "moving deleted messages to trash");
-			how = ON_DELETE_TRASH;
-		} else {
-			warn_fallback(u, "deleted messages are only flagged");
-			u->flagged_only = true;
-			return chunk_add(u, "UID STORE", set, deleted);
+	if (plan->fallback != NULL)
+		warn_fallback(u, plan->fallback);
+	if (plan->hide)
+		u->hide_deleted = true;
+	for (i = 0; i < plan->n; i++) {
+		buf_init(&cmd, IMAP_CMD_MAX);
+		if (quit_plan_command(plan->steps[i], set->data, set->len,
+				      trash, &cmd) < 0) {
+			buf_free(&cmd);
+			return -1;
 		}
+		/* NUL-terminated by appendf */
+		u->chunk_cmds[u->chunk_n++] = cmd.data;
 	}
-	switch (how) {
-	case ON_DELETE_EXPUNGE:
-		if (chunk_add(u, "UID STORE", set, deleted) < 0)
-			return -1;
-		return chunk_add(u, "UID EXPUNGE", set, "");
-	case ON_DELETE_TRASH:
-		if (caps & IMAP_CAP_MOVE)
-			return chunk_add(u, "UID MOVE", set, trash);
-		if (chunk_add(u, "UID COPY", set, trash) < 0 ||
-		    chunk_add(u, "UID STORE", set, deleted) < 0)
-			return -1;
-		if (caps & IMAP_CAP_UIDPLUS)
-			return chunk_add(u, "UID EXPUNGE", set, "");
-		/* Copied and flagged, but only a plain EXPUNGE could remove
-		 * them: the map hides them so that they are neither listed
-		 * nor copied again. */
-		warn_fallback(u, "deleted messages are copied to trash and "
-			      "flagged, not expunged");
-		u->flagged_only = true;
-		return 0;
-	case ON_DELETE_SEEN:
-		return chunk_add(u, "UID STORE", set,
-				 " +FLAGS.SILENT (\\Seen)");
-	case ON_DELETE_KEEP:
-		return 0;
-	}
-	return -1;
+	return 0;
 }
 
 static void
@@ -1073,6 +1034,7 @@ update_plan_chunk(struct upstream *u)
 	char trash[512];
 	struct buf set, q;
 	const char *tname = u->cfg->maildrop.trash;
+	struct quit_plan plan;
 	int r;
 
 	buf_init(&set, UPSTREAM_UIDSET_MAX + 64);
@@ -1088,18 +1050,22 @@ update_plan_chunk(struct upstream *u)
 	}
 	if (r == 0 && pass_uidset(u, &u->upd_pos, &set) == 0)
 		r = -1;
-	if (r == 0 && u->upd_pass == PASS_DELETE)
-		r = chunk_plan(u, &set, trash);
-	else if (r == 0)
-		r = chunk_add(u, "UID STORE", &set, " +FLAGS.SILENT (\\Seen)");
+	if (u->upd_pass == PASS_DELETE)
+		quit_plan_delete(imap_client_caps(u->imap),
+				 u->cfg->maildrop.on_delete, &plan);
+	else
+		quit_plan_seen(&plan);
+	if (r == 0)
+		r = chunk_queue(u, &plan, &set, trash);
 	buf_free(&set);
 	buf_free(&q);
 	return r;
 }
 
 /* on_delete = seen, and deletions that could only be flagged (no UIDPLUS,
- * no MOVE): the messages leave the POP3 view for good, by the map and not
- * only by a flag, so they do not come back in the next session. */
+ * no MOVE; see quit_plan): the messages leave the POP3 view for good, by
+ * the map and not only by a flag, so they do not come back in the next
+ * session. */
 static void
 update_hide_deleted(struct upstream *u)
 {
@@ -1107,8 +1073,7 @@ update_hide_deleted(struct upstream *u)
 	struct uidmap_entry *e;
 	size_t i;
 
-	if (u->map == NULL || (u->cfg->maildrop.on_delete != ON_DELETE_SEEN &&
-			       !u->flagged_only))
+	if (u->map == NULL || !u->hide_deleted)
 		return;
 	for (i = 0; i < u->md->count; i++) {
 		const struct maildrop_msg *m = &u->md->msgs[i];
@@ -1174,7 +1139,7 @@ start_update(struct upstream *u)
 	u->upd_pass = PASS_DELETE;
 	u->upd_pos = 0;
 	u->upd_failed = false;
-	u->flagged_only = false;
+	u->hide_deleted = false;
 	chunk_clear(u);
 	update_next(u);
 	return 0;
