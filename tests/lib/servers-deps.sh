@@ -21,7 +21,6 @@ TOP=$(cd "$HERE/../.." && pwd)
 CYRUS_ROOT=${CYRUS_ROOT:-$TOP/build/cyrus/root}
 STAMP=$CYRUS_ROOT/.popbridge-stamp
 BIN=$CYRUS_ROOT/usr/lib/cyrus/bin
-LIBDIR=$CYRUS_ROOT/usr/lib/x86_64-linux-gnu
 
 had_imap4d=no
 if dpkg-query -W -f='${Status}' mailutils-imap4d 2>/dev/null | grep -q "ok installed"; then
@@ -37,8 +36,14 @@ if [ "$had_imap4d" = no ] && [ -d /run/systemd/system ] && command -v systemctl 
 	$SUDO systemctl disable --now mailutils-imap4d.service >/dev/null 2>&1 || true
 fi
 
+# The unpacked libraries (libcyrus*.so), for LD_LIBRARY_PATH.
+libdir() {
+	echo "$CYRUS_ROOT"/usr/lib/*-linux-gnu
+}
+
 # ldd_ok: every binary the tests run finds all its libraries.
 ldd_ok() {
+	LIBDIR=$(libdir)
 	for b in master imapd ctl_cyrusdb; do
 		[ -x "$BIN/$b" ] || return 1
 		if LD_LIBRARY_PATH=$LIBDIR ldd "$BIN/$b" 2>/dev/null | grep -q "not found"; then
@@ -89,6 +94,7 @@ rm -rf "$CYRUS_ROOT"
 mv "$new" "$CYRUS_ROOT"
 if ! ldd_ok; then
 	echo "servers-deps: Cyrus binaries in $CYRUS_ROOT miss libraries:" >&2
+	LIBDIR=$(libdir)
 	for b in master imapd ctl_cyrusdb; do
 		LD_LIBRARY_PATH=$LIBDIR ldd "$BIN/$b" 2>&1 | grep "not found" >&2
 	done
