@@ -82,6 +82,7 @@ asan: build/asan/popbridge $(SANTESTS)
 
 deps:
 	sh tests/lib/deps.sh
+	sh tests/lib/servers-deps.sh
 
 unit: $(SANTESTS)
 	@set -e; for t in $(SANTESTS); do echo "== $$t"; $$t --jobs 2; done

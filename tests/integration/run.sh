@@ -15,7 +15,8 @@
 #   POPBRIDGE     the binary under test (required for the default target)
 #   KEEP_TMP=1    keep the temporary directory (logs, configs, mail) at the end
 #   ONLY="pop3 clients delete concurrency neomutt upstream"
-#                 run only these groups (default: all)
+#                 run only these groups (default: all; "servers" runs the
+#                 core cases against Cyrus, Mailutils and Dovecot)
 #   POP3_TARGET   harness validation only:
 #                 "dovecot"   run the cases against Dovecot's own POP3 server
 #                             instead of popbridge (needs dovecot-pop3d);
@@ -39,7 +40,7 @@ LIB=$ROOT/tests/lib
 . "$LIB/dovecot.sh"
 
 TARGET=${POP3_TARGET:-popbridge}
-ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy daemon neomutt upstream}
+ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy daemon neomutt servers upstream}
 export PYTHONDONTWRITEBYTECODE=1
 export PYTHONUNBUFFERED=1
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-240}
@@ -254,6 +255,11 @@ want daemon && run_py daemon test_daemon.py
 # Real NeoMutt (under tmux) with pop_last = yes: LAST, its own Dovecot and
 # popbridge; fetching twice downloads nothing the second time.
 want neomutt && run_py neomutt test_neomutt.py
+# The core cases against other IMAP servers: Dovecot, Cyrus IMAP (also
+# without UIDPLUS and MOVE) and GNU Mailutils imap4d, each a private
+# instance (tests/lib/imapservers.py; tests/lib/servers-deps.sh installs
+# them). Four servers side by side: a longer limit than the other scripts.
+want servers && SCRIPT_TIMEOUT=${SERVERS_TIMEOUT:-420} run_py servers test_servers.py
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the

@@ -126,6 +126,8 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 def crlf(data):
+    if data.count(b"\n") == data.count(CRLF):     # no bare LF: skip the slow regex
+        return data
     return _BARE_LF.sub(CRLF, data)
 
 
