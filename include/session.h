@@ -129,7 +129,10 @@ enum {
  * is closed then). */
 int session_start(struct server *srv, struct conn *client, unsigned flags);
 
+/* The only places the RFC state and the wait state change; both log the
+ * transition at debug. */
 void session_set_state(struct session *s, enum session_state st);
+void session_set_wait(struct session *s, enum session_wait w);
 
 /* Ends the session; reason goes to the log. Safe to call more than once
  * and from inside any callback: memory is released later by the loop. */

@@ -121,7 +121,7 @@ start_login(struct session *s, const char *user, size_t user_len,
 		reply_temp(s, "cannot start login", "internal");
 		return;
 	}
-	s->wait = WAIT_LOGIN;
+	session_set_wait(s, WAIT_LOGIN);
 }
 
 static void
@@ -212,7 +212,7 @@ cmd_auth(struct session *s, const struct pop3_cmd *cmd)
 		return;
 	}
 	session_reply(s, "+ ");
-	s->wait = WAIT_AUTH_LINE;
+	session_set_wait(s, WAIT_AUTH_LINE);
 	pop3_line_reader_init(&s->reader, POP3_AUTH_LINE_MAX);
 }
 
@@ -220,7 +220,7 @@ cmd_auth(struct session *s, const struct pop3_cmd *cmd)
 static void
 auth_line(struct session *s, const char *line, size_t len)
 {
-	s->wait = WAIT_NONE;
+	session_set_wait(s, WAIT_NONE);
 	pop3_line_reader_init(&s->reader, POP3_LINE_MAX);
 	if (len == 1 && line[0] == '*') {
 		session_reply(s, "-ERR AUTH cancelled");
@@ -318,9 +318,9 @@ cmd_quit(struct session *s, const struct pop3_cmd *cmd)
 		session_end(s, "quit");
 		return;
 	}
-	s->wait = WAIT_UPDATE;
+	session_set_wait(s, WAIT_UPDATE);
 	if (s->up == NULL || upstream_update(s->up) < 0) {
-		s->wait = WAIT_NONE;
+		session_set_wait(s, WAIT_NONE);
 		session_reply(s, TEMP_FAIL "some deleted messages not removed"
 			      WAIT_HINT);
 		session_end(s, "quit, upstream lost");
@@ -408,14 +408,14 @@ pop3_server_listing(struct session *s)
 		if (!s->md.msgs[i].deleted)
 			listing_entry(s, i + 1, &s->md.msgs[i]);
 		if (conn_pending(s->client) >= SESSION_OUT_HIGH) {
-			s->wait = WAIT_LISTING;
+			session_set_wait(s, WAIT_LISTING);
 			conn_want_drained(s->client);
 			conn_flush(s->client);
 			return;
 		}
 	}
 	session_reply(s, ".");
-	s->wait = WAIT_NONE;
+	session_set_wait(s, WAIT_NONE);
 }
 
 static void
@@ -477,7 +477,7 @@ start_fetch(struct session *s, enum session_wait wait,
 		session_end(s, "upstream lost");
 		return;
 	}
-	s->wait = wait;
+	session_set_wait(s, wait);
 }
 
 static void
@@ -671,7 +671,7 @@ login_done(struct session *s, enum upstream_status st, const char *why)
 void
 pop3_server_delay_done(struct session *s)
 {
-	s->wait = WAIT_NONE;
+	session_set_wait(s, WAIT_NONE);
 	session_reply(s, "%s", s->pending_reply);
 	if (s->auth_failures >= SESSION_AUTH_TRIES)
 		session_end(s, "too many failed logins");
@@ -758,7 +758,7 @@ xfer_finish(struct session *s)
 		return;
 	}
 	s->bytes_out += out->len - before;
-	s->wait = WAIT_NONE;
+	session_set_wait(s, WAIT_NONE);
 	if (s->xfer_paused) {
 		s->xfer_paused = false;
 		upstream_resume(s->up);
@@ -770,7 +770,7 @@ xfer_finish(struct session *s)
 static void
 xfer_fail(struct session *s, enum upstream_status st, const char *why)
 {
-	s->wait = WAIT_NONE;
+	session_set_wait(s, WAIT_NONE);
 	if (s->xfer_started) {
 		log_warn("session=%s transfer of message %u broke: %s", s->id,
 			 (unsigned)s->msg_n, why);
@@ -906,7 +906,7 @@ top_done(struct session *s, enum upstream_status st, const char *why)
 static void
 update_done(struct session *s, enum upstream_status st, const char *why)
 {
-	s->wait = WAIT_NONE;
+	session_set_wait(s, WAIT_NONE);
 	if (st == UPSTREAM_OK) {
 		mapstore_save(&s->srv->maps, s->map);
 		s->n_deleted = (unsigned)s->md.n_deleted;
@@ -928,7 +928,7 @@ pop3_server_upstream_done(struct session *s, enum upstream_status st,
 {
 	switch (s->wait) {
 	case WAIT_LOGIN:
-		s->wait = WAIT_NONE;
+		session_set_wait(s, WAIT_NONE);
 		login_done(s, st, why);
 		break;
 	case WAIT_RETR:

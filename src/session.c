@@ -39,6 +39,28 @@ session_set_state(struct session *s, enum session_state st)
 	s->state = st;
 }
 
+static const char *const wait_names[] = {
+	[WAIT_NONE] = "nothing",
+	[WAIT_LOGIN] = "login",
+	[WAIT_AUTH_DELAY] = "login delay",
+	[WAIT_AUTH_LINE] = "AUTH response",
+	[WAIT_RETR] = "RETR data",
+	[WAIT_TOP_HEADER] = "TOP header",
+	[WAIT_TOP_TEXT] = "TOP text",
+	[WAIT_LISTING] = "listing output",
+	[WAIT_UPDATE] = "QUIT's update",
+};
+
+void
+session_set_wait(struct session *s, enum session_wait w)
+{
+	if (s->wait == w)
+		return;
+	log_debug("session=%s waits for %s (was %s)", s->id, wait_names[w],
+		  wait_names[s->wait]);
+	s->wait = w;
+}
+
 static void
 idle_expired(uv_timer_t *t)
 {
@@ -99,7 +121,7 @@ session_log_user(struct session *s)
 void
 session_delay(struct session *s, uint64_t ms)
 {
-	s->wait = WAIT_AUTH_DELAY;
+	session_set_wait(s, WAIT_AUTH_DELAY);
 	uv_timer_start(&s->timer, idle_expired, ms, 0);
 }
 
@@ -255,7 +277,7 @@ static void
 line_too_long(struct session *s)
 {
 	if (s->wait == WAIT_AUTH_LINE) {
-		s->wait = WAIT_NONE;
+		session_set_wait(s, WAIT_NONE);
 		pop3_line_reader_init(&s->reader, POP3_LINE_MAX);
 		session_reply(s, "-ERR [AUTH] AUTH response too long");
 		return;
