@@ -73,6 +73,8 @@ int maildrop_delete(struct maildrop *md, uint32_t n);
 /* Unmarks every message and forgets what this session retrieved, for
  * LAST (RSET, RFC 1460). */
 void maildrop_reset(struct maildrop *md);
+/* RETR delivered message n (1-based, in range) whole. */
+void maildrop_retrieved(struct maildrop *md, uint32_t n);
 /* LAST's answer (RFC 1460, as Dovecot gives it): the highest message
  * number retrieved, in this session or, by the UID map, before. */
 uint32_t maildrop_last(const struct maildrop *md);

@@ -182,8 +182,10 @@ void uidmap_set_baseline(struct uidmap *m, struct uidmap_folder *f,
  * fed as they stream, split anywhere; feeding the body too is harmless.
  */
 struct uidmap_hasher;
-/* NULL when out of memory or without SHA-256. */
-struct uidmap_hasher *uidmap_hasher_new(void);
+/* NULL when out of memory or without SHA-256. old_too: version 1's
+ * fingerprint is computed as well (after a rebuild, to match maps written
+ * then); otherwise uidmap_hasher_final gives zeros for it. */
+struct uidmap_hasher *uidmap_hasher_new(bool old_too);
 void uidmap_hasher_feed(struct uidmap_hasher *h, const char *p, size_t n);
 /* Finishes; the hasher may be reused after uidmap_hasher_reset. Should
  * OpenSSL fail, fp_r is all zeros, which uidmap_rematch never matches.

@@ -165,6 +165,14 @@ maildrop_reset(struct maildrop *md)
 	md->last_retrieved = 0;
 }
 
+void
+maildrop_retrieved(struct maildrop *md, uint32_t n)
+{
+	md->msgs[n - 1].retrieved = true;
+	if (n > md->last_retrieved)
+		md->last_retrieved = n;
+}
+
 uint32_t
 maildrop_last(const struct maildrop *md)
 {

@@ -486,7 +486,7 @@ xfer_begin(struct session *s)
 	s->xfer_started = false;
 	dotstuff_init(&s->ds);
 	if (s->hasher == NULL)
-		s->hasher = uidmap_hasher_new();
+		s->hasher = uidmap_hasher_new(false);
 	else
 		uidmap_hasher_reset(s->hasher);
 }
@@ -842,9 +842,7 @@ retr_done(struct session *s, enum upstream_status st, const char *why)
 	}
 	/* RETR delivers the real bytes; the listing follows them from now. */
 	s->msg->size = s->ds.size;
-	s->msg->retrieved = true;
-	if (s->msg_n > s->md.last_retrieved)
-		s->md.last_retrieved = s->msg_n;
+	maildrop_retrieved(&s->md, s->msg_n);
 	s->n_retrieved++;
 	remember_message(s, true);
 	xfer_finish(s);

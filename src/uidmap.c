@@ -1287,15 +1287,18 @@ cmp_fp_size(const void *x, const void *y)
 static const uint8_t *
 entry_key(const struct uidmap_entry *e, enum key_kind kind)
 {
+	bool old;
+
 	switch (kind) {
 	case KEY_OID:
 		return (e->flags & UIDMAP_HAS_OID) ? e->oid : NULL;
 	case KEY_FP:
 	case KEY_OLD_FP:
-		if (!(e->flags & UIDMAP_HAS_FP) || !has_fp(e->fp) ||
-		    !(e->flags & UIDMAP_OLD_FP) != (kind == KEY_FP))
+		if (!(e->flags & UIDMAP_HAS_FP) || !has_fp(e->fp))
 			return NULL;
-		return e->fp;
+		/* Each fingerprint is compared with its own version's. */
+		old = (e->flags & UIDMAP_OLD_FP) != 0;
+		return old == (kind == KEY_OLD_FP) ? e->fp : NULL;
 	case KEY_KINDS:
 		break;
 	}
@@ -1421,8 +1424,9 @@ match_all(struct rematch *rm, const struct uidmap_current *cur, size_t n)
 }
 
 static void
-rematched_entry(struct uidmap_entry *e, const struct uidmap_entry *old,
-		const struct uidmap_current *c, uint32_t validity)
+rematched_entry(struct uidmap *m, struct uidmap_entry *e,
+		const struct uidmap_entry *old, const struct uidmap_current *c,
+		uint32_t validity)
 {
 	if (old == NULL) {
 		fresh_entry(e, validity, c->uid);
@@ -1430,37 +1434,24 @@ rematched_entry(struct uidmap_entry *e, const struct uidmap_entry *old,
 	} else {
 		*e = *old;
 		e->uid = c->uid;
-		/* An exact size holds while the server's size is the one it
-		 * was learned with (a rebuilt mbox rewrites headers). */
-		if (!(e->flags & UIDMAP_EXACT)) {
-			/* nothing to check */
-		} else if (e->listed == 0) {
-			e->listed = c->size;	/* learned by version 1 */
-		} else if (e->listed != c->size) {
-			e->flags &= (uint8_t)~UIDMAP_EXACT;
-			e->listed = 0;
-		}
-		if (!(e->flags & UIDMAP_EXACT))
+		/* A rebuilt mbox rewrites headers: the size may have moved. */
+		if (!uidmap_check_size(m, e, c->size))
 			e->size = c->size;
 	}
 	/* What the current message says about itself is the newest. */
-	if (cur_key(c, KEY_FP) != NULL) {
-		e->flags = (uint8_t)((e->flags | UIDMAP_HAS_FP) & ~UIDMAP_OLD_FP);
-		memcpy(e->fp, c->fp, UIDMAP_FP_LEN);
-	}
-	if (c->has_oid) {
-		e->flags |= UIDMAP_HAS_OID;
-		memcpy(e->oid, c->oid, UIDMAP_FP_LEN);
-	}
+	if (cur_key(c, KEY_FP) != NULL)
+		uidmap_set_fp(m, e, c->fp);
+	if (c->has_oid)
+		uidmap_set_oid(m, e, c->oid);
 }
 
 static void
 rematch_free(struct rematch *rm)
 {
-	free(rm->used);
-	free(rm->match);
 	int kind;
 
+	free(rm->used);
+	free(rm->match);
 	for (kind = 0; kind < KEY_KINDS; kind++) {
 		index_free(&rm->any[kind]);
 		index_free(&rm->by_size[kind]);
@@ -1509,7 +1500,7 @@ uidmap_rematch(struct uidmap *m, struct uidmap_folder *f,
 	}
 	matched = match_all(&rm, cur, n);
 	for (j = 0; j < n; j++)
-		rematched_entry(&e[j], rm.match[j] == NONE ? NULL :
+		rematched_entry(m, &e[j], rm.match[j] == NONE ? NULL :
 				&f->entries[rm.match[j]], &cur[j], new_validity);
 	rematch_free(&rm);
 	free(f->entries);
@@ -1646,10 +1637,13 @@ struct uidmap_hasher {
 	bool bol;		/* at the beginning of a line */
 	bool done;		/* the empty line was hashed */
 	bool failed;		/* OpenSSL failed, or final without reset */
+	bool old_too;		/* version 1's digest is wanted too */
 	enum field_state field;
 	bool skip_field;	/* the current field is volatile */
 	char name[FIELD_NAME_MAX + 1];
 	size_t name_len;
+	char fout[HASH_CHUNK];	/* filtered bytes not yet digested */
+	size_t fo;
 };
 
 void
@@ -1661,17 +1655,20 @@ uidmap_hasher_reset(struct uidmap_hasher *h)
 	h->field = FIELD_NAME;
 	h->skip_field = false;
 	h->name_len = 0;
-	h->failed = EVP_DigestInit_ex(h->ctx, h->md, NULL) != 1 ||
-		    EVP_DigestInit_ex(h->fctx, h->md, NULL) != 1;
+	h->fo = 0;
+	h->failed = EVP_DigestInit_ex(h->fctx, h->md, NULL) != 1 ||
+		    (h->old_too &&
+		     EVP_DigestInit_ex(h->ctx, h->md, NULL) != 1);
 }
 
 struct uidmap_hasher *
-uidmap_hasher_new(void)
+uidmap_hasher_new(bool old_too)
 {
 	struct uidmap_hasher *h = calloc(1, sizeof(*h));
 
 	if (h == NULL)
 		return NULL;
+	h->old_too = old_too;
 	h->ctx = EVP_MD_CTX_new();
 	h->fctx = EVP_MD_CTX_new();
 	h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
@@ -1706,6 +1703,18 @@ update(struct uidmap_hasher *h, EVP_MD_CTX *ctx, const char *p, size_t n)
 		h->failed = true;
 }
 
+/* Filtered bytes, digested a chunk at a time rather than byte by byte. */
+static void
+fput(struct uidmap_hasher *h, const char *p, size_t n)
+{
+	if (h->fo + n > sizeof(h->fout)) {
+		update(h, h->fctx, h->fout, h->fo);
+		h->fo = 0;
+	}
+	memcpy(h->fout + h->fo, p, n);
+	h->fo += n;
+}
+
 static bool
 volatile_field(const char *name, size_t len)
 {
@@ -1726,7 +1735,7 @@ field_decide(struct uidmap_hasher *h, bool skip)
 {
 	h->field = skip ? FIELD_SKIP : FIELD_KEEP;
 	if (!skip)
-		update(h, h->fctx, h->name, h->name_len);
+		fput(h, h->name, h->name_len);
 	h->name_len = 0;
 }
 
@@ -1750,7 +1759,7 @@ field_byte(struct uidmap_hasher *h, char c)
 		}
 	}
 	if (h->field == FIELD_KEEP)
-		update(h, h->fctx, &c, 1);
+		fput(h, &c, 1);
 }
 
 static void
@@ -1762,7 +1771,7 @@ field_line_end(struct uidmap_hasher *h)
 		field_decide(h, false);
 	}
 	if (h->field != FIELD_SKIP)
-		update(h, h->fctx, "\r\n", 2);
+		fput(h, "\r\n", 2);
 	h->field = FIELD_NAME;
 }
 
@@ -1815,12 +1824,14 @@ uidmap_hasher_feed(struct uidmap_hasher *h, const char *p, size_t n)
 
 	for (i = 0; i < n && !h->done; i++) {
 		if (o > sizeof(out) - 3) {
-			update(h, h->ctx, out, o);
+			if (h->old_too)
+				update(h, h->ctx, out, o);
 			o = 0;
 		}
 		o += step(h, p[i], out + o);
 	}
-	update(h, h->ctx, out, o);
+	if (h->old_too)
+		update(h, h->ctx, out, o);
 }
 
 static bool
@@ -1841,17 +1852,23 @@ void
 uidmap_hasher_final(struct uidmap_hasher *h, uint8_t fp_r[UIDMAP_FP_LEN],
 		    uint8_t old_fp_r[UIDMAP_FP_LEN])
 {
-	uint8_t old[UIDMAP_FP_LEN];
+	uint8_t old[UIDMAP_FP_LEN] = { 0 };
+	bool ok;
 
 	if (!h->done && h->cr) {
-		update(h, h->ctx, "\r", 1);
+		if (h->old_too)
+			update(h, h->ctx, "\r", 1);
 		field_byte(h, '\r');
 	}
 	if (!h->done && h->field == FIELD_NAME && h->name_len > 0)
 		field_decide(h, false);
 	h->cr = false;
 	h->done = true;
-	if (!digest_final(h, h->ctx, old) || !digest_final(h, h->fctx, fp_r)) {
+	update(h, h->fctx, h->fout, h->fo);
+	h->fo = 0;
+	ok = digest_final(h, h->fctx, fp_r) &&
+	     (!h->old_too || digest_final(h, h->ctx, old));
+	if (!ok) {
 		memset(fp_r, 0, UIDMAP_FP_LEN);
 		memset(old, 0, UIDMAP_FP_LEN);
 	}

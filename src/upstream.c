@@ -39,7 +39,6 @@ struct upstream {
 	 * stack waits for the loop's next turn (the header's promise). */
 	unsigned in_call;
 	uv_timer_t *defer;		/* freed in its close callback */
-	bool deferred;
 	enum upstream_status defer_st;
 	char defer_why[160];
 	const struct config *cfg;
@@ -57,6 +56,7 @@ struct upstream {
 	struct uidmap *map;		/* the account's, borrowed */
 	size_t folder;			/* folder being listed */
 	struct uidmap_current *cur;	/* its listing */
+	struct uidmap_folder *known;	/* its map, unless it was rebuilt */
 	size_t n_cur, cap_cur;
 	uint32_t *window;		/* since = date: SEARCH result */
 	size_t n_window;
@@ -103,7 +103,6 @@ on_deferred(uv_timer_t *t)
 {
 	struct upstream *u = t->data;
 
-	u->deferred = false;
 	u->ev->done(u->ctx, u->defer_st, u->defer_why);
 }
 
@@ -115,7 +114,6 @@ finish(struct upstream *u, enum upstream_status st, const char *why)
 		u->ev->done(u->ctx, st, why);
 		return;
 	}
-	u->deferred = true;
 	u->defer_st = st;
 	snprintf(u->defer_why, sizeof(u->defer_why), "%s", why);
 	uv_timer_start(u->defer, on_deferred, 0, 0);
@@ -282,6 +280,19 @@ take_oid(struct uidmap_current *c, const struct imap_arg *v)
 		c->has_oid = uidmap_oid_hash(v->str, v->len, c->oid) == 0;
 }
 
+/* An id never changes (RFC 8474 §5.1): one the map holds for the UID is
+ * not hashed again at every login; after a rebuild, UIDs mean nothing. */
+static bool
+oid_known(const struct upstream *u, uint32_t uid)
+{
+	struct uidmap_entry *e;
+
+	if (u->known == NULL)
+		return false;
+	e = uidmap_find(u->known, uid);
+	return e != NULL && (e->flags & UIDMAP_HAS_OID);
+}
+
 static bool
 is_oid_item(const struct imap_arg *k)
 {
@@ -289,11 +300,11 @@ is_oid_item(const struct imap_arg *k)
 	       (k->len == 10 && strncasecmp(k->str, "X-GM-MSGID", 10) == 0);
 }
 
-/* Takes UID, RFC822.SIZE and the server's id from one pass over a FETCH
- * list (10,000 of these arrive at every login). */
+/* Takes UID, RFC822.SIZE and the server's id (NULL when absent) from one
+ * pass over a FETCH list (10,000 of these arrive at every login). */
 static bool
 fetch_uid_size(const struct imap_resp *r, uint64_t *uid_r, uint64_t *size_r,
-	       struct uidmap_current *oid_r)
+	       const struct imap_arg **oid_r)
 {
 	const struct imap_arg *list;
 	bool have_uid = false, have_size = false;
@@ -315,7 +326,7 @@ fetch_uid_size(const struct imap_resp *r, uint64_t *uid_r, uint64_t *size_r,
 			have_size = imap_arg_number(&list->list[i + 1],
 						    size_r) == 0;
 		else if (is_oid_item(k))
-			take_oid(oid_r, &list->list[i + 1]);
+			*oid_r = &list->list[i + 1];
 	}
 	return have_uid && have_size;
 }
@@ -324,7 +335,7 @@ static void
 on_list_untagged(void *ctx, const struct imap_resp *r)
 {
 	struct upstream *u = ctx;
-	struct uidmap_current oid = { 0 };
+	const struct imap_arg *oid = NULL;
 	uint64_t uv, sv;
 
 	if (!is_fetch(r) || !fetch_uid_size(r, &uv, &sv, &oid) || uv == 0 ||
@@ -334,10 +345,8 @@ on_list_untagged(void *ctx, const struct imap_resp *r)
 		u->open_oom = true;
 		return;
 	}
-	if (oid.has_oid) {
-		u->cur[u->n_cur - 1].has_oid = true;
-		memcpy(u->cur[u->n_cur - 1].oid, oid.oid, UIDMAP_FP_LEN);
-	}
+	if (oid != NULL && !oid_known(u, (uint32_t)uv))
+		take_oid(&u->cur[u->n_cur - 1], oid);
 }
 
 /* An empty since-date window (distinct from "no window"). */
@@ -445,7 +454,7 @@ on_list_done(void *ctx, enum imap_result res, const char *text)
 		return;
 	}
 	if (u->hasher == NULL)
-		u->hasher = uidmap_hasher_new();
+		u->hasher = uidmap_hasher_new(true);
 	if (u->hasher == NULL ||
 	    imap_client_command(u->imap, "UID FETCH 1:* (UID BODY.PEEK[HEADER])",
 				&cb) < 0)
@@ -462,7 +471,10 @@ list_folder(struct upstream *u)
 	};
 	unsigned caps = imap_client_caps(u->imap);
 	const char *cmd = "UID FETCH 1:* (UID RFC822.SIZE)";
+	const char *name = u->md->folders[u->folder].name;
 
+	u->known = snapshot_needs_fps(u->map, name, u->sel_uidvalidity) ? NULL :
+		   uidmap_folder(u->map, name, false);
 	if (u->sel_exists == 0) {
 		on_list_done(u, IMAP_OK, "empty");
 		return;

@@ -308,6 +308,20 @@ def retr(p, n, want):
     return probs
 
 
+def stop_checked(pb, probs):
+    """Stops pb; a stop other than a clean exit 0 on SIGTERM is a problem."""
+    rc = pb.stop()
+    if rc != 0:
+        probs.append("exit status on SIGTERM: %s, want 0" % rc)
+
+
+def with_log(pb, probs, n=6):
+    """probs, with the tail of pb's log when there are any."""
+    if probs:
+        probs += ["log: " + ln for ln in pb.tail(n)]
+    return probs
+
+
 def short_session(pb, user):
     """login, STAT, QUIT; a list of problems."""
     try:
@@ -414,12 +428,8 @@ def starts_with_private_state_dir():
         probs.append("the [process] user hint is not a warning: %r" % warn[0])
     if error_lines(pb.text()):
         probs.append("error lines: %r" % error_lines(pb.text()))
-    rc = pb.stop()
-    if rc != 0:
-        probs.append("exit status on SIGTERM: %s, want 0" % rc)
-    if probs:
-        probs += ["log: " + ln for ln in pb.tail(8)]
-    return probs
+    stop_checked(pb, probs)
+    return with_log(pb, probs, 8)
 
 
 # -- 2: [process] user ------------------------------------------------------------------
@@ -484,12 +494,8 @@ def drops_to_nobody():
             probs.append("UID map %s has mode %04o, want 0600" % (n, stat.S_IMODE(st.st_mode)))
     if not pb.wait_log(0, r"running as user nobody", 1):
         probs.append("the log does not say it runs as user nobody")
-    rc = pb.stop()
-    if rc != 0:
-        probs.append("exit status on SIGTERM: %s, want 0" % rc)
-    if probs:
-        probs += ["log: " + ln for ln in pb.tail(6)]
-    return probs
+    stop_checked(pb, probs)
+    return with_log(pb, probs)
 
 
 def unknown_user_refused():
@@ -697,12 +703,8 @@ def sighup_reload():
         if pb.wait_log(off, r"session=\d+ end ", 5) is None:
             probs.append("after the failed reload: no session end line")
     finally:
-        rc = pb.stop()
-        if rc != 0:
-            probs.append("exit status on SIGTERM: %s, want 0" % rc)
-    if probs:
-        probs += ["log: " + ln for ln in pb.tail(6)]
-    return probs
+        stop_checked(pb, probs)
+    return with_log(pb, probs)
 
 
 def sighup_session_keeps_its_config():
@@ -744,12 +746,8 @@ def sighup_session_keeps_its_config():
             probs.append("the session started with on_delete = keep, yet the mailbox "
                          "changed: %d -> %d messages" % (len(before), len(after)))
     finally:
-        rc = pb.stop()
-        if rc != 0:
-            probs.append("exit status on SIGTERM: %s, want 0" % rc)
-    if probs:
-        probs += ["log: " + ln for ln in pb.tail(6)]
-    return probs
+        stop_checked(pb, probs)
+    return with_log(pb, probs)
 
 
 # -- 5: SIGTERM -----------------------------------------------------------------------
@@ -801,9 +799,7 @@ def sigterm_graceful_quit():
     if sorted(left) != uids[1:]:
         probs.append("over IMAP after QUIT: UIDs %s, want %s (message 1, UID %d, deleted)"
                      % (sorted(left), uids[1:], uids[0]))
-    if probs:
-        probs += ["log: " + ln for ln in pb.tail(6)]
-    return probs
+    return with_log(pb, probs)
 
 
 def sigterm_grace_expires():
@@ -864,9 +860,7 @@ def sigterm_grace_expires():
         probs.append("over IMAP %d messages, want %d" % (len(after), len(want)))
     if not pb.wait_log(0, r"session=\d+ end [^\n]*deleted=0", 1):
         probs.append("no session end line with deleted=0")
-    if probs:
-        probs += ["log: " + ln for ln in pb.tail(6)]
-    return probs
+    return with_log(pb, probs)
 
 
 # -- 6: the state directory ------------------------------------------------------------
@@ -904,12 +898,8 @@ def missing_state_dir_created(user=None, name="c6-missing"):
         if not pb.wait_log(0, r"created state directory", 1):
             probs.append("the log does not say the state directory was created")
         probs += short_session(pb, "erin")
-        rc = pb.stop()
-        if rc != 0:
-            probs.append("exit status on SIGTERM: %s, want 0" % rc)
-        if probs:
-            probs += ["log: " + ln for ln in pb.tail(6)]
-        return probs
+        stop_checked(pb, probs)
+        return with_log(pb, probs)
     return body
 
 
@@ -1036,9 +1026,7 @@ def sighup_missing_state_dir():
         if "reloaded" in m.group(0) and not os.path.isdir(pb.state):
             probs.append("the reload was accepted and %s was not created" % pb.state)
     finally:
-        rc = pb.stop()
-        if rc != 0:
-            probs.append("exit status on SIGTERM: %s, want 0" % rc)
+        stop_checked(pb, probs)
     return probs
 
 

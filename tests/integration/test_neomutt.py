@@ -80,27 +80,7 @@ class Popbridge(pbtest.Popbridge):
         state = os.path.join(d, "state")
         os.makedirs(state, exist_ok=True)
         with open(self.conf, "w") as f:
-            f.write("""[listen]
-pop3 = 127.0.0.1:%d
-pop3s =
-
-[upstream]
-host = 127.0.0.1
-port = %d
-tls = none
-timeout = 10
-
-[state]
-dir = %s
-
-[limits]
-auth_fail_delay = 0
-idle_timeout = 60
-shutdown_grace = 5
-
-[log]
-level = debug
-""" % (self.port, imap_port, state))
+            f.write(pbtest.plain_conf(self.port, imap_port, state))
 
     def start(self):
         self.spawn(POPBRIDGE, self.conf)

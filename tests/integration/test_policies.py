@@ -75,7 +75,7 @@ import corpus  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
 from pbtest import HOST, free_port, note  # noqa: E402
-from pop3wire import Pop3, Pop3Closed  # noqa: E402
+from pop3wire import Pop3Closed  # noqa: E402
 
 POPBRIDGE = pbtest.default_popbridge()
 DOVECOT_SH = os.path.join(LIB, "dovecot.sh")
@@ -266,89 +266,11 @@ level = debug
 
 # -- POP3 ------------------------------------------------------------------------
 
-class Session:
-    """A logged-in POP3 session (USER/PASS); raises AssertionError on -ERR."""
+class Session(pbtest.Pop3Session):
+    """A logged-in POP3 session, by default with the user's own password."""
 
     def __init__(self, pb, user, pw=None):
-        self.what = "%s@%s" % (user, pb.name)
-        self.p = Pop3(HOST, pb.port, timeout=REPLY_WAIT)
-        try:
-            r = self.p.login(user, pw if pw is not None else pw_of(user))
-        except Pop3Closed:
-            self.p.close()
-            time.sleep(0.3)
-            raise AssertionError("%s: connection closed at login%s" % (
-                self.what, "" if pb.alive() else "; popbridge exited with status %s"
-                % pb.proc.returncode)) from None
-        self.login_reply = r
-        if not r.startswith(b"+OK"):
-            self.p.close()
-            raise AssertionError("%s: login -> %r" % (self.what, r))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.p.close()
-        return False
-
-    def ok(self, cmd):
-        r = self.p.cmd(cmd)
-        if not r.startswith(b"+OK"):
-            raise AssertionError("%s: %s -> %r" % (self.what, cmd, r))
-        return r
-
-    def multi(self, cmd):
-        self.ok(cmd)
-        _, data, problems = self.p.multi()
-        if problems:
-            raise AssertionError("%s: %s: %s" % (self.what, cmd, "; ".join(problems)))
-        return data
-
-    def stat(self):
-        r = self.ok("STAT")
-        m = re.match(rb"\+OK (\d+) (\d+)", r)
-        if not m:
-            raise AssertionError("%s: STAT -> %r" % (self.what, r))
-        return int(m.group(1)), int(m.group(2))
-
-    def _listing(self, cmd, conv):
-        out = []
-        for ln in self.multi(cmd).splitlines():
-            parts = ln.split(b" ")
-            if len(parts) != 2 or int(parts[0]) != len(out) + 1:
-                raise AssertionError("%s: %s line %r" % (self.what, cmd, ln))
-            out.append(conv(parts[1]))
-        return out
-
-    def uidl(self):
-        """[uidl] in message-number order."""
-        return self._listing("UIDL", lambda b: b.decode("latin-1"))
-
-    def list(self):
-        return self._listing("LIST", int)
-
-    def retr(self, n):
-        return self.multi("RETR %d" % n)
-
-    def top(self, n, lines=0):
-        return self.multi("TOP %d %d" % (n, lines))
-
-    def dele(self, n):
-        self.ok("DELE %d" % n)
-
-    def quit(self):
-        try:
-            r = self.p.cmd("QUIT")
-        finally:
-            self.p.close()
-        return r
-
-
-def quit_ok(s):
-    r = s.quit()
-    if not r.startswith(b"+OK"):
-        raise AssertionError("%s: QUIT -> %r" % (s.what, r))
+        super().__init__(pb, user, pw if pw is not None else pw_of(user), REPLY_WAIT)
 
 
 # -- messages and IMAP --------------------------------------------------------------
@@ -636,7 +558,7 @@ def case_folders():
         if got != order:
             return probs
         s.dele(4)                       # junk-1
-        quit_ok(s)
+        s.quit_ok()
     box_i, box_j, box_t = (mailbox(dv, user, f) for f in ("INBOX", "Junk", "Trash"))
     expect(sorted(t for t, _ in box_i.values()) == ["inbox-1", "inbox-2", "inbox-3"]
            and all("\\Deleted" not in f for _, f in box_i.values()), probs,
@@ -647,7 +569,7 @@ def case_folders():
     with Session(pb, user) as s:
         again = s.uidl()
         tags = [tag_of(s.top(i)) for i in range(1, len(again) + 1)]
-        quit_ok(s)
+        s.quit_ok()
     want = uidls[:3] + uidls[4:]
     expect(again == want, probs, "next session UIDL %s, want %s" % (again, want))
     expect(tags == ["inbox-1", "inbox-2", "inbox-3", "junk-2"], probs,
@@ -668,19 +590,19 @@ def case_since_now():
         n, _ = s.stat()
         expect(n == 0, probs, "first session: %d messages, want 0 (mail from before the "
                "first login is hidden); login said %r" % (n, s.login_reply))
-        quit_ok(s)
+        s.quit_ok()
     add(dv, user, ["new-1"])
     with Session(pb, user) as s:
         tags = [tag_of(s.top(i)) for i in range(1, s.stat()[0] + 1)]
         u1 = s.uidl()
-        quit_ok(s)
+        s.quit_ok()
     expect(tags == ["new-1"], probs, "second session shows %s, want [new-1]" % tags)
     pb.restart()
     add(dv, user, ["new-2"])
     with Session(pb, user) as s:
         tags = [tag_of(s.top(i)) for i in range(1, s.stat()[0] + 1)]
         u2 = s.uidl()
-        quit_ok(s)
+        s.quit_ok()
     expect(tags == ["new-1", "new-2"], probs,
            "after a restart and one more message: %s, want [new-1, new-2] (baseline kept)" % tags)
     if tags == ["new-1", "new-2"]:
@@ -699,11 +621,11 @@ def case_since_now_empty():
     with Session(pb, user) as s:
         n, _ = s.stat()
         expect(n == 0, probs, "first session: %d messages, want 0" % n)
-        quit_ok(s)
+        s.quit_ok()
     add(dv, user, ["new-1"])
     with Session(pb, user) as s:
         tags = [tag_of(s.top(i)) for i in range(1, s.stat()[0] + 1)]
-        quit_ok(s)
+        s.quit_ok()
     expect(tags == ["new-1"], probs, "second session shows %s, want [new-1]" % tags)
     return probs
 
@@ -727,7 +649,7 @@ def case_since_date():
     pb.start()
     with Session(pb, user) as s:
         tags = [tag_of(s.retr(i)) for i in range(1, s.stat()[0] + 1)]
-        quit_ok(s)
+        s.quit_ok()
     want = ["jun-02", "today", "jun-10"]
     expect(tags == want, probs, "since = %s shows %s, want %s (INTERNALDATE before the date "
            "hidden)" % (SINCE_DATE, tags, want))
@@ -739,7 +661,7 @@ def case_since_date():
         conn.logout()
     with Session(pb, user) as s:
         tags = [tag_of(s.top(i)) for i in range(1, s.stat()[0] + 1)]
-        quit_ok(s)
+        s.quit_ok()
     want += ["late-new"]
     expect(tags == want, probs, "next session shows %s, want %s (an old-dated message "
            "appended later stays hidden)" % (tags, want))
@@ -774,7 +696,7 @@ def on_delete_case(how):
         mid = mailbox(dv, user)
         expect(mid == before, probs, "during the session, after DELE 2 and 4 (before QUIT): "
                "%s, want unchanged %s" % (show_box(mid), show_box(before)))
-        quit_ok(s)
+        s.quit_ok()
     box, trash = mailbox(dv, user), mailbox(dv, user, "Trash")
     gone = {uids[1]: tags[1], uids[3]: tags[3]}
     kept = {uids[0]: tags[0], uids[2]: tags[2]}
@@ -808,7 +730,7 @@ def on_delete_case(how):
     want = [u0[0], u0[2]]
     with Session(pb, user) as s:
         got = s.uidl()
-        quit_ok(s)
+        s.quit_ok()
     expect(got == want, probs, "next session UIDL %s, want %s" % (got, want))
     if how == "seen" and got == want:
         # Another client removes \Seen: the map, not the flag, hides them.
@@ -823,13 +745,13 @@ def on_delete_case(how):
                "could not remove \\Seen over IMAP: %s" % show_box(box))
         with Session(pb, user) as s:
             got = s.uidl()
-            quit_ok(s)
+            s.quit_ok()
         expect(got == want, probs, "after another client removed \\Seen: UIDL %s, want %s "
                "(hidden by the UID map)" % (got, want))
         pb.restart()
         with Session(pb, user) as s:
             got = s.uidl()
-            quit_ok(s)
+            s.quit_ok()
         expect(got == want, probs, "after a restart: UIDL %s, want %s" % (got, want))
     return probs
 
@@ -911,7 +833,7 @@ def case_read_ahead():
         expect(len(sent(pb, off, r"UID FETCH %d " % uids[1])) == 0, probs,
                "read_ahead = 0: message 2 was asked for before RETR 2")
         retr(s, 2)
-        quit_ok(s)
+        s.quit_ok()
     return probs
 
 
@@ -932,7 +854,7 @@ def case_mark_seen_yes():
         seen = [t for t, f in mid.values() if "\\Seen" in f]
         expect(not seen, probs, "\\Seen set before QUIT (another IMAP connection during the "
                "session): %s" % show_box(mid))
-        quit_ok(s)
+        s.quit_ok()
     box = mailbox(dv, user)
     for i in (0, 3):
         expect(uids[i] in box and "\\Seen" in box[uids[i]][1], probs,
@@ -969,7 +891,7 @@ def case_mark_seen_no():
             s.retr(i)
         s.top(1, 3)
         mid = mailbox(dv, user)
-        quit_ok(s)
+        s.quit_ok()
     box = mailbox(dv, user)
     for b, when in ((mid, "during the session"), (box, "after QUIT")):
         seen = [t for t, f in b.values() if "\\Seen" in f]
@@ -1063,14 +985,14 @@ def fallback_case(dv, user, with_move):
     want = [u0[1], u0[3], u0[4]]
     with Session(pb, user) as s:
         got = s.uidl()
-        quit_ok(s)
+        s.quit_ok()
     expect(got == want, probs, "next session UIDL %s, want %s (deleted messages stay away)"
            % (got, want))
     if not with_move:
         pb.restart()
         with Session(pb, user) as s:
             got = s.uidl()
-            quit_ok(s)
+            s.quit_ok()
         expect(got == want, probs, "after a restart: UIDL %s, want %s" % (got, want))
     FALLBACK[with_move] = (pb, user)
     return probs
@@ -1088,10 +1010,10 @@ def fallback_once(with_move):
     pb.ensure()
     with Session(pb, user) as s:
         s.dele(1)
-        quit_ok(s)
+        s.quit_ok()
     with Session(pb, user) as s:
         s.dele(1)
-        quit_ok(s)
+        s.quit_ok()
     lines = fallback_lines(pb, pb.start_offset)
     n = len(re.findall(r'user=%s reason="quit[^"]*" retrieved=\d+ deleted=[1-9]' % user,
                        pb.text(pb.start_offset)))
@@ -1113,7 +1035,7 @@ def case_map_files():
         add(dv, user, ["%s-1" % user])
         with Session(pb, user) as s:
             s.retr(1)
-            quit_ok(s)
+            s.quit_ok()
     files = map_files(pb.state)
     expect(len(files) == 2, probs, "state dir %s holds %s, want two map files" % (
         pb.state, os.listdir(pb.state)))
@@ -1127,7 +1049,7 @@ def case_map_files():
         expect(folders is not None, probs, "%s does not parse: %s" % (n, why))
     with Session(pb, "mapa") as s:
         s.retr(1)
-        quit_ok(s)
+        s.quit_ok()
     expect(map_files(pb.state) == files, probs, "another session of mapa: files %s, before %s"
            % (map_files(pb.state), files))
     left = [n for n in os.listdir(pb.state) if n not in files]
@@ -1145,7 +1067,7 @@ def msgid_uidls(pb, user):
     with Session(pb, user) as s:
         uidls = s.uidl()
         out = {tag_of(s.top(i + 1)): u for i, u in enumerate(uidls)}
-        quit_ok(s)
+        s.quit_ok()
     return out
 
 
@@ -1406,19 +1328,19 @@ def case_sizes():
             if data != exp[i][0]:
                 probs.append("RETR %d (%s): %s" % (i + 1, names[i], first_diff(data, exp[i][0])))
         sizes = s.list()
-        quit_ok(s)
+        s.quit_ok()
     want = [e[1] for e in exp]
     expect(sizes == want, probs, "LIST after RETR in the same session %s, want %s" % (sizes, want))
     with Session(pb, user) as s:
         sizes = s.list()
         st = s.stat()
-        quit_ok(s)
+        s.quit_ok()
     expect(sizes == want, probs, "LIST in the next session %s, want %s" % (sizes, want))
     expect(st == (len(want), sum(want)), probs, "STAT %s, want %s" % (st, (len(want), sum(want))))
     pb.restart()
     with Session(pb, user) as s:
         sizes = s.list()
-        quit_ok(s)
+        s.quit_ok()
     expect(sizes == want, probs, "LIST after a restart %s, want %s" % (sizes, want))
     files = map_files(pb.state)
     if len(files) == 1:

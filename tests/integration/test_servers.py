@@ -84,7 +84,7 @@ import imapfetch  # noqa: E402
 import imapservers  # noqa: E402
 import pbtest  # noqa: E402
 from pbtest import HOST, note  # noqa: E402
-from pop3wire import Pop3, Pop3Closed  # noqa: E402
+from pop3wire import Pop3  # noqa: E402
 
 POPBRIDGE = pbtest.default_popbridge()
 ONLY_SERVER = [s for s in os.environ.get("ONLY_SERVER", "").split(",") if s]
@@ -172,31 +172,8 @@ class PB(pbtest.Popbridge):
 
     def write_conf(self):
         with open(self.conf, "w") as f:
-            f.write("""[listen]
-pop3 = 127.0.0.1:%d
-pop3s =
-
-[upstream]
-host = 127.0.0.1
-port = %d
-tls = none
-timeout = 10
-
-[maildrop]
-on_delete = %s
-trash = Trash
-
-[state]
-dir = %s
-
-[limits]
-auth_fail_delay = 0
-idle_timeout = 60
-shutdown_grace = 5
-
-[log]
-level = debug
-""" % (self.port, self.target.srv.port, self.on_delete, self.state))
+            f.write(pbtest.plain_conf(self.port, self.target.srv.port, self.state,
+                                      {"on_delete": self.on_delete, "trash": "Trash"}))
 
     def start(self):
         self.write_conf()
@@ -222,6 +199,9 @@ level = debug
             self.deaths.append("popbridge %s died (%s); its log says:" % (self.name, how))
             self.deaths += ["  " + ln[:240] for ln in lines]
         return True
+
+    def alive(self):
+        return not self.dead()
 
     def take_deaths(self):
         self.dead()
@@ -273,7 +253,8 @@ class Target:
         return self.srv.login_name(user)
 
     def session(self, user, on_delete="expunge"):
-        return Session(self.pb(on_delete), self.login(user), self.srv.password(user))
+        return pbtest.Pop3Session(self.pb(on_delete), self.login(user),
+                                  self.srv.password(user))
 
     def crashes(self):
         out = []
@@ -313,79 +294,6 @@ class BufferedReport(Report):
 
 # -- POP3 ----------------------------------------------------------------------------
 
-class Session:
-    """A logged-in POP3 session (USER/PASS); AssertionError on -ERR or a
-    closed connection (saying so if popbridge died)."""
-
-    def __init__(self, pb, user, pw):
-        self.pb = pb
-        self.what = "%s@%s" % (user, pb.name)
-        try:
-            self.p = Pop3(HOST, pb.port, timeout=REPLY_WAIT)
-            r = self.p.login(user, pw)
-        except (Pop3Closed, OSError) as e:
-            raise AssertionError("%s: login: %s%s" % (self.what, e, self.died())) from None
-        if not r.startswith(b"+OK"):
-            self.p.close()
-            raise AssertionError("%s: login -> %r" % (self.what, r))
-
-    def died(self):
-        time.sleep(0.3)
-        return "; popbridge died" if self.pb.dead() else ""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.p.close()
-        return False
-
-    def ok(self, cmd):
-        try:
-            r = self.p.cmd(cmd)
-        except (Pop3Closed, OSError) as e:
-            raise AssertionError("%s: %s: %s%s" % (self.what, cmd, str(e)[:120],
-                                                   self.died())) from None
-        if not r.startswith(b"+OK"):
-            raise AssertionError("%s: %s -> %r" % (self.what, cmd, r[:200]))
-        return r
-
-    def multi(self, cmd):
-        self.ok(cmd)
-        try:
-            raw, data, problems = self.p.multi()
-        except (Pop3Closed, OSError) as e:
-            raise AssertionError("%s: %s: connection lost in the response (%s)%s" % (
-                self.what, cmd, str(e)[:120], self.died())) from None
-        if problems:
-            raise AssertionError("%s: %s: %s" % (self.what, cmd, "; ".join(problems[:3])))
-        return data
-
-    def stat(self):
-        m = re.match(rb"\+OK (\d+) (\d+)", self.ok("STAT"))
-        return int(m.group(1)), int(m.group(2))
-
-    def _listing(self, cmd, conv):
-        out = []
-        for ln in self.multi(cmd).splitlines():
-            parts = ln.split(b" ")
-            if len(parts) != 2 or int(parts[0]) != len(out) + 1:
-                raise AssertionError("%s: %s line %r" % (self.what, cmd, ln))
-            out.append(conv(parts[1]))
-        return out
-
-    def uidl(self):
-        return self._listing("UIDL", lambda b: b.decode("latin-1"))
-
-    def list(self):
-        return self._listing("LIST", int)
-
-    def quit(self):
-        r = self.ok("QUIT")
-        self.p.close()
-        return r
-
-
 def uidl_problems(uidls):
     probs = []
     if len(set(uidls)) != len(uidls):
@@ -415,7 +323,7 @@ def per_message(t, user, items, fn, on_delete="expunge"):
             s = None
     if s is not None:
         try:
-            s.quit()
+            s.quit_ok()
         except AssertionError as e:
             probs.append(str(e))
     return probs
@@ -483,7 +391,7 @@ def case_login(t):
     with t.session(user) as s:
         n, _ = s.stat()
         expect(n == 0, probs, "STAT says %d messages in an empty mailbox" % n)
-        s.quit()
+        s.quit_ok()
     pb = t.pb()
     p = Pop3(HOST, pb.port, timeout=REPLY_WAIT)
     try:
@@ -514,7 +422,7 @@ def case_listing(t):
         st = s.stat()
         sizes = s.list()
         u1 = s.uidl()
-        s.quit()
+        s.quit_ok()
     expect(st[0] == len(E), probs, "STAT says %d messages, the server holds %d" % (st[0], len(E)))
     expect(len(sizes) == len(E), probs, "LIST lists %d messages, the server holds %d"
            % (len(sizes), len(E)))
@@ -526,7 +434,7 @@ def case_listing(t):
     probs += uidl_problems(u1)
     with t.session(user) as s:
         u2 = s.uidl()
-        s.quit()
+        s.quit_ok()
     expect(u1 == u2, probs, "UIDLs differ between two sessions: %s / %s" % (u1, u2))
     return probs
 
@@ -552,12 +460,12 @@ def case_sizes_after_retr(t):
         for i in range(len(E)):
             s.multi("RETR %d" % (i + 1))
         got = s.list()
-        s.quit()
+        s.quit_ok()
     expect(got == E.size, probs, "LIST after RETR in the same session %s, want %s" % (got, E.size))
     with t.session(user) as s:
         got = s.list()
         st = s.stat()
-        s.quit()
+        s.quit_ok()
     expect(got == E.size, probs, "LIST in the next session %s, want %s" % (got, E.size))
     expect(st == (len(E), sum(E.size)), probs, "STAT %s, want %s" % (st, (len(E), sum(E.size))))
     return probs
@@ -709,7 +617,7 @@ def case_dele(t):
         u0 = s.uidl()
         s.ok("DELE 2")
         s.ok("DELE 4")
-        r = s.quit()
+        r = s.quit_ok()
     expect(b"2 messages deleted" in r, probs, "QUIT -> %r" % r)
     box = tags_of(t.srv, user)
     for k in (0, 2):
@@ -719,7 +627,7 @@ def case_dele(t):
         removed_ok(t, box, uids[k], tags[k], probs, "on_delete = expunge")
     with t.session(user) as s:
         u1 = s.uidl()
-        s.quit()
+        s.quit_ok()
     expect(u1 == [u0[0], u0[2]], probs, "next session UIDL %s, want %s" % (u1, [u0[0], u0[2]]))
     return probs
 
@@ -732,7 +640,7 @@ def case_foreign(t):
     with t.session(user) as s:
         n, _ = s.stat()
         s.ok("DELE 1")
-        s.quit()
+        s.quit_ok()
     t.note("popbridge lists %d of 4 messages when another client flagged one \\Deleted" % n)
     box = tags_of(t.srv, user)
     expect(uids[2] in box and "\\Deleted" in box[uids[2]][1], probs,
@@ -760,7 +668,7 @@ def on_delete_case(t, how):
         mid = tags_of(t.srv, user)
         expect(mid == before, probs, "before QUIT: %s, want unchanged %s" % (
             show_box(mid), show_box(before)))
-        s.quit()
+        s.quit_ok()
     gone = [(uids[k], tags[k]) for k in (1, 3)]
     kept = [(uids[k], tags[k]) for k in (0, 2)]
 
@@ -805,7 +713,7 @@ def on_delete_case(t, how):
             again = [i + 1 for i, u in enumerate(got) if u in (u0[1], u0[3])]
             for n in again:
                 s.ok("DELE %d" % n)
-            s.quit()
+            s.quit_ok()
         expect(got == want, probs, "%s session: UIDL %s, want %s (deleted ones not listed "
                "again)%s" % (k, got, want, "; DELE %s + QUIT again" % again if again else ""))
         check("after the %s session" % k)
@@ -822,7 +730,7 @@ def case_flags(t):
     with t.session(user) as s:
         for i in range(len(E0)):
             s.multi("RETR %d" % (i + 1))
-        s.quit()
+        s.quit_ok()
     t.srv.set_flags(user, E0.uids, "(\\Flagged \\Answered)")
     t.srv.set_flags(user, E0.uids[::2], "(\\Seen)")
     E = Expected(t.srv, user)
@@ -832,7 +740,7 @@ def case_flags(t):
         sizes = s.list()
         st = s.stat()
         got = [s.multi("RETR %d" % (i + 1)) for i in range(len(E))]
-        s.quit()
+        s.quit_ok()
     for i in range(len(E)):
         expect(sizes[i] == E.size[i], probs, "LIST %d (%s): %d, the message is now %d octets"
                % (i + 1, E.names[i], sizes[i], E.size[i]))
@@ -856,7 +764,7 @@ def case_rebuild(t):
         u0 = s.uidl()
         for i in range(len(u0)):
             s.multi("RETR %d" % (i + 1))        # fingerprinted
-        s.quit()
+        s.quit_ok()
     before = dict(zip(tags, u0))
     v0 = srv.uidvalidity(user)
     box0 = sorted(srv.mailbox(user))
@@ -871,7 +779,7 @@ def case_rebuild(t):
     with t.session(user) as s:
         u1 = s.uidl()
         names = [msg_name(s.multi("TOP %d 0" % (i + 1))) for i in range(len(u1))]
-        s.quit()
+        s.quit_ok()
     after = dict(zip(names, u1))
     expect(sorted(names) == sorted(tags + ["rebuild-new"]), probs,
            "after the rebuild popbridge lists %s" % names)

@@ -389,6 +389,20 @@ class Dovecot(ImapServer):
         return pbtest.read_text(os.path.join(self.dir, "dovecot.log")).splitlines()[-n:]
 
 
+# -- servers run as a child process (self.proc, self.conf, self.log) -------------------
+
+class SpawnedServer(ImapServer):
+    def stop(self):
+        _stop_proc(self.proc, self.conf)
+        self.proc = None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n=8):
+        return pbtest.read_text(self.log).splitlines()[-n:]
+
+
 # -- Cyrus -------------------------------------------------------------------------------
 
 def _run_as():
@@ -415,7 +429,7 @@ def mailutils_missing():
     return None
 
 
-class Cyrus(ImapServer):
+class Cyrus(SpawnedServer):
     """A private Cyrus IMAP 3.6 (master + imapd) in directory d."""
 
     kind = "cyrus"
@@ -525,16 +539,6 @@ EVENTS {
             self.stop()
             raise RuntimeError("Cyrus in %s: %s; %s" % (self.dir, why, " | ".join(self.log_tail())))
 
-    def stop(self):
-        _stop_proc(self.proc, self.conf)
-        self.proc = None
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, n=8):
-        return pbtest.read_text(self.log).splitlines()[-n:]
-
     def prepare(self, user):
         # INBOX, Junk and Trash are autocreated at the first login.
         self.imap(user).logout()
@@ -590,7 +594,7 @@ EVENTS {
 
 # -- GNU Mailutils -----------------------------------------------------------------------
 
-class Mailutils(ImapServer):
+class Mailutils(SpawnedServer):
     """A private GNU Mailutils imap4d (mbox) in directory d; users log in
     as user@DOMAIN."""
 
@@ -682,16 +686,6 @@ tcp-wrappers {
         if why:
             self.stop()
             raise RuntimeError("imap4d in %s: %s; %s" % (self.dir, why, " | ".join(self.log_tail())))
-
-    def stop(self):
-        _stop_proc(self.proc, self.conf)
-        self.proc = None
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, n=8):
-        return pbtest.read_text(self.log).splitlines()[-n:]
 
     def rebuild(self, user, folder="INBOX"):
         """X-IMAPbase and X-UID headers stripped from the mbox file: imap4d

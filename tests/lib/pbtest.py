@@ -21,7 +21,7 @@ import tempfile
 import time
 import traceback
 
-from pop3wire import Pop3Closed
+from pop3wire import Pop3, Pop3Closed
 
 HOST = "127.0.0.1"
 LIB = os.path.dirname(os.path.abspath(__file__))
@@ -227,6 +227,21 @@ def wait_greeting(proc, port, src=None, secs=30, step=0.1):
     return "timeout"
 
 
+
+def plain_conf(pop3_port, imap_port, state, maildrop=None, level="debug"):
+    """A popbridge configuration for tests: plain POP3 on 127.0.0.1, an
+    upstream without TLS on 127.0.0.1, no login delay; maildrop is a
+    {key: value} of [maildrop] settings."""
+    text = ("[listen]\npop3 = 127.0.0.1:%d\npop3s =\n\n"
+            "[upstream]\nhost = 127.0.0.1\nport = %d\ntls = none\ntimeout = 10\n\n"
+            % (pop3_port, imap_port))
+    if maildrop:
+        text += "[maildrop]\n" + "".join("%s = %s\n" % kv for kv in maildrop.items()) + "\n"
+    return text + ("[state]\ndir = %s\n\n"
+                   "[limits]\nauth_fail_delay = 0\nidle_timeout = 60\nshutdown_grace = 5\n\n"
+                   "[log]\nlevel = %s\n" % (state, level))
+
+
 class Popbridge:
     """Base for one popbridge process: the subclass sets name, port, log
     (the log file's path) and proc (via spawn)."""
@@ -420,6 +435,104 @@ class Dovecot:
 
 
 # -- raw POP3 lines ------------------------------------------------------------------------
+
+
+class Pop3Session:
+    """A logged-in POP3 session (USER/PASS) to pb for the case scripts;
+    AssertionError on -ERR or a lost connection (saying so when popbridge
+    is no longer running: pb.alive())."""
+
+    def __init__(self, pb, user, pw, timeout=REPLY_WAIT):
+        self.pb = pb
+        self.what = "%s@%s" % (user, pb.name)
+        try:
+            self.p = Pop3(HOST, pb.port, timeout=timeout)
+            r = self.p.login(user, pw)
+        except (Pop3Closed, OSError) as e:
+            raise AssertionError("%s: login: %s%s" % (self.what, e, self.died())) from None
+        self.login_reply = r
+        if not r.startswith(b"+OK"):
+            self.p.close()
+            raise AssertionError("%s: login -> %r" % (self.what, r))
+
+    def died(self):
+        time.sleep(0.3)
+        return "" if self.pb.alive() else "; popbridge died"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.p.close()
+        return False
+
+    def ok(self, cmd):
+        try:
+            r = self.p.cmd(cmd)
+        except (Pop3Closed, OSError) as e:
+            raise AssertionError("%s: %s: %s%s" % (self.what, cmd, str(e)[:120],
+                                                   self.died())) from None
+        if not r.startswith(b"+OK"):
+            raise AssertionError("%s: %s -> %r" % (self.what, cmd, r[:200]))
+        return r
+
+    def multi(self, cmd):
+        self.ok(cmd)
+        try:
+            _, data, problems = self.p.multi()
+        except (Pop3Closed, OSError) as e:
+            raise AssertionError("%s: %s: connection lost in the response (%s)%s" % (
+                self.what, cmd, str(e)[:120], self.died())) from None
+        if problems:
+            raise AssertionError("%s: %s: %s" % (self.what, cmd, "; ".join(problems[:3])))
+        return data
+
+    def stat(self):
+        r = self.ok("STAT")
+        m = re.match(rb"\+OK (\d+) (\d+)", r)
+        if not m:
+            raise AssertionError("%s: STAT -> %r" % (self.what, r))
+        return int(m.group(1)), int(m.group(2))
+
+    def _listing(self, cmd, conv):
+        out = []
+        for ln in self.multi(cmd).splitlines():
+            parts = ln.split(b" ")
+            if len(parts) != 2 or int(parts[0]) != len(out) + 1:
+                raise AssertionError("%s: %s line %r" % (self.what, cmd, ln))
+            out.append(conv(parts[1]))
+        return out
+
+    def uidl(self):
+        """[uidl] in message-number order."""
+        return self._listing("UIDL", lambda b: b.decode("latin-1"))
+
+    def list(self):
+        return self._listing("LIST", int)
+
+    def retr(self, n):
+        return self.multi("RETR %d" % n)
+
+    def top(self, n, lines=0):
+        return self.multi("TOP %d %d" % (n, lines))
+
+    def dele(self, n):
+        self.ok("DELE %d" % n)
+
+    def quit(self):
+        """QUIT's reply, whatever it is; the connection is closed."""
+        try:
+            r = self.p.cmd("QUIT")
+        finally:
+            self.p.close()
+        return r
+
+    def quit_ok(self):
+        r = self.quit()
+        if not r.startswith(b"+OK"):
+            raise AssertionError("%s: QUIT -> %r" % (self.what, r))
+        return r
+
 
 def drain_until_close(sock, timeout, got=b""):
     """(got + the bytes received, closed?, seconds) until the peer closes

@@ -1435,7 +1435,7 @@ static void
 assert_splits(const char *msg, const uint8_t want[UIDMAP_FP_LEN],
 	      const uint8_t *want_old)
 {
-	struct uidmap_hasher *h = uidmap_hasher_new();
+	struct uidmap_hasher *h = uidmap_hasher_new(true);
 	size_t n = strlen(msg), i, j;
 	uint8_t got[UIDMAP_FP_LEN], old[UIDMAP_FP_LEN];
 
@@ -1546,9 +1546,30 @@ Test(uidmap, hasher_edges)
 	assert_hashes_as("A\n\r", "A\r\n\r");
 }
 
+Test(uidmap, hasher_without_version_1)
+{
+	static const char msg[] = "From: a\r\nStatus: RO\r\n\r\nbody";
+	struct uidmap_hasher *both = uidmap_hasher_new(true);
+	struct uidmap_hasher *one = uidmap_hasher_new(false);
+	uint8_t a[UIDMAP_FP_LEN], b[UIDMAP_FP_LEN], old[UIDMAP_FP_LEN];
+	static const uint8_t zero[UIDMAP_FP_LEN];
+
+	cr_assert_not_null(both);
+	cr_assert_not_null(one);
+	fp_whole(both, msg, strlen(msg), a);
+	uidmap_hasher_reset(one);
+	uidmap_hasher_feed(one, msg, strlen(msg));
+	uidmap_hasher_final(one, b, old);
+	/* The fingerprint is the same; version 1's is not computed. */
+	cr_assert_arr_eq(a, b, UIDMAP_FP_LEN);
+	cr_assert_arr_eq(old, zero, UIDMAP_FP_LEN);
+	uidmap_hasher_free(&both);
+	uidmap_hasher_free(&one);
+}
+
 Test(uidmap, hasher_distinguishes_headers)
 {
-	struct uidmap_hasher *h = uidmap_hasher_new();
+	struct uidmap_hasher *h = uidmap_hasher_new(true);
 	uint8_t a[UIDMAP_FP_LEN], b[UIDMAP_FP_LEN], c[UIDMAP_FP_LEN];
 	const char *m1 = "Message-ID: <1@x>\r\n\r\nbody";
 	const char *m2 = "Message-ID: <2@x>\r\n\r\nbody";
