@@ -17,7 +17,8 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luv -lssl -l
 ALL_CFLAGS = $(CSTD) $(WARN) $(OPT) -Iinclude $(PKG_CFLAGS) $(CFLAGS)
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-SRCS    := $(wildcard src/*.c)
+# One folder per stage of the flow (see README's layout table).
+SRCS    := $(wildcard src/*.c src/*/*.c)
 LIBSRCS := $(filter-out src/main.c,$(SRCS))
 TESTS   := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 
@@ -42,11 +43,13 @@ Q := $(if $(V),,@)
 # header change rebuilds only what uses it.
 DEPFLAGS := -MMD -MP
 
-build/obj/%.o: src/%.c | build/obj
+build/obj/%.o: src/%.c
+	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
-build/asan/obj/%.o: src/%.c | build/asan/obj
+build/asan/obj/%.o: src/%.c
+	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) $(DEPFLAGS) -c -o $@ $<
 
@@ -68,15 +71,16 @@ build/asan/test_%: tests/unit/test_%.c $(SANLIB) | build/asan/obj
 build/asan/test_dotstuff_avx2: DS_FLAGS := -DDOTSTUFF_NO_AVX512
 build/asan/test_dotstuff_sse2: DS_FLAGS := -DDOTSTUFF_NO_AVX2
 build/asan/test_dotstuff_scalar: DS_FLAGS := -DDOTSTUFF_NO_SIMD
-$(DS_VARIANTS): tests/unit/test_dotstuff.c src/dotstuff.c $(SANLIB) | build/asan/obj
+$(DS_VARIANTS): tests/unit/test_dotstuff.c src/pop3/dotstuff.c $(SANLIB) | build/asan/obj
 	@echo "  TEST    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) $(DS_FLAGS) $(DEPFLAGS) -o $@ $< src/dotstuff.c \
-		$(filter-out build/asan/obj/dotstuff.o,$(SANLIB)) $(PKG_LIBS) -lcriterion $(LDFLAGS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) $(DS_FLAGS) $(DEPFLAGS) -o $@ $< src/pop3/dotstuff.c \
+		$(filter-out build/asan/obj/pop3/dotstuff.o,$(SANLIB)) $(PKG_LIBS) -lcriterion $(LDFLAGS)
 
 build/obj build/asan/obj:
 	mkdir -p $@
 
--include $(wildcard build/obj/*.d build/asan/obj/*.d build/asan/*.d)
+-include $(wildcard build/obj/*.d build/obj/*/*.d build/asan/obj/*.d \
+	build/asan/obj/*/*.d build/asan/*.d)
 
 asan: build/asan/popbridge $(SANTESTS)
 
@@ -129,16 +133,16 @@ FUZZ_TARGETS := fuzz_pop3_parse fuzz_imap_parse fuzz_config fuzz_session
 
 .PHONY: fuzz fuzz-build
 # Each target links only the sources it fuzzes (buf.c wipes with OpenSSL).
-build/fuzz/fuzz_pop3_parse: src/pop3_parse.c src/buf.c
+build/fuzz/fuzz_pop3_parse: src/pop3/pop3_parse.c src/util/buf.c
 build/fuzz/fuzz_pop3_parse: FUZZ_LIBS := -lcrypto
-build/fuzz/fuzz_imap_parse: src/imap_parse.c src/buf.c
+build/fuzz/fuzz_imap_parse: src/imap/imap_parse.c src/util/buf.c
 build/fuzz/fuzz_imap_parse: FUZZ_LIBS := -lcrypto
-build/fuzz/fuzz_config: src/config.c src/buf.c
+build/fuzz/fuzz_config: src/daemon/config.c src/util/buf.c
 build/fuzz/fuzz_config: FUZZ_LIBS := -linih -lcrypto
 # The whole daemon but main.c, driven over loopback sockets.
 build/fuzz/fuzz_session: $(LIBSRCS)
 build/fuzz/fuzz_session: FUZZ_LIBS = $(PKG_LIBS)
-build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(wildcard include/*.h)
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(wildcard include/*/*.h)
 	@mkdir -p build/fuzz
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(filter src/%.c,$^) $(FUZZ_LIBS)

@@ -8,13 +8,13 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "config.h"
-#include "listener.h"
-#include "log.h"
-#include "privs.h"
-#include "session.h"
-#include "tls.h"
-#include "version.h"
+#include "daemon/config.h"
+#include "net/listener.h"
+#include "util/log.h"
+#include "daemon/privs.h"
+#include "pop3/session.h"
+#include "net/tls.h"
+#include "daemon/version.h"
 
 #define DEFAULT_CONFIG "/etc/popbridge.ini"
 

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "daemon/config.h"
 #include "fuzz_common.h"
 
 #define NAME "fuzz.ini"

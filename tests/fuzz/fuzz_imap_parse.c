@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "imap_parse.h"
+#include "imap/imap_parse.h"
 #include "fuzz_common.h"
 
 struct run {

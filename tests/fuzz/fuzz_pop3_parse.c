@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pop3_parse.h"
+#include "pop3/pop3_parse.h"
 #include "fuzz_common.h"
 
 /* FNV-1a over the event sequence, compared between chunkings. */

@@ -55,12 +55,12 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "config.h"
-#include "conn.h"
-#include "listener.h"
-#include "log.h"
-#include "mapstore.h"
-#include "session.h"
+#include "daemon/config.h"
+#include "net/conn.h"
+#include "net/listener.h"
+#include "util/log.h"
+#include "store/mapstore.h"
+#include "pop3/session.h"
 #include "fuzz_common.h"
 
 #define SEP "~~~\n"

@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "base64.h"
+#include "util/base64.h"
 
 static const char alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

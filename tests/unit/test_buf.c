@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "buf.h"
+#include "util/buf.h"
 
 Test(buf, append_and_consume)
 {

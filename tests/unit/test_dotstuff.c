@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dotstuff.h"
+#include "pop3/dotstuff.h"
 
 #define OUT_MAX (64u << 20)
 

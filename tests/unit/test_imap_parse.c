@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "imap_parse.h"
+#include "imap/imap_parse.h"
 
 /*
  * Every input is parsed whole, split in two at every byte position and fed

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "imap_string.h"
+#include "imap/imap_string.h"
 
 /*
  * The quoted output is checked by an independent, strict reader of the

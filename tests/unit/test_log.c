@@ -9,7 +9,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "util/log.h"
 
 struct capture {
 	int saved;	/* the real stderr */

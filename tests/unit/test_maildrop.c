@@ -1,7 +1,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "maildrop.h"
+#include "mailbox/maildrop.h"
 
 static struct maildrop md;
 

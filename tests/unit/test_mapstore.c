@@ -8,8 +8,8 @@
 
 #include <openssl/evp.h>
 
-#include "log.h"
-#include "mapstore.h"
+#include "util/log.h"
+#include "store/mapstore.h"
 
 /* A state directory whose path says "corrupt", so that no decision can
  * rest on the words of an error message. */

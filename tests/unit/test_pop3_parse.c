@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "pop3_parse.h"
+#include "util/buf.h"
+#include "pop3/pop3_parse.h"
 
 /* --- commands --- */
 

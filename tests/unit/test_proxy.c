@@ -1,7 +1,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "proxy.h"
+#include "net/proxy.h"
 
 /* Feeds the input growing one byte at a time: MORE until complete. */
 static int

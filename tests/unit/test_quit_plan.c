@@ -1,8 +1,8 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "imap_client.h"
-#include "quit_plan.h"
+#include "imap/imap_client.h"
+#include "mailbox/quit_plan.h"
 
 /* What each capability set and policy must give: the steps, whether the
  * map must hide the messages, and whether a fallback is logged. */

@@ -4,9 +4,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "maildrop.h"
-#include "snapshot.h"
-#include "uidmap.h"
+#include "mailbox/maildrop.h"
+#include "mailbox/snapshot.h"
+#include "store/uidmap.h"
 
 static char dir[] = "/tmp/pb-snapshot-XXXXXX";
 static struct uidmap *map;

@@ -13,7 +13,7 @@
 
 #include <openssl/evp.h>
 
-#include "uidmap.h"
+#include "store/uidmap.h"
 
 #define N_PERF 100000
 

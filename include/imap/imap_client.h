@@ -1,0 +1,111 @@
+#ifndef POPBRIDGE_IMAP_CLIENT_H
+#define POPBRIDGE_IMAP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "util/buf.h"
+#include "daemon/config.h"
+#include "imap/imap_parse.h"
+
+/*
+ * The IMAP side of one session: connects, logs in with the POP3 user's
+ * credentials, then runs one command at a time with numbered tags. Replies
+ * come back through callbacks, never synchronously from the call that
+ * started the command. Once the connection fails (drop, BYE, timeout,
+ * protocol error) the client is dead: the running command completes with
+ * IMAP_FAIL and later calls return -1.
+ */
+
+/* A command line (without literal data) may be this long; uid sets are
+ * split to stay below it (servers accept 8 KB at least, RFC 7162 §4). */
+#define IMAP_CMD_MAX (64u * 1024)
+
+enum imap_result {
+	IMAP_OK = 0,
+	IMAP_NO,		/* the server refused the command */
+	IMAP_BAD,		/* the server rejected the syntax */
+	IMAP_AUTHFAIL,		/* login refused: wrong credentials */
+	IMAP_FAIL,		/* connection lost or unusable: permanent */
+};
+
+/* Capabilities the bridge cares about. */
+enum {
+	IMAP_CAP_IMAP4REV1 = 1 << 0,
+	IMAP_CAP_AUTH_PLAIN = 1 << 1,
+	IMAP_CAP_SASL_IR = 1 << 2,
+	IMAP_CAP_LOGINDISABLED = 1 << 3,
+	IMAP_CAP_LITERAL_PLUS = 1 << 4,
+	IMAP_CAP_LITERAL_MINUS = 1 << 5,
+	IMAP_CAP_UIDPLUS = 1 << 6,
+	IMAP_CAP_MOVE = 1 << 7,
+	IMAP_CAP_ID = 1 << 8,
+	IMAP_CAP_STARTTLS = 1 << 9,
+	IMAP_CAP_OBJECTID = 1 << 10,	/* RFC 8474: EMAILID */
+	IMAP_CAP_X_GM_EXT_1 = 1 << 11,	/* Gmail: X-GM-MSGID */
+};
+
+/* Callbacks of one command. Any may be NULL. */
+struct imap_cmd_cb {
+	/* Each untagged response while the command runs. */
+	void (*untagged)(void *ctx, const struct imap_resp *r);
+	/* Message data streamed from FETCH responses. */
+	void (*body_begin)(void *ctx, uint32_t uid, uint64_t size);
+	void (*body_data)(void *ctx, const char *p, size_t n);
+	void (*body_end)(void *ctx);
+	/* The outcome; text is the server's explanation or our reason. */
+	void (*done)(void *ctx, enum imap_result res, const char *text);
+	void *ctx;
+};
+
+struct imap_client;
+struct tls_ctx;
+
+/* A client for the configured upstream; nothing happens until login.
+ * tls_ctx (client role) gets a reference of its own; NULL is allowed only
+ * with tls = none. */
+struct imap_client *imap_client_new(uv_loop_t *loop, const struct config *cfg,
+				    struct tls_ctx *tls_ctx,
+				    const char *session_id);
+
+/*
+ * Resolves and connects, reads the greeting and capabilities, logs in with
+ * user/pass (AUTHENTICATE PLAIN when offered, else LOGIN with quoted
+ * strings or literals) and sends ID where advertised. The credentials are
+ * copied and wiped after use. done reports IMAP_OK, IMAP_AUTHFAIL or
+ * IMAP_FAIL (text says why). Returns 0, or -1 when already started.
+ */
+int imap_client_login(struct imap_client *c, const char *user, size_t user_len,
+		      const char *pass, size_t pass_len,
+		      const struct imap_cmd_cb *cb);
+
+/*
+ * Sends one command; the tag is added here. args is the command without
+ * tag and CRLF, already safely formed (use imap_string for user data).
+ * Returns 0 or -1 (dead, busy or too long).
+ */
+int imap_client_command(struct imap_client *c, const char *args,
+			const struct imap_cmd_cb *cb);
+
+unsigned imap_client_caps(const struct imap_client *c);
+bool imap_client_dead(const struct imap_client *c);
+const char *imap_client_error(const struct imap_client *c);
+/* The response code of the last tagged answer ("EXPUNGEISSUED",
+ * "UNAVAILABLE", ...; "" without one), valid until the next command. */
+const char *imap_client_code(const struct imap_client *c);
+
+/* Back-pressure: stop and resume reading from the upstream. The command
+ * timeout does not run while paused. */
+void imap_client_pause(struct imap_client *c);
+void imap_client_resume(struct imap_client *c);
+
+/* Sends LOGOUT without waiting for the answer and closes. */
+void imap_client_logout(struct imap_client *c);
+
+/* Closes the connection (if any) and frees; *c becomes NULL. No callback
+ * fires afterwards. */
+void imap_client_free(struct imap_client **c);
+
+#endif

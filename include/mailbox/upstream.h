@@ -1,0 +1,85 @@
+#ifndef POPBRIDGE_UPSTREAM_H
+#define POPBRIDGE_UPSTREAM_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "daemon/config.h"
+#include "imap/imap_client.h"
+#include "mailbox/maildrop.h"
+#include "store/uidmap.h"
+
+/*
+ * The mailbox operations one POP3 session needs, built from IMAP commands:
+ * open (log in, SELECT each folder, list UIDs and sizes), fetch one
+ * message or part, and apply the deletions at QUIT. One operation runs at a
+ * time; each reports through the callbacks given at creation, never from
+ * inside the call that started it.
+ */
+
+enum upstream_status {
+	UPSTREAM_OK = 0,
+	UPSTREAM_AUTH,		/* wrong credentials */
+	UPSTREAM_GONE,		/* the message no longer exists upstream */
+	UPSTREAM_TEMP,		/* unreachable, failing or refusing: later */
+};
+
+struct upstream_events {
+	/* The running operation finished; why is a short explanation. */
+	void (*done)(void *ctx, enum upstream_status st, const char *why);
+	/* Message bytes of the running fetch, in order. */
+	void (*data)(void *ctx, const char *p, size_t n);
+};
+
+enum upstream_part {
+	UPSTREAM_WHOLE,		/* BODY.PEEK[] */
+	UPSTREAM_HEADER,	/* BODY.PEEK[HEADER] */
+	UPSTREAM_TEXT,		/* BODY.PEEK[TEXT]<offset.length> */
+};
+
+struct upstream;
+
+/* tls_ctx: see imap_client_new. */
+struct upstream *upstream_new(uv_loop_t *loop, const struct config *cfg,
+			      struct tls_ctx *tls_ctx, const char *session_id,
+			      const struct upstream_events *ev, void *ctx);
+void upstream_free(struct upstream **u);
+
+/* Logs in and takes the snapshot into md (initialised with the folders)
+ * through the account's UID map (borrowed; it must outlive u). Returns 0
+ * or -1 (an operation is running). */
+int upstream_open(struct upstream *u, const char *user, size_t user_len,
+		  const char *pass, size_t pass_len, struct maildrop *md,
+		  struct uidmap *map);
+
+/* Streams part of message msg; for UPSTREAM_TEXT, length octets from
+ * offset. done reports OK (all bytes delivered; data may not have been
+ * called for an empty part), GONE or TEMP. */
+int upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
+		   enum upstream_part part, uint64_t offset, uint64_t length);
+
+/*
+ * Asks now for the whole of msg (in the selected folder), so that a RETR
+ * of it can start at once; the reply waits unread in the socket. No event
+ * reports it. The next operation takes it (upstream_fetch of msg, whole)
+ * or, any other, starts once it has been read and dropped. Returns 0 or -1
+ * (not possible now; nothing was sent).
+ */
+int upstream_read_ahead(struct upstream *u, const struct maildrop_msg *msg);
+
+/* Removes the messages marked deleted in md as on_delete says. done
+ * reports OK only when every one was handled. */
+int upstream_update(struct upstream *u);
+
+/* Back-pressure on message data. */
+void upstream_pause(struct upstream *u);
+void upstream_resume(struct upstream *u);
+
+/* Fetched octets of the running or last fetch (as received). */
+uint64_t upstream_fetched(const struct upstream *u);
+bool upstream_alive(const struct upstream *u);
+
+/* Ends the IMAP session politely (LOGOUT) without waiting. */
+void upstream_logout(struct upstream *u);
+
+#endif

@@ -1,0 +1,1067 @@
+#include "imap/imap_client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "util/base64.h"
+#include "net/conn.h"
+#include "imap/imap_string.h"
+#include "util/log.h"
+#include "net/tls.h"
+#include "daemon/version.h"
+
+/* Longest server text kept for error messages. */
+#define IMAP_TEXT_MAX 256
+/* A LOGIN may need three segments: two synchronizing literals. */
+#define IMAP_SEGMENTS_MAX 3
+/* Credentials longer than this are refused outright (RFC 4616 allows 255
+ * octets per field; providers' app passwords and tokens fit). */
+#define IMAP_CRED_MAX 4096
+/* LITERAL- (RFC 7888) allows non-synchronizing literals up to 4096. */
+#define IMAP_LITERAL_MINUS_MAX 4096
+
+enum login_step {
+	LOGIN_IDLE = 0,
+	LOGIN_RESOLVING,
+	LOGIN_CONNECTING,
+	LOGIN_TLS,		/* implicit TLS handshake */
+	LOGIN_GREETING,
+	LOGIN_CAPABILITY,
+	LOGIN_STARTTLS,
+	LOGIN_AUTH,
+	LOGIN_POSTCAPA,
+	LOGIN_ID,
+	LOGIN_DONE,
+};
+
+struct resolve_req {
+	uv_getaddrinfo_t req;
+	struct imap_client *client;	/* NULL once the client is gone */
+};
+
+struct imap_client {
+	uv_loop_t *loop;
+	const struct config *cfg;
+	struct tls_ctx *tls_ctx;	/* a reference; NULL with tls = none */
+	char sid[32];
+	struct conn *conn;
+	bool starttls_now;		/* STARTTLS accepted: switch after
+					 * this response, drop the rest */
+	struct imap_parser *parser;
+	struct imap_body_cb body;	/* routes streamed literals to cmd */
+	uv_timer_t timer;
+	struct resolve_req *resolve;
+	struct addrinfo *addrs;		/* owned; tried in order */
+	struct addrinfo *next_addr;
+
+	unsigned tag_seq;
+	char tag[16];
+	bool active;
+	bool secret_cmd;		/* do not log the command text */
+	struct imap_cmd_cb cmd;
+	struct buf segs;		/* segments after the first, sent on "+" */
+	size_t seg_len[IMAP_SEGMENTS_MAX];
+	size_t nsegs, seg_next;
+
+	enum login_step step;
+	struct imap_cmd_cb login_cb;
+	struct buf user, pass;		/* secrets: wiped after login */
+
+	unsigned caps;
+	bool caps_fresh;		/* caps were announced since login */
+	char code[IMAP_TEXT_MAX];	/* last tagged response code */
+	bool dead;
+	bool paused;
+	bool bye;
+	int depth;			/* nesting of callbacks into us */
+	bool doomed;			/* freed during a callback */
+	char error[IMAP_TEXT_MAX];
+	char text[IMAP_TEXT_MAX];
+};
+
+static void client_fail(struct imap_client *c, const char *why);
+static void login_finish(struct imap_client *c, enum imap_result res,
+			 const char *text);
+static void login_next(struct imap_client *c);
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} cap_names[] = {
+	{ "IMAP4REV1", IMAP_CAP_IMAP4REV1 },
+	{ "AUTH=PLAIN", IMAP_CAP_AUTH_PLAIN },
+	{ "SASL-IR", IMAP_CAP_SASL_IR },
+	{ "LOGINDISABLED", IMAP_CAP_LOGINDISABLED },
+	{ "LITERAL+", IMAP_CAP_LITERAL_PLUS },
+	{ "LITERAL-", IMAP_CAP_LITERAL_MINUS },
+	{ "UIDPLUS", IMAP_CAP_UIDPLUS },
+	{ "MOVE", IMAP_CAP_MOVE },
+	{ "ID", IMAP_CAP_ID },
+	{ "STARTTLS", IMAP_CAP_STARTTLS },
+	{ "OBJECTID", IMAP_CAP_OBJECTID },
+	{ "X-GM-EXT-1", IMAP_CAP_X_GM_EXT_1 },
+};
+
+static unsigned
+cap_bit(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(cap_names) / sizeof(cap_names[0]); i++) {
+		if (strlen(cap_names[i].name) == n &&
+		    strncasecmp(cap_names[i].name, p, n) == 0)
+			return cap_names[i].bit;
+	}
+	return 0;
+}
+
+/* Parses a space-separated capability list ("IMAP4rev1 SASL-IR ..."). */
+static unsigned
+caps_from_text(const char *p, size_t n)
+{
+	unsigned caps = 0;
+	size_t i = 0, start;
+
+	while (i < n) {
+		while (i < n && p[i] == ' ')
+			i++;
+		start = i;
+		while (i < n && p[i] != ' ')
+			i++;
+		caps |= cap_bit(p + start, i - start);
+	}
+	return caps;
+}
+
+static unsigned
+caps_from_args(const struct imap_resp *r)
+{
+	unsigned caps = 0;
+	size_t i;
+
+	for (i = 0; i < r->nargs; i++) {
+		if (r->args[i].type == IMAP_ARG_ATOM)
+			caps |= cap_bit(r->args[i].str, r->args[i].len);
+	}
+	return caps;
+}
+
+/* A status response's [CAPABILITY ...] code replaces what we knew. */
+static void
+caps_from_code(struct imap_client *c, const struct imap_resp *r)
+{
+	static const char word[] = "CAPABILITY ";
+
+	if (r->code == NULL || r->code_len < sizeof(word) - 1 ||
+	    strncasecmp(r->code, word, sizeof(word) - 1) != 0)
+		return;
+	c->caps = caps_from_text(r->code + sizeof(word) - 1,
+				 r->code_len - (sizeof(word) - 1));
+	c->caps_fresh = true;
+}
+
+static void
+copy_text(char *dst, const char *p, size_t n)
+{
+	size_t i;
+
+	if (n >= IMAP_TEXT_MAX)
+		n = IMAP_TEXT_MAX - 1;
+	/* Server text reaches logs and POP3 replies: keep it printable. */
+	for (i = 0; i < n; i++)
+		dst[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
+	dst[n] = '\0';
+}
+
+static void
+on_timeout(uv_timer_t *t)
+{
+	struct imap_client *c = t->data;
+
+	client_fail(c, "upstream timed out");
+}
+
+static void
+timer_arm(struct imap_client *c)
+{
+	if (c->dead || c->paused)
+		return;
+	uv_timer_start(&c->timer, on_timeout,
+		       (uint64_t)c->cfg->upstream.timeout * 1000, 0);
+}
+
+static void
+complete(struct imap_client *c, enum imap_result res, const char *text)
+{
+	struct imap_cmd_cb cb = c->cmd;
+
+	c->active = false;
+	buf_wipe(&c->segs);
+	c->nsegs = c->seg_next = 0;
+	uv_timer_stop(&c->timer);
+	if (cb.done != NULL)
+		cb.done(cb.ctx, res, text);
+}
+
+static void
+client_fail(struct imap_client *c, const char *why)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (why != c->error)
+		snprintf(c->error, sizeof(c->error), "%s", why);
+	log_debug("session=%s upstream failed: %s", c->sid, why);
+	uv_timer_stop(&c->timer);
+	conn_close(&c->conn, 0);
+	if (c->active)
+		complete(c, IMAP_FAIL, c->error);
+	else if (c->login_cb.done != NULL)
+		login_finish(c, IMAP_FAIL, c->error);
+}
+
+static void
+send_segment(struct imap_client *c, const char *p, size_t n)
+{
+	if (conn_write(c->conn, p, n) < 0 || conn_flush(c->conn) < 0)
+		client_fail(c, "upstream write failed");
+}
+
+static int
+start_segments(struct imap_client *c, const struct buf *first,
+	       const struct imap_cmd_cb *cb, bool secret)
+{
+	char line[64];
+	int n;
+
+	if (c->dead || c->active || c->conn == NULL)
+		return -1;
+	c->tag_seq++;
+	snprintf(c->tag, sizeof(c->tag), "P%u", c->tag_seq);
+	c->cmd = *cb;
+	c->active = true;
+	c->secret_cmd = secret;
+	n = snprintf(line, sizeof(line), "%s ", c->tag);
+	if (!secret)
+		log_debug("session=%s imap> %s %.*s", c->sid, c->tag,
+			  (int)(first->len > 200 ? 200 : first->len - 2),
+			  first->data);
+	else
+		log_debug("session=%s imap> %s (credentials not logged)",
+			  c->sid, c->tag);
+	timer_arm(c);
+	if (secret)
+		conn_mark_secret(c->conn);
+	if (conn_write(c->conn, line, (size_t)n) < 0) {
+		client_fail(c, "upstream write failed");
+		return 0;
+	}
+	send_segment(c, first->data, first->len);
+	return 0;
+}
+
+int
+imap_client_command(struct imap_client *c, const char *args,
+		    const struct imap_cmd_cb *cb)
+{
+	struct buf line;
+	int r;
+
+	buf_init(&line, IMAP_CMD_MAX);
+	if (buf_append_str(&line, args) < 0 ||
+	    buf_append(&line, "\r\n", 2) < 0) {
+		buf_free(&line);
+		return -1;
+	}
+	r = start_segments(c, &line, cb, false);
+	buf_free(&line);
+	return r;
+}
+
+/* Hands the next segment to the server after a continuation request. */
+static void
+on_continuation(struct imap_client *c)
+{
+	size_t off = 0, i;
+
+	if (!c->active || c->seg_next >= c->nsegs) {
+		client_fail(c, "unexpected continuation request from upstream");
+		return;
+	}
+	for (i = 0; i < c->seg_next; i++)
+		off += c->seg_len[i];
+	if (c->secret_cmd)
+		conn_mark_secret(c->conn);
+	send_segment(c, c->segs.data + off, c->seg_len[c->seg_next]);
+	c->seg_next++;
+}
+
+static enum imap_result
+status_result(enum imap_status st)
+{
+	switch (st) {
+	case IMAP_STATUS_OK:
+		return IMAP_OK;
+	case IMAP_STATUS_NO:
+		return IMAP_NO;
+	default:
+		return IMAP_BAD;
+	}
+}
+
+static void
+on_tagged(struct imap_client *c, const struct imap_resp *r)
+{
+	if (!c->active || r->tag_len != strlen(c->tag) ||
+	    memcmp(r->tag, c->tag, r->tag_len) != 0) {
+		client_fail(c, "upstream answered a command we did not send");
+		return;
+	}
+	caps_from_code(c, r);
+	copy_text(c->text, r->text, r->text_len);
+	copy_text(c->code, r->code != NULL ? r->code : "",
+		  r->code != NULL ? r->code_len : 0);
+	log_debug("session=%s imap< %s %s %s", c->sid, c->tag,
+		  r->status == IMAP_STATUS_OK ? "OK" :
+		  r->status == IMAP_STATUS_NO ? "NO" : "BAD", c->text);
+	complete(c, status_result(r->status), c->text);
+}
+
+static void
+on_untagged_status(struct imap_client *c, const struct imap_resp *r)
+{
+	caps_from_code(c, r);
+	if (r->code != NULL && r->code_len == 5 &&
+	    strncasecmp(r->code, "ALERT", 5) == 0) {
+		copy_text(c->text, r->text, r->text_len);
+		log_warn("session=%s upstream alert: %s", c->sid, c->text);
+	}
+	if (r->status == IMAP_STATUS_BYE) {
+		c->bye = true;
+		copy_text(c->text, r->text, r->text_len);
+		snprintf(c->error, sizeof(c->error), "upstream said BYE: %.200s",
+			 c->text);
+	}
+}
+
+static void
+on_greeting(struct imap_client *c, const struct imap_resp *r)
+{
+	if (r->kind != IMAP_RESP_UNTAGGED || r->status == IMAP_STATUS_NONE) {
+		client_fail(c, "upstream sent no IMAP greeting");
+		return;
+	}
+	if (r->status == IMAP_STATUS_BYE) {
+		client_fail(c, c->error);
+		return;
+	}
+	if (r->status != IMAP_STATUS_OK) {
+		/* PREAUTH would log us in as someone we did not choose. */
+		client_fail(c, "upstream greeting is not OK");
+		return;
+	}
+	if (c->caps)
+		c->step = LOGIN_CAPABILITY;
+	login_next(c);
+}
+
+static void
+dispatch(struct imap_client *c, const struct imap_resp *r)
+{
+	if (r->kind == IMAP_RESP_UNTAGGED) {
+		if (r->status != IMAP_STATUS_NONE)
+			on_untagged_status(c, r);
+		else if (r->name_len == 10 &&
+			 strncasecmp(r->name, "CAPABILITY", 10) == 0) {
+			c->caps = caps_from_args(r);
+			c->caps_fresh = true;
+		}
+	}
+	if (c->step == LOGIN_GREETING && !c->active) {
+		on_greeting(c, r);
+		return;
+	}
+	switch (r->kind) {
+	case IMAP_RESP_CONTINUATION:
+		on_continuation(c);
+		break;
+	case IMAP_RESP_TAGGED:
+		on_tagged(c, r);
+		break;
+	case IMAP_RESP_UNTAGGED:
+		if (c->active && c->cmd.untagged != NULL)
+			c->cmd.untagged(c->cmd.ctx, r);
+		break;
+	}
+}
+
+static void client_destroy(struct imap_client *c);
+static void leave(struct imap_client *c);
+
+static int
+tls_begin(struct imap_client *c)
+{
+	struct tls *t = tls_new(c->tls_ctx, c->cfg->upstream.host);
+
+	if (t == NULL || conn_start_tls(c->conn, t) < 0) {
+		client_fail(c, "cannot start TLS with upstream");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * RFC 9051 §6.2.1: after STARTTLS's OK, anything the server sent in clear
+ * is discarded (it could have been injected), and capabilities are asked
+ * again under TLS.
+ */
+static void
+starttls_switch(struct imap_client *c, size_t dropped)
+{
+	c->starttls_now = false;
+	if (dropped > 0)
+		log_warn("session=%s discarding %zu bytes the upstream sent "
+			 "before TLS", c->sid, dropped);
+	imap_parse_free(&c->parser);
+	c->parser = imap_parse_new(&c->body);
+	if (c->parser == NULL) {
+		client_fail(c, "out of memory");
+		return;
+	}
+	c->caps = 0;
+	tls_begin(c);
+}
+
+static void
+on_tls_ready(void *ctx, const char *err)
+{
+	struct imap_client *c = ctx;
+
+	c->depth++;
+	if (err != NULL) {
+		snprintf(c->text, sizeof(c->text),
+			 "TLS with upstream %s:%u failed: %.160s",
+			 c->cfg->upstream.host,
+			 (unsigned)c->cfg->upstream.port, err);
+		log_warn("session=%s %s", c->sid, c->text);
+		client_fail(c, c->text);
+	} else if (c->step == LOGIN_TLS) {
+		c->step = LOGIN_GREETING;	/* the greeting comes now */
+	} else if (c->step == LOGIN_STARTTLS) {
+		c->step = LOGIN_GREETING;
+		login_next(c);			/* CAPABILITY again */
+	}
+	leave(c);
+}
+
+static void
+leave(struct imap_client *c)
+{
+	if (--c->depth == 0 && c->doomed)
+		client_destroy(c);
+}
+
+static void
+on_data(void *ctx, const char *p, size_t n)
+{
+	struct imap_client *c = ctx;
+	struct imap_resp r;
+	size_t used;
+	int ret;
+
+	c->depth++;
+	while (n > 0 && !c->dead && !c->doomed && !c->starttls_now) {
+		ret = imap_parse_feed(c->parser, p, n, &used, &r);
+		if (ret < 0) {
+			snprintf(c->text, sizeof(c->text),
+				 "malformed upstream response: %s",
+				 imap_parse_error(c->parser));
+			client_fail(c, c->text);
+			break;
+		}
+		p += used;
+		n -= used;
+		if (ret == 1)
+			dispatch(c, &r);
+	}
+	if (c->starttls_now && !c->dead && !c->doomed)
+		starttls_switch(c, n);
+	if (!c->dead && !c->doomed && c->active)
+		timer_arm(c);
+	leave(c);
+}
+
+static void
+on_failed(void *ctx, int status)
+{
+	struct imap_client *c = ctx;
+
+	c->depth++;
+	if (c->bye)
+		client_fail(c, c->error);
+	else if (status == UV_EOF)
+		client_fail(c, "upstream closed the connection");
+	else {
+		snprintf(c->text, sizeof(c->text), "upstream connection: %s",
+			 uv_strerror(status));
+		client_fail(c, c->text);
+	}
+	leave(c);
+}
+
+static void try_connect(struct imap_client *c);
+
+static void
+on_connected(void *ctx, int status)
+{
+	struct imap_client *c = ctx;
+
+	c->depth++;
+	if (status < 0) {
+		log_debug("session=%s connect to upstream failed: %s", c->sid,
+			  uv_strerror(status));
+		conn_close(&c->conn, 0);
+		if (c->next_addr != NULL) {
+			try_connect(c);
+		} else {
+			snprintf(c->text, sizeof(c->text),
+				 "cannot connect to upstream %s:%u: %s",
+				 c->cfg->upstream.host,
+				 (unsigned)c->cfg->upstream.port,
+				 uv_strerror(status));
+			client_fail(c, c->text);
+		}
+		leave(c);
+		return;
+	}
+	c->step = LOGIN_GREETING;
+	if (c->cfg->upstream.tls == UPSTREAM_TLS_IMPLICIT) {
+		c->step = LOGIN_TLS;
+		if (tls_begin(c) < 0) {
+			leave(c);
+			return;
+		}
+	}
+	if (c->conn != NULL && conn_start(c->conn) < 0)
+		client_fail(c, "cannot read from upstream");
+	leave(c);
+}
+
+static const struct conn_events imap_conn_events = {
+	.data = on_data,
+	.drained = NULL,
+	.connected = on_connected,
+	.tls_ready = on_tls_ready,
+	.failed = on_failed,
+};
+
+static void
+try_connect(struct imap_client *c)
+{
+	struct addrinfo *ai = c->next_addr;
+
+	c->next_addr = ai->ai_next;
+	c->conn = conn_connect(c->loop, ai->ai_addr, &imap_conn_events, c);
+	if (c->conn == NULL)
+		client_fail(c, "cannot create upstream socket");
+}
+
+static void
+on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct resolve_req *rr = (struct resolve_req *)req;
+	struct imap_client *c = rr->client;
+
+	free(rr);
+	if (c == NULL) {
+		uv_freeaddrinfo(res);
+		return;
+	}
+	c->resolve = NULL;
+	c->depth++;
+	if (status < 0 || res == NULL) {
+		snprintf(c->text, sizeof(c->text),
+			 "cannot resolve upstream %s: %s",
+			 c->cfg->upstream.host, uv_strerror(status));
+		client_fail(c, c->text);
+	} else {
+		c->addrs = c->next_addr = res;
+		c->step = LOGIN_CONNECTING;
+		try_connect(c);
+	}
+	leave(c);
+}
+
+static int
+start_resolve(struct imap_client *c)
+{
+	struct addrinfo hints;
+	char port[8];
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%u", (unsigned)c->cfg->upstream.port);
+	c->resolve = calloc(1, sizeof(*c->resolve));
+	if (c->resolve == NULL)
+		return -1;
+	c->resolve->client = c;
+	if (uv_getaddrinfo(c->loop, &c->resolve->req, on_resolved,
+			   c->cfg->upstream.host, port, &hints) < 0) {
+		free(c->resolve);
+		c->resolve = NULL;
+		return -1;
+	}
+	c->step = LOGIN_RESOLVING;
+	timer_arm(c);
+	return 0;
+}
+
+/* --- login sequence ----------------------------------------------------- */
+
+static void
+login_finish(struct imap_client *c, enum imap_result res, const char *text)
+{
+	struct imap_cmd_cb cb = c->login_cb;
+
+	buf_free(&c->user);
+	buf_free(&c->pass);
+	c->step = res == IMAP_OK ? LOGIN_DONE : LOGIN_IDLE;
+	memset(&c->login_cb, 0, sizeof(c->login_cb));
+	if (cb.done != NULL)
+		cb.done(cb.ctx, res, text);
+}
+
+/* RFC 5530 codes that mean "later", not "wrong password". */
+static enum imap_result
+auth_failure_kind(const struct imap_client *c, enum imap_result res)
+{
+	static const char *const temporary[] = {
+		"UNAVAILABLE", "SERVERBUG", "LIMIT", "INUSE",
+	};
+	size_t i;
+
+	if (res != IMAP_NO)
+		return IMAP_FAIL;
+	for (i = 0; i < sizeof(temporary) / sizeof(temporary[0]); i++) {
+		if (strncasecmp(c->code, temporary[i], strlen(temporary[i])) == 0)
+			return IMAP_FAIL;
+	}
+	return IMAP_AUTHFAIL;
+}
+
+static void
+on_login_step_done(void *ctx, enum imap_result res, const char *text)
+{
+	struct imap_client *c = ctx;
+
+	if (res == IMAP_FAIL) {
+		login_finish(c, IMAP_FAIL, text);
+		return;
+	}
+	if (c->step == LOGIN_AUTH && res != IMAP_OK) {
+		login_finish(c, auth_failure_kind(c, res), text);
+		return;
+	}
+	if (res != IMAP_OK && c->step != LOGIN_ID) {
+		login_finish(c, IMAP_FAIL, text);
+		return;
+	}
+	login_next(c);
+}
+
+static const struct imap_cmd_cb login_step_cb_template = {
+	.done = on_login_step_done,
+};
+
+static int
+login_step_command(struct imap_client *c, const char *args)
+{
+	struct imap_cmd_cb cb = login_step_cb_template;
+
+	cb.ctx = c;
+	return imap_client_command(c, args, &cb);
+}
+
+/* Appends one credential as an IMAP string: quoted, or a literal (split
+ * into a new segment when the literal must be synchronizing). */
+static int
+append_astring(struct imap_client *c, struct buf *seg, const struct buf *s)
+{
+	enum imap_string_form form = imap_string_form(s->data, s->len);
+	bool nonsync;
+
+	if (form == IMAP_STRING_QUOTED)
+		return imap_string_append_quoted(seg, s->data, s->len);
+	nonsync = (c->caps & IMAP_CAP_LITERAL_PLUS) ||
+		  ((c->caps & IMAP_CAP_LITERAL_MINUS) &&
+		   s->len <= IMAP_LITERAL_MINUS_MAX);
+	if (imap_string_append_literal_prefix(seg, s->len, nonsync) < 0 ||
+	    buf_append(seg, "\r\n", 2) < 0)
+		return -1;
+	if (!nonsync) {
+		if (c->nsegs >= IMAP_SEGMENTS_MAX)
+			return -1;
+		c->seg_len[c->nsegs++] = seg->len;
+		if (buf_append(&c->segs, seg->data, seg->len) < 0)
+			return -1;
+		buf_wipe(seg);
+	}
+	return buf_append(seg, s->data, s->len);
+}
+
+static int
+build_login(struct imap_client *c, struct buf *first)
+{
+	struct buf seg;
+	int r = -1;
+
+	/* Segments accumulate in c->segs; the first is sent right away. */
+	buf_init_secret(&seg, IMAP_CMD_MAX);
+	if (buf_append_str(&seg, "LOGIN ") == 0 &&
+	    append_astring(c, &seg, &c->user) == 0 &&
+	    buf_append(&seg, " ", 1) == 0 &&
+	    append_astring(c, &seg, &c->pass) == 0 &&
+	    buf_append(&seg, "\r\n", 2) == 0) {
+		c->seg_len[c->nsegs++] = seg.len;
+		r = buf_append(&c->segs, seg.data, seg.len);
+	}
+	buf_free(&seg);
+	if (r < 0)
+		return -1;
+	/* Move the first segment out; the rest wait for "+" answers. */
+	if (buf_append(first, c->segs.data, c->seg_len[0]) < 0)
+		return -1;
+	buf_consume(&c->segs, c->seg_len[0]);
+	memmove(c->seg_len, c->seg_len + 1, (c->nsegs - 1) * sizeof(size_t));
+	c->nsegs--;
+	return 0;
+}
+
+static int
+build_authenticate(struct imap_client *c, struct buf *first)
+{
+	struct buf plain, b64;
+	int r;
+
+	/* RFC 4616: authzid NUL authcid NUL passwd, authzid left empty. */
+	buf_init_secret(&plain, 2 * IMAP_CRED_MAX + 2);
+	buf_init_secret(&b64, IMAP_CMD_MAX);
+	r = buf_append(&plain, "", 1);
+	if (r == 0)
+		r = buf_append(&plain, c->user.data, c->user.len);
+	if (r == 0)
+		r = buf_append(&plain, "", 1);
+	if (r == 0)
+		r = buf_append(&plain, c->pass.data, c->pass.len);
+	if (r == 0)
+		r = base64_encode(&b64, plain.data, plain.len);
+	if (r == 0 && (c->caps & IMAP_CAP_SASL_IR)) {
+		r = buf_appendf(first, "AUTHENTICATE PLAIN %.*s\r\n",
+				(int)b64.len, b64.data);
+	} else if (r == 0) {
+		r = buf_append_str(first, "AUTHENTICATE PLAIN\r\n");
+		if (r == 0)
+			r = buf_append(&c->segs, b64.data, b64.len);
+		if (r == 0)
+			r = buf_append(&c->segs, "\r\n", 2);
+		c->seg_len[0] = b64.len + 2;
+		c->nsegs = 1;
+	}
+	buf_free(&plain);
+	buf_free(&b64);
+	return r;
+}
+
+static void
+login_authenticate(struct imap_client *c)
+{
+	struct imap_cmd_cb cb = login_step_cb_template;
+	struct buf first;
+	int r;
+
+	if (imap_string_form(c->user.data, c->user.len) == IMAP_STRING_INVALID ||
+	    imap_string_form(c->pass.data, c->pass.len) == IMAP_STRING_INVALID) {
+		login_finish(c, IMAP_AUTHFAIL,
+			     "user name or password contains a NUL byte");
+		return;
+	}
+	buf_init_secret(&first, IMAP_CMD_MAX);
+	buf_wipe(&c->segs);
+	c->nsegs = c->seg_next = 0;
+	if (c->caps & IMAP_CAP_AUTH_PLAIN) {
+		r = build_authenticate(c, &first);
+	} else if (c->caps & IMAP_CAP_LOGINDISABLED) {
+		buf_free(&first);
+		login_finish(c, IMAP_FAIL,
+			     "upstream refuses LOGIN and offers no AUTH=PLAIN");
+		return;
+	} else {
+		r = build_login(c, &first);
+	}
+	cb.ctx = c;
+	c->caps_fresh = false;
+	if (r == 0)
+		r = start_segments(c, &first, &cb, true);
+	buf_free(&first);
+	if (r < 0)
+		login_finish(c, IMAP_FAIL, "cannot build the login command");
+}
+
+static void
+login_next(struct imap_client *c)
+{
+	int r = 0;
+
+	switch (c->step) {
+	case LOGIN_GREETING:
+		c->step = LOGIN_CAPABILITY;
+		r = login_step_command(c, "CAPABILITY");
+		break;
+	case LOGIN_CAPABILITY:
+		if (c->cfg->upstream.tls == UPSTREAM_TLS_STARTTLS &&
+		    !conn_tls_active(c->conn)) {
+			if (!(c->caps & IMAP_CAP_STARTTLS)) {
+				login_finish(c, IMAP_FAIL, "upstream does not "
+					     "offer STARTTLS");
+				return;
+			}
+			c->step = LOGIN_STARTTLS;
+			r = login_step_command(c, "STARTTLS");
+			break;
+		}
+		if (c->cfg->upstream.tls != UPSTREAM_TLS_NONE &&
+		    !conn_tls_active(c->conn)) {
+			/* Never send credentials in clear unless told to. */
+			login_finish(c, IMAP_FAIL, "refusing to log in "
+				     "without TLS");
+			return;
+		}
+		c->step = LOGIN_AUTH;
+		login_authenticate(c);
+		return;
+	case LOGIN_STARTTLS:
+		c->starttls_now = true;
+		return;
+	case LOGIN_AUTH:
+		/* Capabilities change after login; ask unless told already. */
+		c->step = LOGIN_POSTCAPA;
+		if (c->caps_fresh) {
+			login_next(c);
+			return;
+		}
+		r = login_step_command(c, "CAPABILITY");
+		break;
+	case LOGIN_POSTCAPA:
+		c->step = LOGIN_ID;
+		if (!(c->caps & IMAP_CAP_ID)) {
+			login_next(c);
+			return;
+		}
+		r = login_step_command(c, "ID (\"name\" \"" POPBRIDGE_NAME
+				       "\" \"version\" \"" POPBRIDGE_VERSION
+				       "\")");
+		break;
+	case LOGIN_ID:
+		login_finish(c, IMAP_OK, "logged in");
+		return;
+	default:
+		return;
+	}
+	if (r < 0)
+		login_finish(c, IMAP_FAIL, c->dead ? c->error :
+			     "cannot send command upstream");
+}
+
+int
+imap_client_login(struct imap_client *c, const char *user, size_t user_len,
+		  const char *pass, size_t pass_len,
+		  const struct imap_cmd_cb *cb)
+{
+	if (c->step != LOGIN_IDLE || c->dead)
+		return -1;
+	if (user_len > IMAP_CRED_MAX || pass_len > IMAP_CRED_MAX)
+		return -1;
+	if (buf_append(&c->user, user, user_len) < 0 ||
+	    buf_append(&c->pass, pass, pass_len) < 0)
+		return -1;
+	if (start_resolve(c) < 0) {
+		buf_wipe(&c->user);
+		buf_wipe(&c->pass);
+		return -1;
+	}
+	c->login_cb = *cb;
+	return 0;
+}
+
+static void
+route_body_begin(void *ctx, const char *item, size_t item_len, uint32_t uid,
+		 uint64_t size)
+{
+	struct imap_client *c = ctx;
+
+	(void)item;
+	(void)item_len;
+	if (c->active && c->cmd.body_begin != NULL)
+		c->cmd.body_begin(c->cmd.ctx, uid, size);
+}
+
+static void
+route_body_data(void *ctx, const char *p, size_t n)
+{
+	struct imap_client *c = ctx;
+
+	if (c->active && c->cmd.body_data != NULL)
+		c->cmd.body_data(c->cmd.ctx, p, n);
+}
+
+static void
+route_body_end(void *ctx)
+{
+	struct imap_client *c = ctx;
+
+	if (c->active && c->cmd.body_end != NULL)
+		c->cmd.body_end(c->cmd.ctx);
+}
+
+struct imap_client *
+imap_client_new(uv_loop_t *loop, const struct config *cfg,
+		struct tls_ctx *tls_ctx, const char *session_id)
+{
+	struct imap_client *c;
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->loop = loop;
+	c->cfg = cfg;
+	c->tls_ctx = tls_ctx_ref(tls_ctx);
+	snprintf(c->sid, sizeof(c->sid), "%s", session_id);
+	buf_init_secret(&c->segs, IMAP_CMD_MAX);
+	buf_init_secret(&c->user, IMAP_CRED_MAX);
+	buf_init_secret(&c->pass, IMAP_CRED_MAX);
+	c->body.begin = route_body_begin;
+	c->body.data = route_body_data;
+	c->body.end = route_body_end;
+	c->body.ctx = c;
+	c->parser = imap_parse_new(&c->body);
+	if (c->parser == NULL) {
+		free(c);
+		return NULL;
+	}
+	uv_timer_init(loop, &c->timer);
+	c->timer.data = c;
+	return c;
+}
+
+unsigned
+imap_client_caps(const struct imap_client *c)
+{
+	return c->caps;
+}
+
+bool
+imap_client_dead(const struct imap_client *c)
+{
+	return c->dead;
+}
+
+const char *
+imap_client_code(const struct imap_client *c)
+{
+	return c->code;
+}
+
+const char *
+imap_client_error(const struct imap_client *c)
+{
+	return c->error[0] ? c->error : "upstream connection lost";
+}
+
+void
+imap_client_pause(struct imap_client *c)
+{
+	if (c->paused || c->conn == NULL)
+		return;
+	c->paused = true;
+	conn_pause(c->conn);
+	uv_timer_stop(&c->timer);
+}
+
+void
+imap_client_resume(struct imap_client *c)
+{
+	if (!c->paused)
+		return;
+	c->paused = false;
+	if (c->conn == NULL || c->dead)
+		return;
+	conn_start(c->conn);
+	if (c->active)
+		timer_arm(c);
+}
+
+void
+imap_client_logout(struct imap_client *c)
+{
+	static const char logout[] = " LOGOUT\r\n";
+
+	if (c->dead || c->conn == NULL)
+		return;
+	c->tag_seq++;
+	snprintf(c->tag, sizeof(c->tag), "P%u", c->tag_seq);
+	conn_write(c->conn, c->tag, strlen(c->tag));
+	conn_write(c->conn, logout, sizeof(logout) - 1);
+	c->dead = true;
+	snprintf(c->error, sizeof(c->error), "logged out");
+	uv_timer_stop(&c->timer);
+	conn_close(&c->conn, 1);
+}
+
+static void
+on_timer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void
+client_destroy(struct imap_client *c)
+{
+	if (c->resolve != NULL)
+		c->resolve->client = NULL;
+	if (c->resolve != NULL)
+		uv_cancel((uv_req_t *)&c->resolve->req);
+	if (c->addrs != NULL)
+		uv_freeaddrinfo(c->addrs);
+	conn_close(&c->conn, 0);
+	imap_parse_free(&c->parser);
+	tls_ctx_unref(&c->tls_ctx);
+	buf_free(&c->user);
+	buf_free(&c->pass);
+	buf_free(&c->segs);
+	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+}
+
+void
+imap_client_free(struct imap_client **cp)
+{
+	struct imap_client *c = *cp;
+
+	if (c == NULL)
+		return;
+	*cp = NULL;
+	c->dead = true;
+	memset(&c->cmd, 0, sizeof(c->cmd));
+	memset(&c->login_cb, 0, sizeof(c->login_cb));
+	if (c->depth > 0) {
+		c->doomed = true;
+		conn_close(&c->conn, 0);
+		return;
+	}
+	client_destroy(c);
+}

@@ -1,0 +1,24 @@
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "util/error.h"
+
+Test(error, own_meanings) {
+	cr_assert_str_eq(err_text(-EBADMSG), "malformed data");
+	cr_assert_str_eq(err_text(-EPROTO), "protocol error");
+	cr_assert_str_eq(err_text(-EPROTONOSUPPORT),
+			 "unsupported format version");
+}
+
+Test(error, errno_text_either_sign) {
+	cr_assert_str_eq(err_text(-ENOMEM), strerror(ENOMEM));
+	cr_assert_str_eq(err_text(ENOENT), strerror(ENOENT));
+	cr_assert_str_eq(err_text(0), "success");
+}
+
+Test(error, unknown_code_has_text) {
+	const char *t = err_text(-100000);
+
+	cr_assert_not_null(t);
+	cr_assert_gt(strlen(t), 0);
+}
