@@ -1,3 +1,5 @@
+/* The daemon: arguments, configuration, TLS contexts, the loop, signals
+ * (SIGHUP reloads, SIGTERM/SIGINT stop gracefully) and shutdown. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -9,18 +11,19 @@
 #include <uv.h>
 
 #include "daemon/config.h"
-#include "net/listener.h"
-#include "util/log.h"
 #include "daemon/privs.h"
-#include "pop3/session.h"
-#include "net/tls.h"
+#include "daemon/server.h"
 #include "daemon/version.h"
+#include "net/listener.h"
+#include "net/tls.h"
+#include "util/log.h"
 
 #define DEFAULT_CONFIG "/etc/popbridge.ini"
 
 struct daemon {
 	uv_loop_t *loop;
 	struct server srv;
+	struct listeners listeners;
 	struct config *cfg;		/* for new sessions; each session
 					 * holds a reference to its own */
 	uv_signal_t sigterm, sigint, sighup;
@@ -138,9 +141,7 @@ on_grace_expired(uv_timer_t *t)
 
 	log_warn("shutdown_grace expired: closing %u sessions",
 		 d->srv.n_sessions);
-	/* session_end unlinks the head each time. */
-	while (d->srv.sessions != NULL)
-		session_end(d->srv.sessions, "shutdown");
+	server_end_all(&d->srv, "shutdown");
 }
 
 static void
@@ -159,7 +160,7 @@ on_stop_signal(uv_signal_t *h, int signum)
 	uv_timer_start(&d->grace, on_grace_expired,
 		       (uint64_t)d->cfg->limits.shutdown_grace * 1000, 0);
 	uv_unref((uv_handle_t *)&d->grace);
-	listener_stop(&d->srv);
+	listener_stop(&d->listeners);
 }
 
 static void
@@ -205,7 +206,9 @@ run(struct daemon *d)
 	d->loop = uv_default_loop();
 	d->loop->data = d;
 	d->srv.on_idle = on_server_idle;
-	r = listener_start(&d->srv, d->loop, d->cfg);
+	d->srv.loop = d->loop;
+	d->srv.cfg = d->cfg;
+	r = listener_start(&d->listeners, &d->srv);
 	if (r < 0 || privs_drop(d->cfg) < 0)
 		return 1;
 	uv_signal_init(d->loop, &d->sigterm);
@@ -295,9 +298,7 @@ main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	code = run(&d);
-	mapstore_free(&d.srv.maps);
-	tls_ctx_unref(&d.srv.tls_server);
-	tls_ctx_unref(&d.srv.tls_client);
+	server_free(&d.srv);
 	config_free(&d.cfg);
 	return code;
 }

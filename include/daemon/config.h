@@ -136,7 +136,8 @@ struct config {
 
 /*
  * Reads and validates the INI file at path. Returns 0 and a new config in
- * *cfg_r (free it with config_free), or -1, *cfg_r NULL, with a one-line
+ * *cfg_r (free it with config_free), or a negative code (-EINVAL a bad
+ * setting, -EIO the file cannot be read, -ENOMEM), *cfg_r NULL, with a one-line
  * reason in err[0..errlen): "FILE:LINE: [section] key: what is wrong
  * (expected ...)" for the first error in the file, "FILE: ..." when no line
  * applies (cannot open). Section and key names are case-insensitive; a key

@@ -8,12 +8,13 @@
  * to [process] user (its groups too) and makes sure it cannot switch back;
  * one that stays root refuses a state directory that others can write (a
  * planted UID map could make clients download or lose track of mail).
- * Returns 0, or -1 after logging why.
+ * Returns 0, or -EIO, -EPERM or -EACCES after logging why.
  */
 int privs_drop(const struct config *cfg);
 
 /* For a configuration about to replace old on SIGHUP: the same refusal of
- * a state directory others can write while still root. 0 or -1. */
+ * a state directory others can write while still root. 0 or a negative
+ * code. */
 int privs_check_reload(const struct config *old, const struct config *cfg);
 
 #endif

@@ -95,7 +95,9 @@ void conn_want_drained(struct conn *c);
  * Puts TLS between the socket and the protocol from now on: data events
  * carry plaintext and writes are encrypted. Output queued before the call
  * is sent in clear first (the "+OK Begin TLS" line). Takes ownership of t.
- * Client-role connections start the handshake at once. Returns 0 or -1.
+ * Client-role connections start the handshake at once. Returns 0, -EINVAL
+ * (TLS already on, or the connection failing) or -EPROTO (the handshake
+ * failed at once).
  */
 int conn_start_tls(struct conn *c, struct tls *t);
 bool conn_tls_active(const struct conn *c);

@@ -25,7 +25,7 @@ struct proxy_info {
 /*
  * Looks for one header at the start of data[0..len).
  * Returns 1 with *info_r filled and *used_r octets to drop; 0 when more
- * input is needed; -1 when the input is not a valid header (a static
+ * input is needed; -EPROTO when the input is not a valid header (a static
  * reason in *why_r).
  */
 int proxy_parse(const unsigned char *data, size_t len, size_t *used_r,

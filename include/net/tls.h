@@ -50,24 +50,25 @@ struct tls *tls_new(struct tls_ctx *ctx, const char *host);
 void tls_free(struct tls **t);
 
 /* Encrypted bytes received from the peer; all are kept until read.
- * Returns 0, or -1 when out of memory. */
+ * Returns 0, or -ENOMEM. */
 int tls_feed(struct tls *t, const void *p, size_t n);
 
 /* Advances the handshake: 1 done, 0 needs more input (send any output
- * first), -1 failed (tls_error says why: "certificate has expired",
+ * first), -EPROTO failed (tls_error says why: "certificate has expired",
  * "hostname mismatch", "unable to get local issuer certificate", ...; else
  * OpenSSL's error line). Once it is done, plaintext written earlier is
  * encrypted. tls_read also advances the handshake, so calling this is
  * optional. */
 int tls_handshake(struct tls *t);
 
-/* Decrypted bytes: > 0 bytes read, 0 need more input, -1 error or the
- * peer closed (tls_closed tells which). */
+/* Decrypted bytes: > 0 bytes read, 0 need more input, -EPIPE the peer
+ * closed (tls_closed is true), -EPROTO an error (tls_error says which). */
 long tls_read(struct tls *t, void *p, size_t n);
 
 /* Encrypts p[0..n) into the output; any n. Before the handshake is done,
  * the plaintext is kept (at most 64 KiB) and encrypted when it completes.
- * Returns 0, or -1 with tls_error set (nothing is dropped silently). */
+ * Returns 0, or -ENOBUFS (too much before the handshake) or -EPROTO, with
+ * tls_error set (nothing is dropped silently). */
 int tls_write(struct tls *t, const void *p, size_t n);
 
 /* Moves pending encrypted bytes into out, as many as out's maximum allows.

@@ -1,6 +1,7 @@
 #ifndef POPBRIDGE_POP3_PARSE_H
 #define POPBRIDGE_POP3_PARSE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,7 +44,7 @@ struct pop3_line_reader {
 
 #define POP3_LINE_READY 1
 #define POP3_LINE_MORE 0
-#define POP3_LINE_TOO_LONG (-1)
+#define POP3_LINE_TOO_LONG (-EMSGSIZE)
 
 void pop3_line_reader_init(struct pop3_line_reader *r, size_t max);
 
@@ -87,8 +88,8 @@ struct pop3_cmd {
 
 /*
  * Parses one command line (without CRLF). Verbs are case-insensitive.
- * Returns 0, or -1 with a static reason in *why_r (unknown command, missing
- * or extra argument, argument too long, a NUL or CR in the line). On -1,
+ * Returns 0, or -EBADMSG with a static reason in *why_r (unknown command,
+ * missing or extra argument, argument too long, a NUL or CR in the line); then
  * cmd_r->verb still names a known verb (POP3_UNKNOWN otherwise). Checks the
  * number of arguments each verb takes, not the session state, and not
  * whether numeric arguments are numbers (pop3_parse_number does).
@@ -100,7 +101,7 @@ int pop3_parse_command(const char *line, size_t len, struct pop3_cmd *cmd_r,
  * Parses a message number or line count: 1 to 10 decimal digits (leading
  * zeros allowed), no sign, no blanks, no overflow past UINT32_MAX. Zero is
  * a number; whether it names a message is the caller's business.
- * Returns 0 or -1.
+ * Returns 0 or -EBADMSG.
  */
 int pop3_parse_number(const char *s, size_t len, uint32_t *n_r);
 

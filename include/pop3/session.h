@@ -1,119 +1,16 @@
 #ifndef POPBRIDGE_SESSION_H
 #define POPBRIDGE_SESSION_H
 
-#include <stdbool.h>
-#include <stdint.h>
-#include <uv.h>
-
-#include "util/buf.h"
-#include "net/conn.h"
-#include "pop3/dotstuff.h"
-#include "net/listener.h"
-#include "mailbox/maildrop.h"
-#include "pop3/pop3_parse.h"
-#include "mailbox/upstream.h"
+struct conn;
+struct server;
 
 /*
  * One POP3 session (RFC 1939): the client connection, its state, its
- * snapshot of the maildrop and its upstream IMAP connection. The state
- * changes only in session_set_state; the session ends only through
- * session_end, which releases everything once libuv has let go.
+ * snapshot of the maildrop and its upstream IMAP connection. The listener
+ * starts one per accepted connection; it joins the server registry and
+ * leaves it as it ends (server_end_all ends it from outside). Everything
+ * else about a session is private to src/pop3 (session_priv.h).
  */
-
-/* Reading from the client pauses while this much input waits unprocessed;
- * one read past the mark must still fit, hence the maximum. */
-#define SESSION_IN_PAUSE (16u * 1024)
-#define SESSION_IN_MAX (SESSION_IN_PAUSE + CONN_READ_MAX)
-/* An input buffer larger than this is released once empty, so a burst
- * does not stay with an idle session. */
-#define SESSION_IN_KEEP (4u * 1024)
-/* Output queued beyond this pauses whatever produces it (RFC 1939 has no
- * flow control: a client that does not read must not cost memory). */
-#define SESSION_OUT_HIGH (256u * 1024)
-/* Segments of a relayed chunk sent without copying (dots and CRs added). */
-#define SESSION_XFER_SEGS 64
-/* TOP reads the body in partial fetches growing up to this size. */
-#define SESSION_TOP_CHUNK_MIN (16u * 1024)
-#define SESSION_TOP_CHUNK_MAX (4u * 1024 * 1024)
-/* RFC 1939 §4: three bad logins end the session. */
-#define SESSION_AUTH_TRIES 3
-/* A USER name is bounded by the command line anyway. */
-#define SESSION_USER_MAX POP3_LINE_MAX
-
-enum session_state {
-	SESSION_AUTHORIZATION = 0,
-	SESSION_TRANSACTION,
-	SESSION_UPDATE,
-	SESSION_CLOSED,
-};
-
-/* What the session waits for while busy. */
-enum session_wait {
-	WAIT_NONE = 0,
-	WAIT_LOGIN,		/* upstream_open */
-	WAIT_AUTH_DELAY,	/* the pause after a failed login */
-	WAIT_AUTH_LINE,		/* AUTH PLAIN continuation line */
-	WAIT_RETR,		/* message data */
-	WAIT_TOP_HEADER,
-	WAIT_TOP_TEXT,
-	WAIT_LISTING,		/* LIST/UIDL lines held back by a full queue */
-	WAIT_UPDATE,		/* QUIT's deletions */
-};
-
-struct session {
-	struct server *srv;
-	/* What the session started with, kept across reloads (SIGHUP): the
-	 * configuration and the upstream TLS context; references of its own. */
-	const struct config *cfg;
-	struct tls_ctx *tls_client;
-	struct session *prev, *next;
-	char id[24];
-	char peer[48];			/* the client (after PROXY) */
-	bool peer_loopback;
-	bool proxy_pending;		/* waiting for the PROXY header */
-	bool implicit_tls;
-	bool tls_up;			/* a TLS handshake finished */
-	struct conn *client;
-	struct upstream *up;
-	struct maildrop md;
-	struct uidmap *map;		/* the account's, from srv->maps */
-	struct uidmap_hasher *hasher;	/* fingerprints of what RETR sends */
-	enum session_state state;
-	enum session_wait wait;
-	uv_timer_t timer;		/* idle timeout and login delay */
-	uint64_t started_ms;
-	size_t last_unsent;		/* output the client had not taken */
-
-	struct pop3_line_reader reader;
-	struct buf in;			/* client bytes not yet processed */
-	struct buf user;		/* USER name awaiting PASS */
-	bool have_user;
-	char log_user[65];		/* the name as logs show it */
-	unsigned auth_failures;
-	char pending_reply[160];	/* sent when the login delay ends */
-
-	/* The running RETR or TOP. */
-	struct maildrop_msg *msg;
-	uint32_t msg_n;
-	uint32_t last_retr;		/* the last message RETR sent whole */
-	bool xfer_started;
-	bool xfer_paused;
-	struct dotstuff ds;
-	uint64_t top_lines;
-	uint64_t top_offset, top_chunk;
-	uint64_t top_text_size;		/* the text's size, as listed */
-	uint64_t top_asked;		/* octets the running part asked */
-
-	/* The running LIST or UIDL listing. */
-	bool listing_uidl;
-	uint32_t listing_next;
-
-	/* Counters for the closing log line. */
-	unsigned n_listed;
-	unsigned n_retrieved;
-	unsigned n_deleted;
-	uint64_t bytes_out;
-};
 
 /* How a session begins. */
 enum {
@@ -125,42 +22,8 @@ enum {
 #define SESSION_PROXY_TIMEOUT_MS 10000
 
 /* Creates a session for an accepted connection and sends the greeting
- * (after the PROXY header when proxied). Returns 0 or -1 (the connection
- * is closed then). */
+ * (after the PROXY header when proxied). Returns 0 or a negative error
+ * code (the connection is closed then). */
 int session_start(struct server *srv, struct conn *client, unsigned flags);
-
-/* The only places the RFC state and the wait state change; both log the
- * transition at debug. */
-void session_set_state(struct session *s, enum session_state st);
-void session_set_wait(struct session *s, enum session_wait w);
-
-/* Ends the session; reason goes to the log. Safe to call more than once
- * and from inside any callback: memory is released later by the loop. */
-void session_end(struct session *s, const char *reason);
-
-/* Replies: one line, CRLF added. */
-void session_reply(struct session *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-/* The upstream side, created on first use (PASS or AUTH); NULL when out
- * of memory. */
-struct upstream *session_upstream(struct session *s);
-/* The user name fit for a log line: printable, no quotes or spaces, else a
- * placeholder. */
-const char *session_log_user(struct session *s);
-/* Waits ms before pop3_server_delay_done (the pause after a bad login). */
-void session_delay(struct session *s, uint64_t ms);
-/* Continues processing pipelined input once the session is not busy. */
-void session_resume(struct session *s);
-
-/* Commands (pop3_server.c): handles one complete line. */
-void pop3_server_dispatch(struct session *s, const char *line, size_t len);
-/* Continues a listing after output drained. */
-void pop3_server_listing(struct session *s);
-/* Upstream completion and data for the running command. */
-void pop3_server_upstream_done(struct session *s, enum upstream_status st,
-			       const char *why);
-void pop3_server_upstream_data(struct session *s, const char *p, size_t n);
-/* The login delay ended. */
-void pop3_server_delay_done(struct session *s);
 
 #endif

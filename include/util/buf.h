@@ -31,7 +31,7 @@ int buf_appendf(struct buf *b, const char *fmt, ...)
  * the end: for hot paths where printf's parsing costs more than the job. */
 char *buf_put_u64(char *p, uint64_t v);
 /* Reads s[0..n) as a decimal number up to max: digits only, at least one
- * (leading zeros allowed). 0 and *v_r set, or -1. */
+ * (leading zeros allowed). 0 and *v_r set, or -EBADMSG. */
 int buf_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *v_r);
 /* Drops the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);

@@ -1,3 +1,5 @@
+/* The configuration file (inih): sections and keys into an immutable,
+ * reference-counted struct config; errors name the line; provider presets. */
 #include "daemon/config.h"
 
 #include <arpa/inet.h>
@@ -10,6 +12,7 @@
 #include <strings.h>
 
 #include "util/buf.h"
+#include "util/error.h"
 
 /* A configuration file is a few hundred bytes; anything near this is a
  * mistake (a log file or a binary named by -c), not a configuration. */
@@ -149,7 +152,7 @@ parse_decimal(const char *s, size_t len, unsigned long long max,
 	uint64_t v;
 
 	if (buf_parse_u64(s, len, max, &v) < 0)
-		return -1;
+		return -EINVAL;
 	*v_r = v;
 	return 0;
 }
@@ -185,7 +188,7 @@ set_string(char **field, const char *value)
 	char *copy = strdup(value);
 
 	if (copy == NULL)
-		return -1;
+		return -EINVAL;
 	free(*field);
 	*field = copy;
 	return 0;
@@ -221,7 +224,7 @@ static int
 oom(char *why)
 {
 	snprintf(why, CONFIG_WHY_MAX, "out of memory");
-	return -1;
+	return -EINVAL;
 }
 
 /* --- listen addresses --- */
@@ -232,7 +235,7 @@ addr_parse_port(const char *s, size_t len, uint16_t *port_r)
 	unsigned long long v;
 
 	if (parse_decimal(s, len, 65535, &v) < 0 || v == 0)
-		return -1;
+		return -EINVAL;
 	*port_r = (uint16_t)v;
 	return 0;
 }
@@ -271,17 +274,17 @@ addr_parse_one(const char *s, size_t len, struct config_addr *a, char *why)
 	if (inet_pton(af, a->host, bin) != 1) {
 		snprintf(why, CONFIG_WHY_MAX, "\"%.*s\" is not an %s address",
 			 (int)hlen, host, af == AF_INET ? "IPv4" : "IPv6");
-		return -1;
+		return -EINVAL;
 	}
 	if (addr_parse_port(port, (size_t)(s + len - port), &a->port) < 0) {
 		snprintf(why, CONFIG_WHY_MAX, "bad port in \"%.*s\"", (int)len,
 			 s);
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 bad:
 	snprintf(why, CONFIG_WHY_MAX, "bad address \"%.*s\"", (int)len, s);
-	return -1;
+	return -EINVAL;
 }
 
 /* Compares the binary forms, so "::1" and "0::1" are the same address. */
@@ -313,21 +316,21 @@ addrs_parse(struct config *cfg, const struct key_def *k, const char *value,
 	while (list_next(&value, &item, &len)) {
 		if (len == 0) {
 			snprintf(why, CONFIG_WHY_MAX, "empty item in list");
-			return -1;
+			return -EINVAL;
 		}
 		if (*n == CONFIG_MAX_ADDRS) {
 			snprintf(why, CONFIG_WHY_MAX,
 				 "more than %d addresses", CONFIG_MAX_ADDRS);
-			return -1;
+			return -EINVAL;
 		}
 		if (addr_parse_one(item, len, &addrs[*n], why) < 0)
-			return -1;
+			return -EINVAL;
 		for (i = 0; i < *n; i++) {
 			if (addr_same(&addrs[i], &addrs[*n])) {
 				snprintf(why, CONFIG_WHY_MAX,
 					 "\"%.*s\" listed twice", (int)len,
 					 item);
-				return -1;
+				return -EINVAL;
 			}
 		}
 		(*n)++;
@@ -385,7 +388,7 @@ cidr_parse_one(const char *s, size_t len, struct config_cidr *c, char *why)
 bad:
 	snprintf(why, CONFIG_WHY_MAX, "bad address or block \"%.*s\"",
 		 (int)len, s);
-	return -1;
+	return -EINVAL;
 }
 
 static int
@@ -401,16 +404,16 @@ cidrs_parse(struct config *cfg, const struct key_def *k, const char *value,
 	while (list_next(&value, &item, &len)) {
 		if (len == 0) {
 			snprintf(why, CONFIG_WHY_MAX, "empty item in list");
-			return -1;
+			return -EINVAL;
 		}
 		if (cfg->listen.n_trusted_proxies == CONFIG_MAX_PROXIES) {
 			snprintf(why, CONFIG_WHY_MAX, "more than %d entries",
 				 CONFIG_MAX_PROXIES);
-			return -1;
+			return -EINVAL;
 		}
 		if (cidr_parse_one(item, len, &cfg->listen.trusted_proxies[
 				   cfg->listen.n_trusted_proxies], why) < 0)
-			return -1;
+			return -EINVAL;
 		cfg->listen.n_trusted_proxies++;
 	}
 	return 0;
@@ -487,7 +490,7 @@ path_parse(struct config *cfg, const struct key_def *k, const char *value,
 	for (i = 0; value[i] != '\0'; i++) {
 		if (is_ctl((unsigned char)value[i])) {
 			snprintf(why, CONFIG_WHY_MAX, "control character");
-			return -1;
+			return -EINVAL;
 		}
 	}
 	if (value[0] == '\0') {
@@ -523,7 +526,7 @@ user_parse(struct config *cfg, const struct key_def *k, const char *value,
 		if (ch <= ' ' || ch >= 0x7f || ch == ':' || ch == '/') {
 			snprintf(why, CONFIG_WHY_MAX,
 				 "not a user name (no spaces, ':' or '/')");
-			return -1;
+			return -EINVAL;
 		}
 	}
 	return path_parse(cfg, k, value, why);
@@ -538,7 +541,7 @@ dir_parse(struct config *cfg, const struct key_def *k, const char *value,
 {
 	if (value[0] == '\0') {
 		snprintf(why, CONFIG_WHY_MAX, "empty");
-		return -1;
+		return -EINVAL;
 	}
 	return path_parse(cfg, k, value, why);
 }
@@ -554,7 +557,7 @@ host_parse(struct config *cfg, const struct key_def *k, const char *value,
 
 	if (value[0] == '\0') {
 		snprintf(why, CONFIG_WHY_MAX, "empty");
-		return -1;
+		return -EINVAL;
 	}
 	for (i = 0; value[i] != '\0'; i++) {
 		unsigned char c = (unsigned char)value[i];
@@ -562,7 +565,7 @@ host_parse(struct config *cfg, const struct key_def *k, const char *value,
 		if (is_ctl(c) || c == ' ' || c == '[' || c == ']' || c == '/') {
 			snprintf(why, CONFIG_WHY_MAX,
 				 "bad character in \"%s\"", value);
-			return -1;
+			return -EINVAL;
 		}
 	}
 	return set_string(FIELD(cfg, k, char *), value) < 0 ? oom(why) : 0;
@@ -578,7 +581,7 @@ folder_parse(struct config *cfg, const struct key_def *k, const char *value,
 
 	if (bad != NULL) {
 		snprintf(why, CONFIG_WHY_MAX, "%s", bad);
-		return -1;
+		return -EINVAL;
 	}
 	return set_string(FIELD(cfg, k, char *), value) < 0 ? oom(why) : 0;
 }
@@ -615,7 +618,7 @@ provider_parse(struct config *cfg, const struct key_def *k,
 	p = provider_find(value);
 	if (p == NULL) {
 		snprintf(why, CONFIG_WHY_MAX, "unknown provider \"%s\"", value);
-		return -1;
+		return -EINVAL;
 	}
 	return set_string(field, p->name) < 0 ? oom(why) : 0;
 }
@@ -645,12 +648,12 @@ folders_add(struct config *cfg, const char *item, size_t len, char *why)
 
 	if (bad != NULL) {
 		snprintf(why, CONFIG_WHY_MAX, "%s", bad);
-		return -1;
+		return -EINVAL;
 	}
 	if (cfg->maildrop.n_folders == CONFIG_MAX_FOLDERS) {
 		snprintf(why, CONFIG_WHY_MAX, "more than %d folders",
 			 CONFIG_MAX_FOLDERS);
-		return -1;
+		return -EINVAL;
 	}
 	name = strndup(item, len);
 	if (name == NULL)
@@ -660,7 +663,7 @@ folders_add(struct config *cfg, const char *item, size_t len, char *why)
 			snprintf(why, CONFIG_WHY_MAX,
 				 "folder \"%s\" listed twice", name);
 			free(name);
-			return -1;
+			return -EINVAL;
 		}
 	}
 	cfg->maildrop.folders[cfg->maildrop.n_folders++] = name;
@@ -679,11 +682,11 @@ folders_parse(struct config *cfg, const struct key_def *k, const char *value,
 	value = value[0] != '\0' ? value : NULL;
 	while (list_next(&value, &item, &len)) {
 		if (folders_add(cfg, item, len, why) < 0)
-			return -1;
+			return -EINVAL;
 	}
 	if (cfg->maildrop.n_folders == 0) {
 		snprintf(why, CONFIG_WHY_MAX, "no folder");
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -738,11 +741,11 @@ since_parse(struct config *cfg, const struct key_def *k, const char *value,
 	    parse_decimal(value + 5, 2, 99, &m) < 0 ||
 	    parse_decimal(value + 8, 2, 99, &d) < 0) {
 		snprintf(why, CONFIG_WHY_MAX, "bad value \"%s\"", value);
-		return -1;
+		return -EINVAL;
 	}
 	if (!date_valid((unsigned)y, (unsigned)m, (unsigned)d)) {
 		snprintf(why, CONFIG_WHY_MAX, "no such date \"%s\"", value);
-		return -1;
+		return -EINVAL;
 	}
 	cfg->maildrop.since = SINCE_DATE;
 	memcpy(cfg->maildrop.since_date, value, 11);
@@ -783,7 +786,7 @@ enum_parse(struct config *cfg, const struct key_def *k, const char *value,
 		}
 	}
 	snprintf(why, CONFIG_WHY_MAX, "bad value \"%s\"", value);
-	return -1;
+	return -EINVAL;
 }
 
 static void
@@ -815,7 +818,7 @@ bool_parse(struct config *cfg, const struct key_def *k, const char *value,
 		}
 	}
 	snprintf(why, CONFIG_WHY_MAX, "bad value \"%s\"", value);
-	return -1;
+	return -EINVAL;
 }
 
 static void
@@ -832,7 +835,7 @@ port_parse(struct config *cfg, const struct key_def *k, const char *value,
 {
 	if (addr_parse_port(value, strlen(value), FIELD(cfg, k, uint16_t)) < 0) {
 		snprintf(why, CONFIG_WHY_MAX, "bad port \"%s\"", value);
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -855,11 +858,11 @@ uint_parse(struct config *cfg, const struct key_def *k, const char *value,
 		snprintf(why, CONFIG_WHY_MAX,
 			 "\"%s\" is not a whole number up to %u", value,
 			 UINT_MAX);
-		return -1;
+		return -EINVAL;
 	}
 	if (v < k->aux) {
 		snprintf(why, CONFIG_WHY_MAX, "must be at least %zu", k->aux);
-		return -1;
+		return -EINVAL;
 	}
 	*FIELD(cfg, k, unsigned) = (unsigned)v;
 	return 0;
@@ -1267,7 +1270,7 @@ config_defaults(struct config *cfg)
 	cfg->log.level = LOG_INFO;
 	if (cfg->upstream.host == NULL || cfg->maildrop.folders[0] == NULL ||
 	    cfg->maildrop.trash == NULL || cfg->state.dir == NULL)
-		return -1;
+		return -ENOMEM;
 	return 0;
 }
 
@@ -1287,7 +1290,7 @@ config_parse(const char *text, size_t len, const char *name,
 	    (c.cfg->path = strdup(name)) == NULL) {
 		config_free(&c.cfg);
 		ctx_fail(&c, 0, "out of memory");
-		return -1;
+		return -ENOMEM;
 	}
 	r = ini_parse_stream(reader_next, &c, handler, &c);
 	if (r > 0 && (c.err_line == 0 || r < c.err_line)) {
@@ -1310,7 +1313,7 @@ config_parse(const char *text, size_t len, const char *name,
 		check_trash(&c);
 	if (c.err_line != 0) {
 		config_free(&c.cfg);
-		return -1;
+		return -EINVAL;
 	}
 	c.cfg->refs = 1;
 	*cfg_r = c.cfg;
@@ -1378,7 +1381,7 @@ config_load(const char *path, struct config **cfg_r, char *err, size_t errlen)
 	*cfg_r = NULL;
 	text = file_read(path, &len, err, errlen);
 	if (text == NULL)
-		return -1;
+		return -EIO;
 	r = config_parse(text, len, path, cfg_r, err, errlen);
 	free(text);
 	return r;

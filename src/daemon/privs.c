@@ -1,3 +1,4 @@
+/* Dropping root to [process] user/group after the listeners are bound. */
 #include "daemon/privs.h"
 
 #include <dirent.h>
@@ -9,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/error.h"
 #include "util/log.h"
 
 static int
@@ -18,12 +20,12 @@ state_dir_private(const struct config *cfg)
 
 	if (stat(cfg->state.dir, &st) < 0) {
 		log_error("[state] dir %s: %s", cfg->state.dir, strerror(errno));
-		return -1;
+		return -EIO;
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
 		log_error("refusing to run as root: [state] dir %s is writable "
 			  "by group or others (chmod go-w it)", cfg->state.dir);
-		return -1;
+		return -EPERM;
 	}
 	return 0;
 }
@@ -44,7 +46,7 @@ hand_over_files(const char *dir, const struct passwd *pw)
 		if (fd >= 0)
 			close(fd);
 		log_error("[state] dir %s: %s", dir, strerror(errno));
-		return -1;
+		return -EIO;
 	}
 	while ((de = readdir(d)) != NULL) {
 		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
@@ -70,13 +72,13 @@ state_dir_hand_over(const struct config *cfg, const struct passwd *pw)
 
 	if (stat(cfg->state.dir, &st) < 0) {
 		log_error("[state] dir %s: %s", cfg->state.dir, strerror(errno));
-		return -1;
+		return -EIO;
 	}
 	if (st.st_uid == 0 &&
 	    chown(cfg->state.dir, pw->pw_uid, pw->pw_gid) < 0) {
 		log_error("cannot give [state] dir %s to %s: %s",
 			  cfg->state.dir, pw->pw_name, strerror(errno));
-		return -1;
+		return -EIO;
 	}
 	return hand_over_files(cfg->state.dir, pw);
 }
@@ -98,6 +100,7 @@ privs_drop(const struct config *cfg)
 {
 	const char *user = cfg->process.user;
 	struct passwd *pw;
+	int r;
 
 	if (geteuid() != 0) {
 		if (user != NULL)
@@ -113,26 +116,27 @@ privs_drop(const struct config *cfg)
 	pw = getpwnam(user);
 	if (pw == NULL) {
 		log_error("[process] user: no such user \"%s\"", user);
-		return -1;
+		return -EPERM;
 	}
 	if (pw->pw_uid == 0)
 		return state_dir_private(cfg);
-	if (state_dir_hand_over(cfg, pw) < 0)
-		return -1;
+	r = state_dir_hand_over(cfg, pw);
+	if (r < 0)
+		return r;
 	if (initgroups(pw->pw_name, pw->pw_gid) < 0 ||
 	    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 		log_error("cannot switch to user %s: %s", user, strerror(errno));
-		return -1;
+		return -EPERM;
 	}
 	if (setuid(0) == 0) {
 		log_error("still able to regain root after switching to %s",
 			  user);
-		return -1;
+		return -EPERM;
 	}
 	if (access(cfg->state.dir, W_OK | X_OK) < 0) {
 		log_error("[state] dir %s is not writable by user %s: %s",
 			  cfg->state.dir, user, strerror(errno));
-		return -1;
+		return -EACCES;
 	}
 	log_info("running as user %s (uid %u)", user, (unsigned)pw->pw_uid);
 	return 0;

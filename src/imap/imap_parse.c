@@ -960,7 +960,7 @@ int
 imap_arg_number(const struct imap_arg *a, uint64_t *n_r)
 {
 	if (a == NULL || a->type != IMAP_ARG_ATOM)
-		return -1;
+		return -EBADMSG;
 	return buf_parse_u64(a->str, a->len, UINT64_MAX, n_r);
 }
 

@@ -1,3 +1,5 @@
+/* A libuv TCP stream with optional TLS (memory BIOs): reads, a write queue
+ * with back-pressure, and data / drained / failed events for its owner. */
 #include "net/conn.h"
 
 #include <arpa/inet.h>
@@ -10,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "util/buf.h"
+#include "util/error.h"
 #include "util/log.h"
 #include "net/tls.h"
 
@@ -480,7 +483,7 @@ static int
 tls_flush_raw(struct conn *c)
 {
 	struct buf enc;
-	int r;
+	int r, w;
 
 	do {
 		buf_init(&enc, CONN_OUT_MAX);
@@ -490,9 +493,10 @@ tls_flush_raw(struct conn *c)
 			conn_fail(c, UV_ENOMEM);
 			return r;
 		}
-		if (write_raw(c, &enc) < 0) {
+		w = write_raw(c, &enc);
+		if (w < 0) {
 			buf_free(&enc);
-			return -1;
+			return w;
 		}
 		buf_free(&enc);
 	} while (r == -ENOBUFS);
@@ -531,10 +535,10 @@ tls_encrypt(struct conn *c)
 			k = CONN_TLS_STEP;
 		if (tls_write(c->tls, c->out.data + off, k) < 0) {
 			tls_failed(c, tls_error(c->tls));
-			r = -1;
+			r = -EPROTO;
 		} else if (tls_take_output(c->tls, &enc) < 0) {
 			conn_fail(c, UV_ENOMEM);
-			r = -1;
+			r = -ENOMEM;
 		}
 	}
 	if (r == 0)
@@ -559,7 +563,7 @@ conn_flush(struct conn *c)
 	}
 	buf_reset(&c->out);
 	if (r < 0)
-		return -1;
+		return r;
 	return tls_flush_raw(c);
 }
 
@@ -568,7 +572,7 @@ conn_start_tls(struct conn *c, struct tls *t)
 {
 	if (c->tls != NULL || c->failed || c->closing) {
 		tls_free(&t);
-		return -1;
+		return -EINVAL;
 	}
 	/* What was queued before this point belongs to the clear channel. */
 	conn_flush(c);
@@ -576,7 +580,7 @@ conn_start_tls(struct conn *c, struct tls *t)
 	c->tls_done = 0;
 	/* A client speaks first; a server waits for the ClientHello. */
 	tls_progress(c);
-	return c->failed ? -1 : 0;
+	return c->failed ? -EPROTO : 0;
 }
 
 bool

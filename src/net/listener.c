@@ -1,13 +1,14 @@
+/* The listening sockets: accept, limits, hand-over to a session. */
 #include "net/listener.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "daemon/server.h"
 #include "net/conn.h"
 #include "util/log.h"
 #include "pop3/session.h"
-#include "net/tls.h"
 
 /* RFC-less but conventional: the kernel queue of not-yet-accepted
  * connections. */
@@ -37,7 +38,7 @@ static void
 on_connection(uv_stream_t *server, int status)
 {
 	struct listener *l = server->data;
-	struct server *srv = l->srv;
+	struct server *srv = l->set->srv;
 	const struct config *cfg = srv->cfg;
 	struct conn *c;
 	bool proxied;
@@ -63,32 +64,18 @@ on_connection(uv_stream_t *server, int status)
 	 * PROXY header is read; the session checks max_per_ip then. */
 	proxied = cfg->listen.proxy_protocol && peer_trusted(cfg, c);
 	if (!proxied &&
-	    listener_count_peer(srv, conn_peer(c)) >= cfg->limits.max_per_ip) {
+	    server_count_peer(srv, conn_peer(c)) >= cfg->limits.max_per_ip) {
 		refuse(c, "-ERR [SYS/TEMP] too many sessions from your "
 		       "address, please wait and try again\r\n",
 		       "max_per_ip reached");
 		return;
 	}
-	if (!proxied && l->implicit_tls && listener_start_tls(srv, c) < 0) {
+	if (!proxied && l->implicit_tls && server_start_tls(srv, c) < 0) {
 		conn_close(&c, 0);
 		return;
 	}
 	session_start(srv, c, (proxied ? SESSION_PROXIED : 0) |
 		      (l->implicit_tls ? SESSION_IMPLICIT_TLS : 0));
-}
-
-int
-listener_start_tls(struct server *srv, struct conn *c)
-{
-	struct tls *t = tls_new(srv->tls_server, NULL);
-
-	/* RFC 8314: TLS from the first byte; the greeting waits in the TLS
-	 * layer until the handshake is done. */
-	if (t == NULL || conn_start_tls(c, t) < 0) {
-		log_warn("client=%s: cannot start TLS", conn_peer(c));
-		return -1;
-	}
-	return 0;
 }
 
 static int
@@ -100,10 +87,11 @@ addr_resolve(const struct config_addr *a, struct sockaddr_storage *ss)
 }
 
 static int
-listen_one(struct server *srv, const struct config_addr *a, bool tls)
+listen_one(struct listeners *ls, const struct config_addr *a, bool tls)
 {
+	struct server *srv = ls->srv;
 	struct sockaddr_storage ss;
-	struct listener *l = &srv->listeners[srv->n_listeners];
+	struct listener *l = &ls->l[ls->n];
 	uv_tcp_t *t = &l->tcp;
 	int r;
 
@@ -116,10 +104,10 @@ listen_one(struct server *srv, const struct config_addr *a, bool tls)
 			  uv_strerror(r));
 		return r;
 	}
-	l->srv = srv;
+	l->set = ls;
 	l->implicit_tls = tls;
 	t->data = l;
-	srv->n_listeners++;
+	ls->n++;
 	/* "[::]:110" must not also claim IPv4, or "0.0.0.0:110" beside it
 	 * could not bind. */
 	r = uv_tcp_bind(t, (const struct sockaddr *)&ss,
@@ -137,24 +125,25 @@ listen_one(struct server *srv, const struct config_addr *a, bool tls)
 }
 
 int
-listener_start(struct server *srv, uv_loop_t *loop, const struct config *cfg)
+listener_start(struct listeners *ls, struct server *srv)
 {
+	const struct config *cfg = srv->cfg;
 	size_t i;
 	int r;
 
-	srv->loop = loop;
-	srv->cfg = cfg;
+	ls->srv = srv;
+	ls->n = 0;
 	for (i = 0; i < cfg->listen.n_pop3; i++) {
-		r = listen_one(srv, &cfg->listen.pop3[i], false);
+		r = listen_one(ls, &cfg->listen.pop3[i], false);
 		if (r < 0)
 			return r;
 	}
 	for (i = 0; i < cfg->listen.n_pop3s && srv->tls_server != NULL; i++) {
-		r = listen_one(srv, &cfg->listen.pop3s[i], true);
+		r = listen_one(ls, &cfg->listen.pop3s[i], true);
 		if (r < 0)
 			return r;
 	}
-	if (srv->n_listeners == 0) {
+	if (ls->n == 0) {
 		log_error("no listen address configured");
 		return UV_EINVAL;
 	}
@@ -165,50 +154,20 @@ static void
 on_listener_closed(uv_handle_t *h)
 {
 	struct listener *l = h->data;
-	struct server *srv = l->srv;
 
-	srv->n_closing--;
-	if (srv->n_closing == 0 && srv->n_sessions == 0 && srv->on_idle)
-		srv->on_idle(srv);
+	server_release(l->set->srv);
 }
 
 void
-listener_stop(struct server *srv)
+listener_stop(struct listeners *ls)
 {
 	size_t i;
 
-	if (srv->stopping)
+	if (ls->srv->stopping)
 		return;
-	srv->stopping = true;
-	for (i = 0; i < srv->n_listeners; i++) {
-		srv->n_closing++;
-		uv_close((uv_handle_t *)&srv->listeners[i].tcp,
-			 on_listener_closed);
+	for (i = 0; i < ls->n; i++) {
+		server_hold(ls->srv);
+		uv_close((uv_handle_t *)&ls->l[i].tcp, on_listener_closed);
 	}
-	if (srv->n_closing == 0 && srv->n_sessions == 0 && srv->on_idle)
-		srv->on_idle(srv);
-}
-
-unsigned
-listener_count_peer(const struct server *srv, const char *peer)
-{
-	const struct session *s;
-	unsigned n = 0;
-
-	/* Connections still waiting for their PROXY header carry the proxy's
-	 * address, which is not a client's. */
-	for (s = srv->sessions; s != NULL; s = s->next) {
-		if (!s->proxy_pending && strcmp(s->peer, peer) == 0)
-			n++;
-	}
-	return n;
-}
-
-void
-listener_session_gone(struct server *srv)
-{
-	srv->n_sessions--;
-	if (srv->stopping && srv->n_sessions == 0 && srv->n_closing == 0 &&
-	    srv->on_idle)
-		srv->on_idle(srv);
+	server_stop(ls->srv);
 }

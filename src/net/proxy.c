@@ -1,4 +1,6 @@
+/* PROXY protocol v1 and v2 headers from a trusted load balancer. */
 #include "net/proxy.h"
+#include "util/error.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -14,7 +16,7 @@ static int
 fail(const char **why_r, const char *why)
 {
 	*why_r = why;
-	return -1;
+	return -EPROTO;
 }
 
 /* A prefix of the v2 signature or of "PROXY " may still become one. */
@@ -31,10 +33,10 @@ parse_port(const char *s, uint16_t *port_r)
 	unsigned long v;
 
 	if (*s < '0' || *s > '9' || strlen(s) > 5)
-		return -1;
+		return -EBADMSG;
 	v = strtoul(s, &end, 10);
 	if (*end != '\0' || v > 65535)
-		return -1;
+		return -EBADMSG;
 	*port_r = (uint16_t)v;
 	return 0;
 }

@@ -1,4 +1,7 @@
+/* OpenSSL over memory BIOs: contexts for the server and client side,
+ * handshakes and records; no libuv inside. */
 #include "net/tls.h"
+#include "util/error.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -265,14 +268,14 @@ client_setup_host(struct tls *t, const char *host)
 	ip = is_ip_literal(host);
 	/* RFC 6066 §3: literal IP addresses are not sent as SNI. */
 	if (!ip && SSL_set_tlsext_host_name(t->ssl, host) != 1)
-		return -1;
+		return -EPROTO;
 	if (!t->ctx->verify)
 		return 0;
 	if (ip)
 		return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl),
-						     host) == 1 ? 0 : -1;
+						     host) == 1 ? 0 : -EPROTO;
 	SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-	return SSL_set1_host(t->ssl, host) == 1 ? 0 : -1;
+	return SSL_set1_host(t->ssl, host) == 1 ? 0 : -EPROTO;
 }
 
 static int
@@ -282,13 +285,13 @@ ssl_setup(struct tls *t, const char *host)
 
 	t->ssl = SSL_new(t->ctx->ssl_ctx);
 	if (t->ssl == NULL)
-		return -1;
+		return -ENOMEM;
 	in = new_rbio();
 	out = BIO_new(BIO_s_mem());
 	if (in == NULL || out == NULL) {
 		BIO_free(in);
 		BIO_free(out);
-		return -1;
+		return -ENOMEM;
 	}
 	SSL_set_bio(t->ssl, in, out);
 	if (t->ctx->server) {
@@ -382,7 +385,7 @@ tls_feed(struct tls *t, const void *p, size_t n)
 		if (BIO_write(in, s, k) != k) {
 			ERR_clear_error();
 			t->error = "out of memory";
-			return -1;
+			return -ENOMEM;
 		}
 		s += k;
 		n -= (size_t)k;
@@ -411,7 +414,7 @@ flush_early(struct tls *t)
 			    e == SSL_ERROR_WANT_WRITE)
 				return 0;
 			set_error(t, e);
-			return -1;
+			return -EPROTO;
 		}
 		buf_consume(&t->early, (size_t)r);
 	}
@@ -425,7 +428,7 @@ after_handshake(struct tls *t)
 {
 	if (t->early.len == 0 || !SSL_is_init_finished(t->ssl))
 		return 0;
-	return flush_early(t) < 0 ? -1 : 0;
+	return flush_early(t) < 0 ? -EPROTO : 0;
 }
 
 int
@@ -434,16 +437,16 @@ tls_handshake(struct tls *t)
 	int r, e;
 
 	if (t->error != NULL)
-		return -1;
+		return -EPROTO;
 	ERR_clear_error();
 	r = SSL_do_handshake(t->ssl);
 	if (r == 1)
-		return after_handshake(t) < 0 ? -1 : 1;
+		return after_handshake(t) < 0 ? -EPROTO : 1;
 	e = SSL_get_error(t->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 		return 0;
 	set_error(t, e);
-	return -1;
+	return -EPROTO;
 }
 
 /* Swaps an empty, oversized input BIO for a fresh one (TLS_BIO_KEEP). */
@@ -472,15 +475,15 @@ read_failed(struct tls *t, int r)
 		ERR_clear_error();
 		trim_rbio(t);
 		/* This SSL_read may have finished the handshake. */
-		return after_handshake(t) < 0 ? -1 : 0;
+		return after_handshake(t) < 0 ? -EPROTO : 0;
 	}
 	if (e == SSL_ERROR_ZERO_RETURN) {
 		ERR_clear_error();
 		t->closed = true;
-		return -1;
+		return -EPIPE;
 	}
 	set_error(t, e);
-	return -1;
+	return -EPROTO;
 }
 
 long
@@ -488,15 +491,17 @@ tls_read(struct tls *t, void *p, size_t n)
 {
 	int r;
 
-	if (t->closed || t->error != NULL)
-		return -1;
+	if (t->closed)
+		return -EPIPE;
+	if (t->error != NULL)
+		return -EPROTO;
 	if (n == 0)
 		return 0;
 	clear_errors();
 	r = SSL_read(t->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
 	if (r <= 0)
 		return read_failed(t, r);
-	return after_handshake(t) < 0 ? -1 : r;
+	return after_handshake(t) < 0 ? -EPROTO : r;
 }
 
 /* Keeps p[0..n) for later, or fails when the early buffer is full. */
@@ -505,7 +510,7 @@ keep_early(struct tls *t, const void *p, size_t n)
 {
 	if (buf_append(&t->early, p, n) < 0) {
 		t->error = "too much data written before the TLS handshake";
-		return -1;
+		return -ENOBUFS;
 	}
 	return 0;
 }
@@ -517,7 +522,7 @@ tls_write(struct tls *t, const void *p, size_t n)
 	int r;
 
 	if (t->error != NULL || after_handshake(t) < 0)
-		return -1;
+		return -EPROTO;
 	if (!SSL_is_init_finished(t->ssl) || t->early.len > 0)
 		return keep_early(t, p, n);
 	while (n > 0) {
@@ -531,7 +536,7 @@ tls_write(struct tls *t, const void *p, size_t n)
 			    e == SSL_ERROR_WANT_WRITE)
 				return keep_early(t, s, n);
 			set_error(t, e);
-			return -1;
+			return -EPROTO;
 		}
 		s += r;
 		n -= (size_t)r;

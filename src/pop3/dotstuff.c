@@ -1,3 +1,5 @@
+/* Message bytes into a POP3 multi-line response: CRLF line ends, dot-
+ * stuffing, the final dot, TOP's line limit (SIMD scanners). */
 #include "pop3/dotstuff.h"
 
 #include <string.h>

@@ -1,3 +1,4 @@
+/* The POP3 line reader and command parser (RFC 1939, 2449, 5034). */
 #include "pop3/pop3_parse.h"
 
 #include <stdbool.h>
@@ -5,6 +6,7 @@
 #include <strings.h>
 
 #include "util/buf.h"
+#include "util/error.h"
 
 /* UINT32_MAX has ten digits; more are refused before any arithmetic. */
 #define POP3_NUMBER_DIGITS_MAX 10
@@ -123,7 +125,7 @@ args_split(const char *p, size_t len, const struct verb_def *v,
 			return 0;
 		if (cmd->nargs == v->max) {
 			*why_r = "too many arguments";
-			return -1;
+			return -EBADMSG;
 		}
 		start = i;
 		while (i < len && !is_blank(p[i]))
@@ -131,7 +133,7 @@ args_split(const char *p, size_t len, const struct verb_def *v,
 		if (i - start > POP3_ARG_MAX &&
 		    !(v->kind == ARGS_AUTH && cmd->nargs == 1)) {
 			*why_r = "argument too long";
-			return -1;
+			return -EBADMSG;
 		}
 		cmd->arg[cmd->nargs] = p + start;
 		cmd->arg_len[cmd->nargs] = i - start;
@@ -152,14 +154,14 @@ pop3_parse_command(const char *line, size_t len, struct pop3_cmd *cmd_r,
 	if (len > 0 && (memchr(line, '\0', len) != NULL ||
 			memchr(line, '\r', len) != NULL)) {
 		*why_r = "invalid character in command";
-		return -1;
+		return -EBADMSG;
 	}
 	while (vlen < len && !is_blank(line[vlen]))
 		vlen++;
 	v = verb_find(line, vlen);
 	if (v == NULL) {
 		*why_r = vlen == 0 ? "empty command" : "unknown command";
-		return -1;
+		return -EBADMSG;
 	}
 	cmd_r->verb = v->verb;
 	cmd_r->rest = line + (vlen < len ? vlen + 1 : vlen);
@@ -171,11 +173,11 @@ pop3_parse_command(const char *line, size_t len, struct pop3_cmd *cmd_r,
 			cmd_r->nargs = 1;
 		}
 	} else if (args_split(line + vlen, len - vlen, v, cmd_r, why_r) < 0) {
-		return -1;
+		return -EBADMSG;
 	}
 	if (cmd_r->nargs < v->min) {
 		*why_r = "missing argument";
-		return -1;
+		return -EBADMSG;
 	}
 	return 0;
 }
@@ -187,7 +189,7 @@ pop3_parse_number(const char *s, size_t len, uint32_t *n_r)
 
 	if (len > POP3_NUMBER_DIGITS_MAX ||
 	    buf_parse_u64(s, len, UINT32_MAX, &v) < 0)
-		return -1;
+		return -EBADMSG;
 	*n_r = (uint32_t)v;
 	return 0;
 }

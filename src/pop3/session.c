@@ -1,17 +1,22 @@
-#include "pop3/session.h"
+/* One POP3 session's life: the client connection and its events, input
+ * into command lines, replies, the idle and login-delay timer, the PROXY
+ * header, state changes and the end. */
+#include "session_priv.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
-#include "util/log.h"
+#include "daemon/version.h"
 #include "net/proxy.h"
 #include "net/tls.h"
-#include "daemon/version.h"
+#include "util/error.h"
+#include "util/log.h"
 
 static const char *const state_names[] = {
 	[SESSION_AUTHORIZATION] = "AUTHORIZATION",
@@ -61,13 +66,32 @@ session_set_wait(struct session *s, enum session_wait w)
 	s->wait = w;
 }
 
+void
+session_reply_temp(struct session *s, const char *what, const char *why)
+{
+	session_reply(s, TEMP_FAIL "%s (%.120s)" WAIT_HINT, what, why);
+}
+
+bool
+session_tls_active(const struct session *s)
+{
+	return s->client != NULL && conn_tls_active(s->client);
+}
+
+bool
+session_stls_possible(const struct session *s)
+{
+	return s->srv->tls_server != NULL && !session_tls_active(s) &&
+	       s->state == SESSION_AUTHORIZATION;
+}
+
 static void
 idle_expired(uv_timer_t *t)
 {
 	struct session *s = t->data;
 
 	if (s->wait == WAIT_AUTH_DELAY) {
-		pop3_server_delay_done(s);
+		pop3_login_delay_done(s);
 		idle_restart(s);
 		process_input(s);
 		return;
@@ -178,12 +202,10 @@ on_client_drained(void *ctx)
 	if (s->state == SESSION_CLOSED)
 		return;
 	idle_restart(s);
-	if (s->wait == WAIT_LISTING) {
-		pop3_server_listing(s);
-	} else if (s->xfer_paused) {
-		s->xfer_paused = false;
-		upstream_resume(s->up);
-	}
+	if (s->wait == WAIT_LISTING)
+		pop3_listing(s);
+	else
+		pop3_xfer_resume(s);
 	process_input(s);
 }
 
@@ -252,7 +274,7 @@ on_upstream_done(void *ctx, enum upstream_status st, const char *why)
 
 	if (s->state == SESSION_CLOSED)
 		return;
-	pop3_server_upstream_done(s, st, why);
+	pop3_upstream_done(s, st, why);
 	session_resume(s);
 }
 
@@ -263,7 +285,7 @@ on_upstream_data(void *ctx, const char *p, size_t n)
 
 	if (s->state == SESSION_CLOSED)
 		return;
-	pop3_server_upstream_data(s, p, n);
+	pop3_xfer_data(s, p, n);
 }
 
 static const struct upstream_events upstream_events = {
@@ -314,7 +336,7 @@ process_input(struct session *s)
 		memcpy(line, s->in.data, line_len);
 		OPENSSL_cleanse(s->in.data, used);
 		buf_consume(&s->in, used);
-		pop3_server_dispatch(s, line, line_len);
+		pop3_dispatch(s, line, line_len);
 		OPENSSL_cleanse(line, line_len);
 	}
 	if (s->client == NULL)
@@ -396,13 +418,14 @@ proxy_input(struct session *s, const char *p, size_t n)
 	}
 	buf_consume(&s->in, used);
 	s->proxy_pending = false;
+	s->member.peer = s->peer;
 	snprintf(via, sizeof(via), "%s", s->peer);
 	if (!info.local) {
 		snprintf(s->peer, sizeof(s->peer), "%s", info.addr);
 		s->peer_loopback = text_is_loopback(info.addr);
 	}
 	log_info("session=%s client=%s via proxy %s", s->id, s->peer, via);
-	if (listener_count_peer(s->srv, s->peer) >
+	if (server_count_peer(s->srv, s->peer) >
 	    s->cfg->limits.max_per_ip) {
 		if (!s->implicit_tls)
 			session_reply(s, "-ERR [SYS/TEMP] too many sessions "
@@ -424,7 +447,7 @@ proxy_begin(struct session *s)
 	buf_init_secret(&s->in, SESSION_IN_MAX);
 	uv_timer_stop(&s->timer);
 	if (s->implicit_tls &&
-	    listener_start_tls(s->srv, s->client) < 0) {
+	    server_start_tls(s->srv, s->client) < 0) {
 		buf_free(&rest);
 		session_end(s, "cannot start TLS");
 		return;
@@ -435,35 +458,41 @@ proxy_begin(struct session *s)
 	buf_free(&rest);
 }
 
+static void
+member_end(struct server_member *m, const char *reason)
+{
+	session_end((struct session *)((char *)m -
+				       offsetof(struct session, member)),
+		    reason);
+}
+
 int
 session_start(struct server *srv, struct conn *client, unsigned flags)
 {
 	struct session *s;
+	int r;
 
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		conn_close(&client, 0);
-		return -1;
+		return -ENOMEM;
 	}
 	s->srv = srv;
 	s->cfg = config_ref(srv->cfg);
 	s->tls_client = srv->tls_client != NULL ?
 			tls_ctx_ref(srv->tls_client) : NULL;
 	s->client = client;
-	snprintf(s->id, sizeof(s->id), "%llu",
-		 (unsigned long long)++srv->next_id);
 	snprintf(s->peer, sizeof(s->peer), "%s", conn_peer(client));
+	s->member.peer = (flags & SESSION_PROXIED) ? NULL : s->peer;
+	s->member.end = member_end;
+	snprintf(s->id, sizeof(s->id), "%llu",
+		 (unsigned long long)server_join(srv, &s->member));
 	s->started_ms = uv_now(srv->loop);
 	buf_init_secret(&s->in, SESSION_IN_MAX);
 	buf_init(&s->user, SESSION_USER_MAX);
 	pop3_line_reader_init(&s->reader, POP3_LINE_MAX);
 	uv_timer_init(srv->loop, &s->timer);
 	s->timer.data = s;
-	s->next = srv->sessions;
-	if (srv->sessions != NULL)
-		srv->sessions->prev = s;
-	srv->sessions = s;
-	srv->n_sessions++;
 	conn_set_events(client, &client_events, s);
 	conn_wipe_reads(client);
 	s->peer_loopback = text_is_loopback(s->peer);
@@ -476,9 +505,10 @@ session_start(struct server *srv, struct conn *client, unsigned flags)
 	} else {
 		greet(s);
 	}
-	if (conn_start(client) < 0) {
+	r = conn_start(client);
+	if (r < 0) {
 		session_end(s, "cannot read from client");
-		return -1;
+		return r;
 	}
 	return 0;
 }
@@ -535,13 +565,7 @@ session_end(struct session *s, const char *reason)
 	buf_wipe(&s->user);
 	buf_free(&s->in);
 	buf_free(&s->user);
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		srv->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
 	uv_timer_stop(&s->timer);
 	uv_close((uv_handle_t *)&s->timer, on_timer_closed);
-	listener_session_gone(srv);
+	server_leave(srv, &s->member);
 }

@@ -1,4 +1,6 @@
+/* Base64 (RFC 4648) for SASL exchanges. */
 #include "util/base64.h"
+#include "util/error.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -53,7 +55,7 @@ decode_char(char c)
 		return 62;
 	if (c == '/')
 		return 63;
-	return -1;
+	return -EBADMSG;
 }
 
 /* Decodes one group of four; "xx==" and "xxx=" only as the last one. The
@@ -70,12 +72,12 @@ decode_quad(const char *s, bool last, unsigned char *w)
 	for (i = 0; i < 4 - pad; i++) {
 		d = decode_char(s[i]);
 		if (d < 0)
-			return -1;
+			return -EBADMSG;
 		v = v << 6 | (uint32_t)d;
 	}
 	v <<= 6 * pad;
 	if ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff)))
-		return -1;
+		return -EBADMSG;
 	for (i = 0; i < 3 - pad; i++)
 		w[i] = (unsigned char)(v >> (16 - 8 * i));
 	return 3 - pad;

@@ -1,4 +1,6 @@
+/* Growable byte buffers with a hard size cap; secret ones are wiped. */
 #include "util/buf.h"
+#include "util/error.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -133,13 +135,13 @@ buf_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *v_r)
 	size_t i;
 
 	if (n == 0)
-		return -1;
+		return -EBADMSG;
 	for (i = 0; i < n; i++) {
 		if (s[i] < '0' || s[i] > '9')
-			return -1;
+			return -EBADMSG;
 		d = (uint64_t)(s[i] - '0');
 		if (v > (max - d) / 10)
-			return -1;
+			return -EBADMSG;
 		v = v * 10 + d;
 	}
 	*v_r = v;

@@ -1,3 +1,5 @@
+/* Leveled log lines to stderr, one write(2) each: a timestamp on a
+ * terminal, the sd-daemon priority prefix elsewhere, control bytes escaped. */
 #include "util/log.h"
 
 #include <errno.h>

@@ -56,11 +56,11 @@
 #include <uv.h>
 
 #include "daemon/config.h"
+#include "daemon/server.h"
 #include "net/conn.h"
-#include "net/listener.h"
-#include "util/log.h"
-#include "store/mapstore.h"
 #include "pop3/session.h"
+#include "store/mapstore.h"
+#include "util/log.h"
 #include "fuzz_common.h"
 
 #define SEP "~~~\n"
@@ -776,8 +776,7 @@ teardown(void)
 	unsigned idle = 0;
 
 	/* What a shutdown does once its grace expires. */
-	while (run.srv.sessions != NULL)
-		session_end(run.srv.sessions, "fuzz input done");
+	server_end_all(&run.srv, "fuzz input done");
 	peer_close(&run.imap.p);
 	peer_close(&run.pop3.p);
 	while (input_handles() > 0) {

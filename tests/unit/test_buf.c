@@ -57,13 +57,13 @@ Test(buf, decimal_round_trip_and_limits)
 	cr_assert_eq(parse("18446744073709551615", UINT64_MAX, &v), 0);
 	cr_assert_eq(v, UINT64_MAX);
 	v = 5;
-	cr_assert_eq(parse("", UINT64_MAX, &v), -1);
-	cr_assert_eq(parse("1a", UINT64_MAX, &v), -1);
-	cr_assert_eq(parse("-1", UINT64_MAX, &v), -1);
-	cr_assert_eq(parse(" 1", UINT64_MAX, &v), -1);
-	cr_assert_eq(parse("4294967296", UINT32_MAX, &v), -1);
-	cr_assert_eq(parse("18446744073709551616", UINT64_MAX, &v), -1);
-	cr_assert_eq(parse("100", 99, &v), -1);
+	cr_assert_eq(parse("", UINT64_MAX, &v), -EBADMSG);
+	cr_assert_eq(parse("1a", UINT64_MAX, &v), -EBADMSG);
+	cr_assert_eq(parse("-1", UINT64_MAX, &v), -EBADMSG);
+	cr_assert_eq(parse(" 1", UINT64_MAX, &v), -EBADMSG);
+	cr_assert_eq(parse("4294967296", UINT32_MAX, &v), -EBADMSG);
+	cr_assert_eq(parse("18446744073709551616", UINT64_MAX, &v), -EBADMSG);
+	cr_assert_eq(parse("100", 99, &v), -EBADMSG);
 	cr_assert_eq(v, 5, "a failed parse leaves the value alone");
 	end = buf_put_u64(text, UINT64_MAX - 1);
 	cr_assert_eq(buf_parse_u64(text, (size_t)(end - text), UINT64_MAX, &v),

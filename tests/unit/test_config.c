@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ load_bad(const char *text)
 
 	err[0] = '\0';
 	cr_assert_eq(config_load_string(text, "t.ini", &cfg, err, sizeof(err)),
-		     -1, "accepted:\n%s", text);
+		     -EINVAL, "accepted:\n%s", text);
 	cr_assert_null(cfg);
 	cr_assert(strchr(err, '\n') == NULL, "not one line: %s", err);
 	return err;
@@ -748,7 +749,7 @@ Test(config, load_from_file_errors)
 	struct config *cfg = NULL;
 	char err[CONFIG_ERR_MAX], want[CONFIG_ERR_MAX];
 
-	cr_assert_eq(config_load(path, &cfg, err, sizeof(err)), -1);
+	cr_assert_eq(config_load(path, &cfg, err, sizeof(err)), -EINVAL);
 	cr_assert_null(cfg);
 	snprintf(want, sizeof(want),
 		 "%s:3: [upstream] port: bad port \"99999\" (expected a port "
@@ -757,10 +758,10 @@ Test(config, load_from_file_errors)
 	unlink(path);
 
 	cr_assert_eq(config_load("/nonexistent/popbridge.ini", &cfg, err,
-				 sizeof(err)), -1);
+				 sizeof(err)), -EIO);
 	cr_assert_str_eq(err, "/nonexistent/popbridge.ini: cannot open: No "
 			      "such file or directory");
-	cr_assert_eq(config_load("/tmp", &cfg, err, sizeof(err)), -1);
+	cr_assert_eq(config_load("/tmp", &cfg, err, sizeof(err)), -EIO);
 	cr_assert_str_eq(err, "/tmp: cannot read: Is a directory");
 }
 
@@ -776,7 +777,7 @@ Test(config, nul_byte_in_file)
 	cr_assert_eq(write(fd, text, sizeof(text) - 1),
 		     (ssize_t)sizeof(text) - 1);
 	close(fd);
-	cr_assert_eq(config_load(path, &cfg, err, sizeof(err)), -1);
+	cr_assert_eq(config_load(path, &cfg, err, sizeof(err)), -EINVAL);
 	snprintf(want, sizeof(want), "%s:2: NUL byte in line", path);
 	cr_assert_str_eq(err, want);
 	unlink(path);
@@ -788,10 +789,11 @@ Test(config, small_or_missing_error_buffer)
 	char err[12];
 
 	cr_assert_eq(config_load_string("[x]\n", "t.ini", &cfg, err,
-					sizeof(err)), -1);
+					sizeof(err)), -EINVAL);
 	cr_assert_str_eq(err, "t.ini:1: [x");
-	cr_assert_eq(config_load_string("[x]\n", "t.ini", &cfg, NULL, 0), -1);
-	cr_assert_eq(config_load("/nonexistent", &cfg, NULL, 0), -1);
+	cr_assert_eq(config_load_string("[x]\n", "t.ini", &cfg, NULL, 0),
+		     -EINVAL);
+	cr_assert_eq(config_load("/nonexistent", &cfg, NULL, 0), -EIO);
 	cr_assert_null(cfg);
 }
 
@@ -993,11 +995,11 @@ Test(config, proxy_protocol_and_trusted_blocks)
 	config_free(&cfg);
 
 	cr_assert_eq(config_load_string("[listen]\ntrusted_proxies = 10.0.0.0/33\n",
-					"t.ini", &cfg, err, sizeof(err)), -1);
+					"t.ini", &cfg, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "t.ini:2: [listen] trusted_proxies:") == err, "%s", err);
 	cr_assert_eq(config_load_string("[listen]\ntrusted_proxies = host.example\n",
-					"t.ini", &cfg, err, sizeof(err)), -1);
+					"t.ini", &cfg, err, sizeof(err)), -EINVAL);
 	cr_assert_eq(config_load_string("[process]\nuser = a b\n",
-					"t.ini", &cfg, err, sizeof(err)), -1);
+					"t.ini", &cfg, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "t.ini:2: [process] user:") == err, "%s", err);
 }

@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <string.h>
 
 #include "net/proxy.h"
@@ -62,7 +63,7 @@ Test(proxy, v1_rejects_garbage)
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cr_assert_eq(proxy_parse((const unsigned char *)bad[i],
 					 strlen(bad[i]), &used, &info, &why),
-			     -1, "%s", bad[i]);
+			     -EPROTO, "%s", bad[i]);
 		cr_assert_not_null(why);
 	}
 }
@@ -76,7 +77,7 @@ Test(proxy, v1_line_never_ending_is_bounded)
 
 	memset(in, 'A', sizeof(in));
 	memcpy(in, "PROXY ", 6);
-	cr_assert_eq(proxy_parse(in, sizeof(in), &used, &info, &why), -1);
+	cr_assert_eq(proxy_parse(in, sizeof(in), &used, &info, &why), -EPROTO);
 }
 
 static size_t
@@ -134,11 +135,11 @@ Test(proxy, v2_rejects_bad_version_and_short_blocks)
 	size_t n, used;
 
 	n = v2_header(b, 1, 0x11, a, 8);
-	cr_assert_eq(proxy_parse(b, n, &used, &info, &why), -1);
+	cr_assert_eq(proxy_parse(b, n, &used, &info, &why), -EPROTO);
 	n = v2_header(b, 1, 0x11, a, 12);
 	b[12] = 0x31;
-	cr_assert_eq(proxy_parse(b, n, &used, &info, &why), -1);
+	cr_assert_eq(proxy_parse(b, n, &used, &info, &why), -EPROTO);
 	n = v2_header(b, 1, 0x11, a, 12);
 	b[14] = 0xff;
-	cr_assert_eq(proxy_parse(b, n, &used, &info, &why), -1);
+	cr_assert_eq(proxy_parse(b, n, &used, &info, &why), -EPROTO);
 }

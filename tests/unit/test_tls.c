@@ -412,7 +412,7 @@ Test(tls, close_notify)
 	assert_got(&s, "QUIT\r\n", 6);
 	cr_assert(tls_closed(s.t));
 	cr_assert_null(tls_error(s.t));
-	cr_assert_eq(tls_read(s.t, b, sizeof(b)), -1);
+	cr_assert_eq(tls_read(s.t, b, sizeof(b)), -EPIPE);
 	cr_assert(!tls_closed(c.t));
 	peer_free(&c);
 	peer_free(&s);
@@ -445,7 +445,7 @@ Test(tls, early_writes_are_bounded)
 	char *big = pattern(BIG, 3);
 
 	tls_ctx_unref(&cctx);
-	cr_assert_eq(tls_write(t, big, BIG), -1);
+	cr_assert_eq(tls_write(t, big, BIG), -ENOBUFS);
 	cr_assert_str_eq(tls_error(t),
 			 "too much data written before the TLS handshake");
 	free(big);
@@ -462,9 +462,9 @@ expect_reject(struct tls_ctx *cctx, const char *cert, const char *host,
 
 	make_pair(&c, &s, cctx, server_ctx(cert, 12), host);
 	pump(&c, &s, PUMP_MAX);
-	cr_assert_eq(c.hs, -1);
+	cr_assert_eq(c.hs, -EPROTO);
 	cr_assert_str_eq(tls_error(c.t), reason);
-	cr_assert_eq(s.hs, -1);
+	cr_assert_eq(s.hs, -EPROTO);
 	cr_assert_not_null(tls_error(s.t));
 	peer_free(&c);
 	peer_free(&s);
@@ -512,7 +512,7 @@ Test(tls, server_sees_client_alert)
 	make_pair(&c, &s, client_ctx("ca.pem", true),
 		  server_ctx("expired.pem", 12), "localhost");
 	pump(&c, &s, PUMP_MAX);
-	cr_assert_eq(s.hs, -1);
+	cr_assert_eq(s.hs, -EPROTO);
 	cr_assert(strstr(tls_error(s.t), "certificate expired") != NULL,
 		  "%s", tls_error(s.t));
 	peer_free(&c);
@@ -632,7 +632,7 @@ Test(tls, min_13_refuses_12_client)
 {
 	const char *err;
 
-	cr_assert_eq(old_client(13, TLS1_2_VERSION, &err), -1);
+	cr_assert_eq(old_client(13, TLS1_2_VERSION, &err), -EPROTO);
 	cr_assert(strstr(err, "unsupported protocol") != NULL, "%s", err);
 	cr_assert_eq(old_client(13, TLS1_3_VERSION, &err), 1, "%s", err);
 }
@@ -644,16 +644,16 @@ Test(tls, min_10_accepts_old_clients)
 	cr_assert_eq(old_client(10, TLS1_VERSION, &err), 1, "%s", err);
 	cr_assert_eq(old_client(10, TLS1_1_VERSION, &err), 1, "%s", err);
 	cr_assert_eq(old_client(11, TLS1_1_VERSION, &err), 1, "%s", err);
-	cr_assert_eq(old_client(11, TLS1_VERSION, &err), -1);
+	cr_assert_eq(old_client(11, TLS1_VERSION, &err), -EPROTO);
 }
 
 Test(tls, default_12_refuses_old_clients)
 {
 	const char *err;
 
-	cr_assert_eq(old_client(12, TLS1_VERSION, &err), -1);
+	cr_assert_eq(old_client(12, TLS1_VERSION, &err), -EPROTO);
 	cr_assert(strstr(err, "unsupported protocol") != NULL, "%s", err);
-	cr_assert_eq(old_client(12, TLS1_1_VERSION, &err), -1);
+	cr_assert_eq(old_client(12, TLS1_1_VERSION, &err), -EPROTO);
 	cr_assert_eq(old_client(12, TLS1_2_VERSION, &err), 1, "%s", err);
 }
 
