@@ -11,6 +11,7 @@
 
 #include "imap/imap_client.h"
 #include "mailbox/maildrop.h"
+#include "mailbox/quit_plan.h"
 #include "mailbox/upstream.h"
 #include "store/uidmap.h"
 
@@ -78,7 +79,7 @@ struct upstream {
 
 	/* update */
 	size_t upd_folder, upd_pos;
-	int upd_pass;
+	enum quit_pass upd_pass;
 	char *chunk_cmds[UPSTREAM_CHUNK_CMDS];
 	size_t chunk_n, chunk_next;
 	bool upd_failed;

@@ -13,13 +13,6 @@
  * line limit. */
 #define UPSTREAM_UIDSET_MAX 4000
 
-/* QUIT's work per folder: the deletions, then \Seen for mark_seen. */
-enum {
-	PASS_DELETE = 0,
-	PASS_SEEN,
-	PASS_END,
-};
-
 
 static void update_next(struct upstream *u);
 
@@ -92,7 +85,7 @@ static void
 update_skip_folder(struct upstream *u)
 {
 	u->upd_folder++;
-	u->upd_pass = PASS_DELETE;
+	u->upd_pass = QUIT_PASS_DELETE;
 	u->upd_pos = 0;
 }
 
@@ -116,18 +109,26 @@ upstream__update_after_select(struct upstream *u, enum imap_result res,
 static enum maildrop_pick
 pass_pick(const struct upstream *u)
 {
-	return u->upd_pass == PASS_DELETE ? MAILDROP_PICK_DELETED :
+	return u->upd_pass == QUIT_PASS_DELETE ? MAILDROP_PICK_DELETED :
 	       MAILDROP_PICK_RETRIEVED;
+}
+
+/* What this pass sends for each UID set (no steps: nothing to do). */
+static void
+pass_plan(const struct upstream *u, struct quit_plan *plan)
+{
+	quit_plan_pass(imap_client_caps(u->imap), u->cfg->maildrop.on_delete,
+		       u->cfg->maildrop.mark_seen, u->upd_pass, plan);
 }
 
 /* Appends the next UID set of this folder and pass; 0 when none is left. */
 static size_t
 pass_uidset(struct upstream *u, size_t *pos, struct buf *set)
 {
-	if (u->upd_pass == PASS_DELETE &&
-	    u->cfg->maildrop.on_delete == ON_DELETE_KEEP)
-		return 0;
-	if (u->upd_pass == PASS_SEEN && !u->cfg->maildrop.mark_seen)
+	struct quit_plan plan;
+
+	pass_plan(u, &plan);
+	if (plan.n == 0)
 		return 0;
 	return maildrop_uidset(u->md, (uint16_t)u->upd_folder, pass_pick(u),
 			       pos, UPSTREAM_UIDSET_MAX, set);
@@ -149,7 +150,7 @@ static void
 pass_advance(struct upstream *u)
 {
 	u->upd_pos = 0;
-	if (++u->upd_pass == PASS_END)
+	if (++u->upd_pass == QUIT_PASS_END)
 		update_skip_folder(u);
 }
 
@@ -176,11 +177,7 @@ update_plan_chunk(struct upstream *u)
 	}
 	if (r == 0 && pass_uidset(u, &u->upd_pos, &set) == 0)
 		r = -1;
-	if (u->upd_pass == PASS_DELETE)
-		quit_plan_delete(imap_client_caps(u->imap),
-				 u->cfg->maildrop.on_delete, &plan);
-	else
-		quit_plan_seen(&plan);
+	pass_plan(u, &plan);
 	if (r == 0)
 		r = chunk_queue(u, &plan, &set, trash);
 	buf_free(&set);
@@ -262,7 +259,7 @@ upstream__start_update(struct upstream *u)
 		return -1;
 	u->op = OP_UPDATE;
 	u->upd_folder = 0;
-	u->upd_pass = PASS_DELETE;
+	u->upd_pass = QUIT_PASS_DELETE;
 	u->upd_pos = 0;
 	u->upd_failed = false;
 	u->hide_deleted = false;
