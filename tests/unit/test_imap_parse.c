@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -936,13 +937,13 @@ Test(imap_parse, arg_helpers)
 		     "1a \"5\" NIL nil Fetch ()\r\n", &r);
 	cr_assert_eq(imap_arg_number(&r.args[0], &n), 0);
 	cr_assert_eq(n, UINT64_MAX);
-	cr_assert_eq(imap_arg_number(&r.args[1], &n), -1);
+	cr_assert_eq(imap_arg_number(&r.args[1], &n), -EBADMSG);
 	cr_assert_eq(imap_arg_number(&r.args[2], &n), 0);
 	cr_assert_eq(n, 7);
-	cr_assert_eq(imap_arg_number(&r.args[3], &n), -1);
-	cr_assert_eq(imap_arg_number(&r.args[4], &n), -1);
-	cr_assert_eq(imap_arg_number(&r.args[5], &n), -1);
-	cr_assert_eq(imap_arg_number(NULL, &n), -1);
+	cr_assert_eq(imap_arg_number(&r.args[3], &n), -EBADMSG);
+	cr_assert_eq(imap_arg_number(&r.args[4], &n), -EINVAL);
+	cr_assert_eq(imap_arg_number(&r.args[5], &n), -EINVAL);
+	cr_assert_eq(imap_arg_number(NULL, &n), -EINVAL);
 	cr_assert_eq(r.args[5].type, IMAP_ARG_NIL);
 	cr_assert_eq(r.args[6].type, IMAP_ARG_NIL);
 	cr_assert(imap_arg_is_atom(&r.args[7], "FETCH"));
