@@ -60,7 +60,7 @@ void quit_plan_pass(unsigned caps, enum on_delete how, bool mark_seen,
 
 /* The command of one step (without tag) for the UID set, into out;
  * trash_arg is the trash folder already quoted for IMAP, with a leading
- * space. Returns 0 or -1 (over out's limit). */
+ * space. Returns 0 or buf_appendf's error (-ENOBUFS over out's limit). */
 int quit_plan_command(enum quit_step step, const char *set, size_t set_len,
 		      const char *trash_arg, struct buf *out);
 

@@ -3,6 +3,7 @@
  * the operations: upstream_open.c, upstream_fetch.c, upstream_update.c. */
 #include "mailbox/upstream.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,14 @@ call_end(struct upstream *u, int r)
 {
 	u->in_call--;
 	return r;
+}
+
+int
+upstream__ready(const struct upstream *u)
+{
+	if (imap_client_dead(u->imap))
+		return -ENOTCONN;
+	return u->op == OP_NONE ? 0 : -EBUSY;
 }
 
 /* --- SELECT ------------------------------------------------------------- */
@@ -109,14 +118,17 @@ upstream__select_folder(struct upstream *u, size_t f)
 		.ctx = u,
 	};
 	struct buf cmd;
-	int r = -1;
+	int r;
 
 	/* Folder names come from the configuration, which rejects control
 	 * characters; they still travel quoted, never raw. */
 	buf_init(&cmd, IMAP_CMD_MAX);
-	if (buf_append_str(&cmd, "SELECT ") == 0 &&
-	    imap_string_append_mailbox(&cmd, name) == 0 &&
-	    buf_append(&cmd, "", 1) == 0) {
+	r = buf_append_str(&cmd, "SELECT ");
+	if (r == 0)
+		r = imap_string_append_mailbox(&cmd, name);
+	if (r == 0)
+		r = buf_append(&cmd, "", 1);
+	if (r == 0) {
 		u->selecting = (int)f;
 		u->selected = -1;
 		u->sel_uidvalidity = u->sel_uidnext = u->sel_exists = 0;

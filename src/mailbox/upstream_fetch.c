@@ -1,6 +1,7 @@
 /* upstream_fetch: one message or part streamed by UID FETCH, and the
  * read-ahead (the next message asked for early, its reply left unread in
  * the socket until the client wants it). */
+#include <errno.h>
 #include <stdio.h>
 #include <strings.h>
 
@@ -223,6 +224,8 @@ upstream__start_fetch(struct upstream *u, const struct maildrop_msg *msg,
 		      enum upstream_part part, uint64_t offset,
 		      uint64_t length)
 {
+	int r;
+
 	if (u->op == OP_AHEAD && !u->draining && msg == u->msg &&
 	    part == UPSTREAM_WHOLE) {
 		/* The reply is waiting: take it from where it stands. */
@@ -234,8 +237,9 @@ upstream__start_fetch(struct upstream *u, const struct maildrop_msg *msg,
 		ahead_drain(u, OP_FETCH, msg, part, offset, length);
 		return 0;
 	}
-	if (u->op != OP_NONE || imap_client_dead(u->imap))
-		return -1;
+	r = upstream__ready(u);
+	if (r < 0)
+		return r;
 	fetch_prepare(u, OP_FETCH, msg, part, offset, length);
 	if (u->selected == (int)msg->folder) {
 		if (fetch_send(u) < 0)
@@ -243,24 +247,28 @@ upstream__start_fetch(struct upstream *u, const struct maildrop_msg *msg,
 					 imap_client_error(u->imap));
 		return 0;
 	}
-	if (upstream__select_folder(u, msg->folder) < 0) {
+	r = upstream__select_folder(u, msg->folder);
+	if (r < 0)
 		u->op = OP_NONE;
-		return -1;
-	}
-	return 0;
+	return r;
 }
 
 int
 upstream__start_read_ahead(struct upstream *u, const struct maildrop_msg *msg)
 {
-	if (u->op != OP_NONE || imap_client_dead(u->imap) ||
-	    u->selected != (int)msg->folder)
-		return -1;
+	int r = upstream__ready(u);
+
+	if (r < 0)
+		return r;
+	/* A SELECT first would hold up the session's next command. */
+	if (u->selected != (int)msg->folder)
+		return -EINVAL;
 	fetch_prepare(u, OP_AHEAD, msg, UPSTREAM_WHOLE, 0, 0);
 	u->draining = false;
-	if (fetch_send(u) < 0) {
+	r = fetch_send(u);
+	if (r < 0) {
 		u->op = OP_NONE;
-		return -1;
+		return r;
 	}
 	imap_client_pause(u->imap);
 	return 0;

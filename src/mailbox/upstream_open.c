@@ -1,6 +1,7 @@
 /* upstream_open: log in, then for each folder SELECT, the since window
  * (UID SEARCH), the listing (UIDs, sizes, server ids) and, after a rebuild,
  * header fingerprints; the result becomes the maildrop (snapshot_apply). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -22,7 +23,7 @@ listing_add(struct upstream *u, uint32_t uid, uint64_t size)
 
 		c = realloc(u->cur, cap * sizeof(*c));
 		if (c == NULL)
-			return -1;
+			return -ENOMEM;
 		u->cur = c;
 		u->cap_cur = cap;
 	}
@@ -160,6 +161,21 @@ on_list_untagged(void *ctx, const struct imap_resp *r)
 		take_oid(&u->cur[u->n_cur - 1], oid);
 }
 
+static const char *
+snapshot_failure(int r)
+{
+	switch (r) {
+	case -ENOMEM:
+		return "out of memory building the maildrop";
+	case -ENOSPC:
+		return "the UID map holds too many folders";
+	default:
+		/* -EINVAL, a listing out of UID order: not after
+		 * listing_normalize. */
+		return "cannot build the maildrop";
+	}
+}
+
 /* An empty since-date window (distinct from "no window"). */
 static const uint32_t no_uid;
 
@@ -182,12 +198,14 @@ open_folder_done(struct upstream *u)
 	uint32_t old = 0;
 	size_t rematched;
 	struct uidmap_folder *known = uidmap_folder(u->map, mf->name, false);
+	int r;
 
 	if (known != NULL)
 		old = known->uidvalidity;
-	if (u->open_oom || snapshot_apply(u->map, u->md, &sf, &rematched) < 0) {
-		upstream__finish(u, UPSTREAM_TEMP,
-				 "out of memory building the maildrop");
+	r = u->open_oom ? -ENOMEM : snapshot_apply(u->map, u->md, &sf,
+						   &rematched);
+	if (r < 0) {
+		upstream__finish(u, UPSTREAM_TEMP, snapshot_failure(r));
 		return;
 	}
 	if (old != 0 && old != u->sel_uidvalidity)
@@ -432,18 +450,17 @@ upstream__start_open(struct upstream *u, const char *user, size_t user_len,
 		     struct uidmap *map)
 {
 	struct imap_cmd_cb cb = { .done = on_login_done, .ctx = u };
+	int r;
 
 	if (u->op != OP_NONE)
-		return -1;
+		return -EBUSY;
 	u->md = md;
 	u->map = map;
 	u->op = OP_OPEN;
-	if (imap_client_login(u->imap, user, user_len, pass, pass_len,
-			      &cb) < 0) {
+	r = imap_client_login(u->imap, user, user_len, pass, pass_len, &cb);
+	if (r < 0)
 		u->op = OP_NONE;
-		return -1;
-	}
-	return 0;
+	return r;
 }
 
 void

@@ -92,9 +92,12 @@ struct upstream {
  * the call that started it is still on the stack. */
 void upstream__finish(struct upstream *u, enum upstream_status st,
 		      const char *why);
+/* Whether an operation can start: 0, -ENOTCONN once the connection is
+ * lost, -EBUSY while another one runs. */
+int upstream__ready(const struct upstream *u);
 /* SELECTs folder f of the maildrop; the outcome goes to the running
- * operation's after_select function below. Returns 0 or -1 (nothing
- * was sent). */
+ * operation's after_select function below. Returns 0, or the error of
+ * imap_string_append_mailbox or imap_client_command (nothing was sent). */
 int upstream__select_folder(struct upstream *u, size_t f);
 
 /* --- upstream_open.c: login and snapshot -------------------------------- */

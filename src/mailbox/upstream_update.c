@@ -1,6 +1,7 @@
 /* upstream_update: the QUIT update, folder by folder: the deletions as
  * on_delete and the server's capabilities say (quit_plan), then \Seen on
  * what was retrieved under mark_seen. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,7 @@ chunk_queue(struct upstream *u, const struct quit_plan *plan,
 {
 	struct buf cmd;
 	size_t i;
+	int r;
 
 	if (plan->fallback != NULL)
 		warn_fallback(u, plan->fallback);
@@ -50,10 +52,11 @@ chunk_queue(struct upstream *u, const struct quit_plan *plan,
 		u->hide_deleted = true;
 	for (i = 0; i < plan->n; i++) {
 		buf_init(&cmd, IMAP_CMD_MAX);
-		if (quit_plan_command(plan->steps[i], set->data, set->len,
-				      trash, &cmd) < 0) {
+		r = quit_plan_command(plan->steps[i], set->data, set->len,
+				      trash, &cmd);
+		if (r < 0) {
 			buf_free(&cmd);
-			return -1;
+			return r;
 		}
 		/* NUL-terminated by appendf */
 		u->chunk_cmds[u->chunk_n++] = cmd.data;
@@ -169,14 +172,15 @@ update_plan_chunk(struct upstream *u)
 	r = buf_append(&q, " ", 1);
 	if (r == 0)
 		r = imap_string_append_mailbox(&q, tname);
-	if (r == 0 && q.len < sizeof(trash)) {
+	if (r == 0 && q.len >= sizeof(trash))
+		r = -ENOBUFS;
+	if (r == 0) {
 		memcpy(trash, q.data, q.len);
 		trash[q.len] = '\0';
-	} else {
-		r = -1;
 	}
+	/* pass_has_work found a set; none here means the set is broken. */
 	if (r == 0 && pass_uidset(u, &u->upd_pos, &set) == 0)
-		r = -1;
+		r = -ENOENT;
 	pass_plan(u, &plan);
 	if (r == 0)
 		r = chunk_queue(u, &plan, &set, trash);
@@ -253,10 +257,13 @@ update_next(struct upstream *u)
 int
 upstream__start_update(struct upstream *u)
 {
+	int r;
+
 	if (upstream__ahead_hold_update(u))
 		return 0;
-	if (u->op != OP_NONE || imap_client_dead(u->imap))
-		return -1;
+	r = upstream__ready(u);
+	if (r < 0)
+		return r;
 	u->op = OP_UPDATE;
 	u->upd_folder = 0;
 	u->upd_pass = QUIT_PASS_DELETE;
