@@ -12,6 +12,7 @@
 #include "imap/imap_string.h"
 #include "upstream_priv.h"
 #include "util/buf.h"
+#include "util/log.h"
 
 static void
 on_deferred(uv_timer_t *t)
@@ -81,12 +82,13 @@ on_select_untagged(void *ctx, const struct imap_resp *r)
 	}
 }
 
+/* Only open, fetch and update SELECT (a read-ahead needs its folder
+ * selected already), and each waits for the answer: unreachable. */
 static void
 none_after_select(struct upstream *u, enum imap_result res, const char *text)
 {
-	(void)u;
-	(void)res;
-	(void)text;
+	log_error("session=%s SELECT answered (%d, %s) with no operation "
+		  "waiting for it (op %d)", u->sid, (int)res, text, (int)u->op);
 }
 
 static void (*const after_select[])(struct upstream *, enum imap_result,
