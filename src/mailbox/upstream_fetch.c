@@ -260,7 +260,7 @@ upstream__start_read_ahead(struct upstream *u, const struct maildrop_msg *msg)
 
 	if (r < 0)
 		return r;
-	/* A SELECT first would hold up the session's next command. */
+	/* One command, no SELECT: its reply is all that waits unread. */
 	if (u->selected != (int)msg->folder)
 		return -EINVAL;
 	fetch_prepare(u, OP_AHEAD, msg, UPSTREAM_WHOLE, 0, 0);

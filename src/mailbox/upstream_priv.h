@@ -88,6 +88,10 @@ struct upstream {
 
 /* --- upstream.c: the common part --------------------------------------- */
 
+/* The upstream__start_* functions below do the work of the public call of
+ * the same name (upstream.h), returns included; the public call brackets
+ * them so that a completion reached inside waits for the loop. */
+
 /* Ends the running operation: done now, or at the loop's next turn when
  * the call that started it is still on the stack. */
 void upstream__finish(struct upstream *u, enum upstream_status st,
@@ -121,9 +125,10 @@ void upstream__fetch_after_select(struct upstream *u, enum imap_result res,
 				  const char *text);
 /* A reply fetched ahead waits unread, and nothing has asked for it yet. */
 bool upstream__ahead_waiting(const struct upstream *u);
-/* While a reply fetched ahead waits on a live connection, saves the
- * update to start once that reply has been read away (by calling
- * upstream__start_update) and returns true; otherwise returns false. */
+/* While a reply fetched ahead is pending (waiting or being read away) on
+ * a live connection, saves the update to start once that reply has been
+ * read away (by calling upstream__start_update) and returns true;
+ * otherwise returns false. */
 bool upstream__ahead_hold_update(struct upstream *u);
 
 /* --- upstream_update.c: the QUIT update --------------------------------- */
