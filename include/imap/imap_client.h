@@ -16,7 +16,8 @@
  * come back through callbacks, never synchronously from the call that
  * started the command. Once the connection fails (drop, BYE, timeout,
  * protocol error) the client is dead: the running command completes with
- * IMAP_FAIL and later calls return -1.
+ * IMAP_FAIL and later calls return -ENOTCONN. Errors are negative errno
+ * codes (util/error.h).
  */
 
 /* A command line (without literal data) may be this long; uid sets are
@@ -75,7 +76,10 @@ struct imap_client *imap_client_new(uv_loop_t *loop, const struct config *cfg,
  * user/pass (AUTHENTICATE PLAIN when offered, else LOGIN with quoted
  * strings or literals) and sends ID where advertised. The credentials are
  * copied and wiped after use. done reports IMAP_OK, IMAP_AUTHFAIL or
- * IMAP_FAIL (text says why). Returns 0, or -1 when already started.
+ * IMAP_FAIL (text says why). Returns 0, -EBUSY when already started,
+ * -ENOTCONN when dead, -EINVAL for a user name or password over 4096
+ * octets, -ENOMEM, or the resolver's error (libuv's negative errno); done
+ * is not called then.
  */
 int imap_client_login(struct imap_client *c, const char *user, size_t user_len,
 		      const char *pass, size_t pass_len,
@@ -84,7 +88,10 @@ int imap_client_login(struct imap_client *c, const char *user, size_t user_len,
 /*
  * Sends one command; the tag is added here. args is the command without
  * tag and CRLF, already safely formed (use imap_string for user data).
- * Returns 0 or -1 (dead, busy or too long).
+ * Returns 0, -ENOTCONN (dead, or not connected yet), -EBUSY (a command
+ * is running), -ENOBUFS (over IMAP_CMD_MAX) or -ENOMEM; done is not called
+ * then. A write that fails once sent kills the client: done reports
+ * IMAP_FAIL, possibly before this returns.
  */
 int imap_client_command(struct imap_client *c, const char *args,
 			const struct imap_cmd_cb *cb);

@@ -107,7 +107,8 @@ struct imap_resp {
  * streamed: they arrive in the parsed response as IMAP_ARG_STRING.
  * item points into the parser and is valid only during begin. The calls
  * happen inside imap_parse_feed, which must not be re-entered from them.
- * A response may still fail (-1) after its literals were streamed.
+ * A response may still fail (IMAP_PARSE_ERROR) after its literals were
+ * streamed.
  */
 struct imap_body_cb {
 	void (*begin)(void *ctx, const char *item, size_t item_len,
@@ -124,14 +125,24 @@ struct imap_parser;
 struct imap_parser *imap_parse_new(const struct imap_body_cb *cb);
 void imap_parse_free(struct imap_parser **p);
 
+/* What imap_parse_feed returns: the incremental parser's three outcomes
+ * (STYLE: 1 done, 0 need more, -1 error). */
+enum imap_parse_result {
+	IMAP_PARSE_ERROR = -1,	/* see imap_parse_error; final */
+	IMAP_PARSE_MORE = 0,	/* all of data used, the response goes on */
+	IMAP_PARSE_DONE = 1,	/* a complete response is in *resp_r */
+};
+
 /*
  * Consumes bytes from data[0..len) and stores how many in *used_r.
- * Returns 1 when a complete response is in *resp_r (call again with the
- * rest of the data), 0 when all of data was used and more is needed, or -1
- * on a protocol error (malformed response, over IMAP_RESP_MAX, literal too
- * large to inline, nesting too deep, over IMAP_ARGS_MAX tokens, or out of
- * memory); imap_parse_error then says why and every later call returns -1.
- * A return of 0 always means *used_r == len.
+ * Returns an enum imap_parse_result: IMAP_PARSE_DONE when a complete
+ * response is in *resp_r (call again with the rest of the data),
+ * IMAP_PARSE_MORE when all of data was used and more is needed, or
+ * IMAP_PARSE_ERROR on a protocol error (malformed response, over
+ * IMAP_RESP_MAX, literal too large to inline, nesting too deep, over
+ * IMAP_ARGS_MAX tokens, or out of memory); imap_parse_error then says why
+ * and every later call returns IMAP_PARSE_ERROR. IMAP_PARSE_MORE always
+ * means *used_r == len.
  */
 int imap_parse_feed(struct imap_parser *p, const char *data, size_t len,
 		    size_t *used_r, struct imap_resp *resp_r);
@@ -146,7 +157,9 @@ bool imap_arg_is_atom(const struct imap_arg *a, const char *word);
  * BODY.PEEK[...], BINARY[...], RFC822, RFC822.HEADER, RFC822.TEXT): the
  * items whose literals the parser streams. */
 bool imap_arg_is_body_item(const struct imap_arg *a);
-/* An ATOM of digits only that fits uint64_t: 0, else -1. */
+/* An ATOM of digits only that fits uint64_t: 0 and *n_r set; -EINVAL
+ * when a is NULL or not an atom, -EBADMSG when the atom is not such a
+ * number. */
 int imap_arg_number(const struct imap_arg *a, uint64_t *n_r);
 /* Walks a FETCH response's list (a LIST arg) from element i: the item's
  * name in *key_r and its value in *val_r (NULL when the list ends, or for a

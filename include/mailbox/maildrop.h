@@ -68,7 +68,8 @@ struct maildrop_msg *maildrop_get(struct maildrop *md, uint32_t n);
 void maildrop_stat(const struct maildrop *md, size_t *count_r,
 		   uint64_t *octets_r);
 
-/* Marks message n deleted: 0, or -1 when out of range or already marked. */
+/* Marks message n deleted: 0, or -ENOENT when out of range or already
+ * marked (maildrop_get finds no such message). */
 int maildrop_delete(struct maildrop *md, uint32_t n);
 /* Unmarks every message and forgets what this session retrieved, for
  * LAST (RSET, RFC 1460). */

@@ -40,7 +40,8 @@ bool snapshot_needs_fps(struct uidmap *map, const char *name,
 
 /*
  * Applies the listing to the map and appends the visible messages to md.
- * Returns 0, or -1 when out of memory or the map holds too many folders.
+ * Returns 0, -ENOMEM, -ENOSPC when the map holds UIDMAP_FOLDERS_MAX
+ * folders already, or -EINVAL when cur does not ascend by UID.
  * *rematched_r is the number of messages that kept their UIDL across a
  * rebuild (0 when there was none).
  */

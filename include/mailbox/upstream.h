@@ -14,7 +14,10 @@
  * open (log in, SELECT each folder, list UIDs and sizes), fetch one
  * message or part, and apply the deletions at QUIT. One operation runs at a
  * time; each reports through the callbacks given at creation, never from
- * inside the call that started it.
+ * inside the call that started it. A call that cannot start its operation
+ * returns a negative errno code (util/error.h) and reports nothing:
+ * -EBUSY while another operation runs, -ENOTCONN once the upstream
+ * connection is lost.
  */
 
 enum upstream_status {
@@ -46,15 +49,16 @@ struct upstream *upstream_new(uv_loop_t *loop, const struct config *cfg,
 void upstream_free(struct upstream **u);
 
 /* Logs in and takes the snapshot into md (initialised with the folders)
- * through the account's UID map (borrowed; it must outlive u). Returns 0
- * or -1 (an operation is running). */
+ * through the account's UID map (borrowed; it must outlive u). Returns 0,
+ * -EBUSY, or imap_client_login's error. */
 int upstream_open(struct upstream *u, const char *user, size_t user_len,
 		  const char *pass, size_t pass_len, struct maildrop *md,
 		  struct uidmap *map);
 
 /* Streams part of message msg; for UPSTREAM_TEXT, length octets from
  * offset. done reports OK (all bytes delivered; data may not have been
- * called for an empty part), GONE or TEMP. */
+ * called for an empty part), GONE or TEMP. Returns 0, -EBUSY, -ENOTCONN,
+ * or the error of the SELECT it needed. */
 int upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
 		   enum upstream_part part, uint64_t offset, uint64_t length);
 
@@ -62,13 +66,15 @@ int upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
  * Asks now for the whole of msg (in the selected folder), so that a RETR
  * of it can start at once; the reply waits unread in the socket. No event
  * reports it. The next operation takes it (upstream_fetch of msg, whole)
- * or, any other, starts once it has been read and dropped. Returns 0 or -1
- * (not possible now; nothing was sent).
+ * or, any other, starts once it has been read and dropped. Returns 0, or
+ * (nothing was sent) -EBUSY, -ENOTCONN, -EINVAL when msg's folder is not
+ * the one selected, or imap_client_command's error.
  */
 int upstream_read_ahead(struct upstream *u, const struct maildrop_msg *msg);
 
 /* Removes the messages marked deleted in md as on_delete says. done
- * reports OK only when every one was handled. */
+ * reports OK only when every one was handled. Returns 0, -EBUSY or
+ * -ENOTCONN. */
 int upstream_update(struct upstream *u);
 
 /* Back-pressure on message data. */

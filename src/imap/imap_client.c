@@ -239,8 +239,10 @@ start_segments(struct imap_client *c, const struct buf *first,
 	char line[64];
 	int n;
 
-	if (c->dead || c->active || c->conn == NULL)
-		return -1;
+	if (c->dead || c->conn == NULL)
+		return -ENOTCONN;
+	if (c->active)
+		return -EBUSY;
 	c->tag_seq++;
 	snprintf(c->tag, sizeof(c->tag), "P%u", c->tag_seq);
 	c->cmd = *cb;
@@ -273,10 +275,12 @@ imap_client_command(struct imap_client *c, const char *args,
 	int r;
 
 	buf_init(&line, IMAP_CMD_MAX);
-	if (buf_append_str(&line, args) < 0 ||
-	    buf_append(&line, "\r\n", 2) < 0) {
+	r = buf_append_str(&line, args);
+	if (r == 0)
+		r = buf_append(&line, "\r\n", 2);
+	if (r < 0) {
 		buf_free(&line);
-		return -1;
+		return r;
 	}
 	r = start_segments(c, &line, cb, false);
 	buf_free(&line);
@@ -309,9 +313,16 @@ status_result(enum imap_status st)
 		return IMAP_OK;
 	case IMAP_STATUS_NO:
 		return IMAP_NO;
-	default:
+	case IMAP_STATUS_BAD:
 		return IMAP_BAD;
+	case IMAP_STATUS_NONE:
+	case IMAP_STATUS_BYE:
+	case IMAP_STATUS_PREAUTH:
+		/* The parser hands out a tagged response only with OK, NO
+		 * or BAD. */
+		break;
 	}
+	return IMAP_BAD;
 }
 
 static void
@@ -407,12 +418,15 @@ static int
 tls_begin(struct imap_client *c)
 {
 	struct tls *t = tls_new(c->tls_ctx, c->cfg->upstream.host);
+	int r = 0;
 
-	if (t == NULL || conn_start_tls(c->conn, t) < 0) {
+	if (t == NULL)
+		r = -ENOMEM;
+	else if (conn_start_tls(c->conn, t) < 0)
+		r = -EIO;
+	if (r < 0)
 		client_fail(c, "cannot start TLS with upstream");
-		return -1;
-	}
-	return 0;
+	return r;
 }
 
 /*
@@ -477,7 +491,7 @@ on_data(void *ctx, const char *p, size_t n)
 	c->depth++;
 	while (n > 0 && !c->dead && !c->doomed && !c->starttls_now) {
 		ret = imap_parse_feed(c->parser, p, n, &used, &r);
-		if (ret < 0) {
+		if (ret == IMAP_PARSE_ERROR) {
 			snprintf(c->text, sizeof(c->text),
 				 "malformed upstream response: %s",
 				 imap_parse_error(c->parser));
@@ -486,7 +500,7 @@ on_data(void *ctx, const char *p, size_t n)
 		}
 		p += used;
 		n -= used;
-		if (ret == 1)
+		if (ret == IMAP_PARSE_DONE)
 			dispatch(c, &r);
 	}
 	if (c->starttls_now && !c->dead && !c->doomed)
@@ -602,6 +616,7 @@ start_resolve(struct imap_client *c)
 {
 	struct addrinfo hints;
 	char port[8];
+	int r;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -609,13 +624,14 @@ start_resolve(struct imap_client *c)
 	snprintf(port, sizeof(port), "%u", (unsigned)c->cfg->upstream.port);
 	c->resolve = calloc(1, sizeof(*c->resolve));
 	if (c->resolve == NULL)
-		return -1;
+		return -ENOMEM;
 	c->resolve->client = c;
-	if (uv_getaddrinfo(c->loop, &c->resolve->req, on_resolved,
-			   c->cfg->upstream.host, port, &hints) < 0) {
+	r = uv_getaddrinfo(c->loop, &c->resolve->req, on_resolved,
+			   c->cfg->upstream.host, port, &hints);
+	if (r < 0) {
 		free(c->resolve);
 		c->resolve = NULL;
-		return -1;
+		return r;
 	}
 	c->step = LOGIN_RESOLVING;
 	timer_arm(c);
@@ -695,21 +711,25 @@ append_astring(struct imap_client *c, struct buf *seg, const struct buf *s)
 {
 	enum imap_string_form form = imap_string_form(s->data, s->len);
 	bool nonsync;
+	int r;
 
 	if (form == IMAP_STRING_QUOTED)
 		return imap_string_append_quoted(seg, s->data, s->len);
 	nonsync = (c->caps & IMAP_CAP_LITERAL_PLUS) ||
 		  ((c->caps & IMAP_CAP_LITERAL_MINUS) &&
 		   s->len <= IMAP_LITERAL_MINUS_MAX);
-	if (imap_string_append_literal_prefix(seg, s->len, nonsync) < 0 ||
-	    buf_append(seg, "\r\n", 2) < 0)
-		return -1;
+	r = imap_string_append_literal_prefix(seg, s->len, nonsync);
+	if (r == 0)
+		r = buf_append(seg, "\r\n", 2);
+	if (r < 0)
+		return r;
 	if (!nonsync) {
 		if (c->nsegs >= IMAP_SEGMENTS_MAX)
-			return -1;
+			return -ENOBUFS;
 		c->seg_len[c->nsegs++] = seg->len;
-		if (buf_append(&c->segs, seg->data, seg->len) < 0)
-			return -1;
+		r = buf_append(&c->segs, seg->data, seg->len);
+		if (r < 0)
+			return r;
 		buf_wipe(seg);
 	}
 	return buf_append(seg, s->data, s->len);
@@ -719,24 +739,30 @@ static int
 build_login(struct imap_client *c, struct buf *first)
 {
 	struct buf seg;
-	int r = -1;
+	int r;
 
 	/* Segments accumulate in c->segs; the first is sent right away. */
 	buf_init_secret(&seg, IMAP_CMD_MAX);
-	if (buf_append_str(&seg, "LOGIN ") == 0 &&
-	    append_astring(c, &seg, &c->user) == 0 &&
-	    buf_append(&seg, " ", 1) == 0 &&
-	    append_astring(c, &seg, &c->pass) == 0 &&
-	    buf_append(&seg, "\r\n", 2) == 0) {
+	r = buf_append_str(&seg, "LOGIN ");
+	if (r == 0)
+		r = append_astring(c, &seg, &c->user);
+	if (r == 0)
+		r = buf_append(&seg, " ", 1);
+	if (r == 0)
+		r = append_astring(c, &seg, &c->pass);
+	if (r == 0)
+		r = buf_append(&seg, "\r\n", 2);
+	if (r == 0) {
 		c->seg_len[c->nsegs++] = seg.len;
 		r = buf_append(&c->segs, seg.data, seg.len);
 	}
 	buf_free(&seg);
 	if (r < 0)
-		return -1;
+		return r;
 	/* Move the first segment out; the rest wait for "+" answers. */
-	if (buf_append(first, c->segs.data, c->seg_len[0]) < 0)
-		return -1;
+	r = buf_append(first, c->segs.data, c->seg_len[0]);
+	if (r < 0)
+		return r;
 	buf_consume(&c->segs, c->seg_len[0]);
 	memmove(c->seg_len, c->seg_len + 1, (c->nsegs - 1) * sizeof(size_t));
 	c->nsegs--;
@@ -870,7 +896,16 @@ login_next(struct imap_client *c)
 	case LOGIN_ID:
 		login_finish(c, IMAP_OK, "logged in");
 		return;
-	default:
+	case LOGIN_IDLE:
+	case LOGIN_RESOLVING:
+	case LOGIN_CONNECTING:
+	case LOGIN_TLS:
+	case LOGIN_DONE:
+		/* Only the greeting (in LOGIN_GREETING) and the answers to
+		 * login commands move the login on; none comes in these. */
+		log_error("session=%s login cannot go on from step %d",
+			  c->sid, (int)c->step);
+		client_fail(c, "internal error in the login sequence");
 		return;
 	}
 	if (r < 0)
@@ -883,17 +918,23 @@ imap_client_login(struct imap_client *c, const char *user, size_t user_len,
 		  const char *pass, size_t pass_len,
 		  const struct imap_cmd_cb *cb)
 {
-	if (c->step != LOGIN_IDLE || c->dead)
-		return -1;
+	int r;
+
+	if (c->dead)
+		return -ENOTCONN;
+	if (c->step != LOGIN_IDLE)
+		return -EBUSY;
 	if (user_len > IMAP_CRED_MAX || pass_len > IMAP_CRED_MAX)
-		return -1;
-	if (buf_append(&c->user, user, user_len) < 0 ||
-	    buf_append(&c->pass, pass, pass_len) < 0)
-		return -1;
-	if (start_resolve(c) < 0) {
+		return -EINVAL;
+	r = buf_append(&c->user, user, user_len);
+	if (r == 0)
+		r = buf_append(&c->pass, pass, pass_len);
+	if (r == 0)
+		r = start_resolve(c);
+	if (r < 0) {
 		buf_wipe(&c->user);
 		buf_wipe(&c->pass);
-		return -1;
+		return r;
 	}
 	c->login_cb = *cb;
 	return 0;

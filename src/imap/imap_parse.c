@@ -16,6 +16,11 @@
  * moving.
  */
 
+/* Internal steps return IMAP_PARSE_DONE or IMAP_PARSE_MORE (or 0 where
+ * there is no such choice), and IMAP_PARSE_ERROR only through fail(),
+ * which records why. The second pass (fill_*) returns -EBADMSG when it
+ * disagrees with the first; build_args then records the inconsistency. */
+
 /* Buffers that one large response grew past this are released once it has
  * been handed out, so a long session goes back to holding little. */
 #define KEEP_MAX (16u * 1024)
@@ -112,7 +117,7 @@ static int
 fail(struct imap_parser *p, const char *why)
 {
 	p->error = why;
-	return -1;
+	return IMAP_PARSE_ERROR;
 }
 
 static int
@@ -160,7 +165,7 @@ parse_u32(const char *s, size_t n, uint32_t *v_r)
 	uint64_t v;
 
 	if (buf_parse_u64(s, n, UINT32_MAX, &v) < 0)
-		return -1;
+		return -EBADMSG;
 	*v_r = (uint32_t)v;
 	return 0;
 }
@@ -446,7 +451,8 @@ start_literal(struct imap_parser *p, uint64_t size, bool stream)
 	return 0;
 }
 
-/* Returns 1 when the line ended the response, 0 when a literal follows. */
+/* Returns IMAP_PARSE_DONE when the line ended the response,
+ * IMAP_PARSE_MORE when a literal follows. */
 static int
 scan_segment(struct imap_parser *p, size_t pos, size_t end)
 {
@@ -461,23 +467,24 @@ scan_segment(struct imap_parser *p, size_t pos, size_t end)
 		if (t.type == TOK_END && p->depth > 0)
 			return fail(p, "unbalanced parenthesis");
 		if (t.type == TOK_END)
-			return 1;
+			return IMAP_PARSE_DONE;
 		if (t.type == TOK_RPAREN) {
 			if (close_list(p) < 0)
-				return -1;
+				return IMAP_PARSE_ERROR;
 			continue;
 		}
 		if (add_node(p, &index) < 0)
-			return -1;
+			return IMAP_PARSE_ERROR;
 		body = p->in_fetch && p->depth == 1 &&
 		       track_fetch(p, &t, index);
 		if (t.type == TOK_LPAREN && open_list(p, index) < 0)
-			return -1;
+			return IMAP_PARSE_ERROR;
 		if (t.type != TOK_LITERAL)
 			continue;
 		if (pos != end)
 			return fail(p, "literal not at end of line");
-		return start_literal(p, t.size, body) < 0 ? -1 : 0;
+		return start_literal(p, t.size, body) < 0 ? IMAP_PARSE_ERROR :
+		       IMAP_PARSE_MORE;
 	}
 }
 
@@ -487,7 +494,7 @@ parse_continuation(struct imap_parser *p, size_t end)
 	p->kind = IMAP_RESP_CONTINUATION;
 	p->text_off = end > 1 && p->text.data[1] == ' ' ? 2 : 1;
 	p->text_len = end - p->text_off;
-	return 1;
+	return IMAP_PARSE_DONE;
 }
 
 static enum imap_status
@@ -552,7 +559,7 @@ parse_status_text(struct imap_parser *p, size_t pos, size_t end)
 	}
 	p->text_off = pos;
 	p->text_len = end - pos;
-	return 1;
+	return IMAP_PARSE_DONE;
 }
 
 static int
@@ -611,7 +618,7 @@ parse_head(struct imap_parser *p, size_t end)
 	return parse_data_head(p, pos, end);
 }
 
-/* Returns 1 when the response is complete, 0 to go on, -1 on error. */
+/* Whether the response is complete: IMAP_PARSE_DONE, MORE or ERROR. */
 static int
 end_segment(struct imap_parser *p)
 {
@@ -637,7 +644,7 @@ feed_line(struct imap_parser *p, const char *data, size_t len, size_t *used_r)
 	r = buf_append(&p->text, data, n);
 	if (r < 0)
 		return fail_buf(p, r);
-	return lf != NULL ? end_segment(p) : 0;
+	return lf != NULL ? end_segment(p) : IMAP_PARSE_MORE;
 }
 
 static size_t
@@ -662,7 +669,7 @@ feed_inline(struct imap_parser *p, const char *data, size_t len,
 		p->phase = PHASE_LINE;
 		p->seg_start = p->text.len;
 	}
-	return 0;
+	return IMAP_PARSE_MORE;
 }
 
 static int
@@ -677,7 +684,7 @@ feed_stream(struct imap_parser *p, const char *data, size_t len,
 	p->remaining -= n;
 	if (p->remaining == 0)
 		stream_end(p);
-	return 0;
+	return IMAP_PARSE_MORE;
 }
 
 static int
@@ -687,7 +694,7 @@ fill_values(struct fill *f, struct imap_arg *out, size_t n)
 
 	for (i = 0; i < n; i++) {
 		if (fill_value(f, &out[i]) < 0)
-			return -1;
+			return -EBADMSG;
 	}
 	return 0;
 }
@@ -701,33 +708,33 @@ fill_list(struct fill *f, struct imap_arg *a)
 	size_t n;
 
 	if (f->list_ord >= count_lists(p))
-		return -1;
+		return -EBADMSG;
 	n = count_get(&p->counts, f->list_ord++);
 	if (n > p->nodes - f->next)
-		return -1;
+		return -EBADMSG;
 	kids = n > 0 ? p->args + f->next : NULL;
 	f->next += n;
 	a->type = IMAP_ARG_LIST;
 	a->list = kids;
 	a->count = n;
 	if (fill_values(f, kids, n) < 0)
-		return -1;
+		return -EBADMSG;
 	lex_next(f->s, f->end, &f->pos, &t);
-	return t.type == TOK_RPAREN ? 0 : -1;
+	return t.type == TOK_RPAREN ? 0 : -EBADMSG;
 }
 
 static int
 fill_literal(struct fill *f, const struct token *t, struct imap_arg *a)
 {
 	if (f->pos >= f->end)
-		return -1;
+		return -EBADMSG;
 	if (f->s[f->pos++] == MARK_STREAMED) {
 		a->type = IMAP_ARG_STREAMED;
 		a->size = t->size;
 		return 0;
 	}
 	if (t->size > f->end - f->pos)
-		return -1;
+		return -EBADMSG;
 	a->type = IMAP_ARG_STRING;
 	a->str = f->s + f->pos;
 	a->len = (size_t)t->size;
@@ -760,9 +767,13 @@ fill_value(struct fill *f, struct imap_arg *a)
 		return fill_literal(f, &t, a);
 	case TOK_LPAREN:
 		return fill_list(f, a);
-	default:
-		return -1;
+	case TOK_END:
+	case TOK_RPAREN:
+	case TOK_ERROR:
+		/* The first pass counted a value here: the passes disagree. */
+		break;
 	}
+	return -EBADMSG;
 }
 
 static int
@@ -790,7 +801,7 @@ build_args(struct imap_parser *p, struct imap_resp *r)
 	struct token t;
 
 	if (grow_args(p) < 0)
-		return -1;
+		return IMAP_PARSE_ERROR;
 	if (fill_values(&f, p->args, p->top_count) < 0)
 		return fail(p, "internal parser inconsistency");
 	lex_next(f.s, f.end, &f.pos, &t);
@@ -827,10 +838,10 @@ build_resp(struct imap_parser *p, struct imap_resp *r)
 		r->name = s + p->name_off;
 		r->name_len = p->name_len;
 		if (build_args(p, r) < 0)
-			return -1;
+			return IMAP_PARSE_ERROR;
 	}
 	p->delivered = true;
-	return 1;
+	return IMAP_PARSE_DONE;
 }
 
 static void
@@ -908,9 +919,10 @@ feed_step(struct imap_parser *p, const char *data, size_t len,
 		return feed_inline(p, data, len, used_r);
 	case PHASE_STREAM:
 		return feed_stream(p, data, len, used_r);
-	default:
-		return feed_line(p, data, len, used_r);
+	case PHASE_LINE:
+		break;
 	}
+	return feed_line(p, data, len, used_r);
 }
 
 int
@@ -918,20 +930,20 @@ imap_parse_feed(struct imap_parser *p, const char *data, size_t len,
 		size_t *used_r, struct imap_resp *resp_r)
 {
 	size_t used = 0, n;
-	int r = 0;
+	int r = IMAP_PARSE_MORE;
 
 	*used_r = 0;
 	if (p->error != NULL)
-		return -1;
+		return IMAP_PARSE_ERROR;
 	if (p->delivered)
 		recycle(p);
-	while (r == 0 && used < len) {
+	while (r == IMAP_PARSE_MORE && used < len) {
 		n = 0;
 		r = feed_step(p, data + used, len - used, &n);
 		used += n;
 	}
 	*used_r = used;
-	if (r > 0)
+	if (r == IMAP_PARSE_DONE)
 		return build_resp(p, resp_r);
 	return r;
 }
@@ -960,8 +972,10 @@ int
 imap_arg_number(const struct imap_arg *a, uint64_t *n_r)
 {
 	if (a == NULL || a->type != IMAP_ARG_ATOM)
+		return -EINVAL;
+	if (buf_parse_u64(a->str, a->len, UINT64_MAX, n_r) < 0)
 		return -EBADMSG;
-	return buf_parse_u64(a->str, a->len, UINT64_MAX, n_r);
+	return 0;
 }
 
 size_t

@@ -148,7 +148,7 @@ maildrop_delete(struct maildrop *md, uint32_t n)
 	struct maildrop_msg *m = maildrop_get(md, n);
 
 	if (m == NULL)
-		return -1;
+		return -ENOENT;
 	m->deleted = true;
 	md->n_deleted++;
 	return 0;
@@ -209,7 +209,7 @@ append_range(struct buf *out, uint32_t lo, uint32_t hi, size_t max)
 		n = snprintf(item, sizeof(item), "%s%u:%u",
 			     out->len ? "," : "", (unsigned)lo, (unsigned)hi);
 	if (out->len + (size_t)n > max)
-		return -1;
+		return -ENOBUFS;
 	return buf_append(out, item, (size_t)n);
 }
 

@@ -68,6 +68,29 @@ quit_plan_seen(struct quit_plan *p)
 	add(p, QUIT_STORE_SEEN);
 }
 
+void
+quit_plan_pass(unsigned caps, enum on_delete how, bool mark_seen,
+	       enum quit_pass pass, struct quit_plan *p)
+{
+	switch (pass) {
+	case QUIT_PASS_DELETE:
+		quit_plan_delete(caps, how, p);
+		return;
+	case QUIT_PASS_SEEN:
+		if (mark_seen) {
+			quit_plan_seen(p);
+			return;
+		}
+		break;
+	case QUIT_PASS_END:
+		/* Not a pass: the end of them, with nothing to do. */
+		break;
+	}
+	p->n = 0;
+	p->hide = false;
+	p->fallback = NULL;
+}
+
 int
 quit_plan_command(enum quit_step step, const char *set, size_t set_len,
 		  const char *trash_arg, struct buf *out)

@@ -50,6 +50,7 @@ rebuild(struct uidmap *map, struct uidmap_folder *f,
 {
 	bool had_baseline = sf->since_now && f->has_baseline;
 	size_t i;
+	int r;
 
 	if (had_baseline) {
 		for (i = 0; i < f->count; i++) {
@@ -57,9 +58,10 @@ rebuild(struct uidmap *map, struct uidmap_folder *f,
 				uidmap_set_hidden(map, &f->entries[i]);
 		}
 	}
-	if (uidmap_rematch(map, f, sf->uidvalidity, sf->cur, sf->n,
-			   rematched_r) < 0)
-		return -1;
+	r = uidmap_rematch(map, f, sf->uidvalidity, sf->cur, sf->n,
+			   rematched_r);
+	if (r < 0)
+		return r;
 	if (had_baseline)
 		uidmap_set_baseline(map, f, sf->uidvalidity, next_uid(sf));
 	return 0;
@@ -79,12 +81,12 @@ sync_listing(struct uidmap *map, struct uidmap_folder *f,
 	}
 	uids = malloc((sf->n ? sf->n : 1) * sizeof(*uids));
 	if (uids == NULL)
-		return -1;
+		return -ENOMEM;
 	for (i = 0; i < sf->n; i++)
 		uids[i] = sf->cur[i].uid;
 	r = uidmap_sync(map, f, uids, sf->n);
 	free(uids);
-	return r < 0 ? -1 : 0;
+	return r < 0 ? r : 0;
 }
 
 static int
@@ -96,6 +98,7 @@ fill(struct uidmap *map, struct maildrop *md, struct uidmap_folder *f,
 	struct uidmap_entry *e;
 	size_t i, j = 0, k = 0;
 	uint32_t uid;
+	int r;
 
 	/* The listing, the map and the date window all ascend by UID: one
 	 * walk instead of a search in each per message. */
@@ -116,9 +119,10 @@ fill(struct uidmap *map, struct maildrop *md, struct uidmap_folder *f,
 				continue;
 		}
 		exact = uidmap_check_size(map, e, sf->cur[i].size);
-		if (maildrop_add(md, sf->index, e->uid,
-				 exact ? e->size : sf->cur[i].size) < 0)
-			return -1;
+		r = maildrop_add(md, sf->index, e->uid,
+				 exact ? e->size : sf->cur[i].size);
+		if (r < 0)
+			return r;
 		m = &md->msgs[md->count - 1];
 		m->listed = sf->cur[i].size;
 		if (e->flags & UIDMAP_RETRIEVED)
@@ -139,13 +143,13 @@ snapshot_apply(struct uidmap *map, struct maildrop *md,
 	*rematched_r = 0;
 	f = uidmap_folder(map, sf->name, true);
 	if (f == NULL)
-		return -1;
+		return map->n_folders >= UIDMAP_FOLDERS_MAX ? -ENOSPC : -ENOMEM;
 	if (f->uidvalidity != 0 && f->uidvalidity != sf->uidvalidity)
 		r = rebuild(map, f, sf, rematched_r);
 	else
 		r = sync_listing(map, f, sf);
 	if (r < 0)
-		return -1;
+		return r;
 	if (sf->since_now && !f->has_baseline)
 		uidmap_set_baseline(map, f, sf->uidvalidity, next_uid(sf));
 	return fill(map, md, f, sf);

@@ -675,11 +675,12 @@ Test(imap_parse, error_after_good_responses_and_parser_dead)
 	cr_assert_null(imap_parse_error(p));
 	cr_assert_eq(imap_parse_feed(p, in, sizeof(in) - 1, &used, &r), 1);
 	cr_assert_eq(imap_parse_feed(p, in + used, sizeof(in) - 1 - used,
-				     &used, &r), -1);
+				     &used, &r), IMAP_PARSE_ERROR);
 	cr_assert_str_eq(imap_parse_error(p), "unbalanced parenthesis");
-	cr_assert_eq(imap_parse_feed(p, "A3 OK\r\n", 7, &used, &r), -1);
+	cr_assert_eq(imap_parse_feed(p, "A3 OK\r\n", 7, &used, &r),
+		     IMAP_PARSE_ERROR);
 	cr_assert_eq(used, 0);
-	cr_assert_eq(imap_parse_feed(p, "", 0, &used, &r), -1);
+	cr_assert_eq(imap_parse_feed(p, "", 0, &used, &r), IMAP_PARSE_ERROR);
 	imap_parse_free(&p);
 }
 
@@ -809,7 +810,8 @@ Test(imap_parse, token_limit)
 	cr_assert_eq(r.nargs, IMAP_ARGS_MAX);
 	cr_assert(imap_arg_is_atom(&r.args[IMAP_ARGS_MAX - 1], "7"));
 	memcpy(in + n, " 1\r\n", 4);
-	cr_assert_eq(imap_parse_feed(p, in, n + 4, &used, &r), -1);
+	cr_assert_eq(imap_parse_feed(p, in, n + 4, &used, &r),
+		     IMAP_PARSE_ERROR);
 	cr_assert_str_eq(imap_parse_error(p), "too many tokens");
 	imap_parse_free(&p);
 	free(in);
@@ -941,9 +943,9 @@ Test(imap_parse, arg_helpers)
 	cr_assert_eq(imap_arg_number(&r.args[2], &n), 0);
 	cr_assert_eq(n, 7);
 	cr_assert_eq(imap_arg_number(&r.args[3], &n), -EBADMSG);
-	cr_assert_eq(imap_arg_number(&r.args[4], &n), -EBADMSG);
-	cr_assert_eq(imap_arg_number(&r.args[5], &n), -EBADMSG);
-	cr_assert_eq(imap_arg_number(NULL, &n), -EBADMSG);
+	cr_assert_eq(imap_arg_number(&r.args[4], &n), -EINVAL);
+	cr_assert_eq(imap_arg_number(&r.args[5], &n), -EINVAL);
+	cr_assert_eq(imap_arg_number(NULL, &n), -EINVAL);
 	cr_assert_eq(r.args[5].type, IMAP_ARG_NIL);
 	cr_assert_eq(r.args[6].type, IMAP_ARG_NIL);
 	cr_assert(imap_arg_is_atom(&r.args[7], "FETCH"));

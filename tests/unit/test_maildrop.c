@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <string.h>
 
 #include "mailbox/maildrop.h"
@@ -42,7 +43,7 @@ Test(maildrop, numbering_stat_delete_reset)
 	cr_assert_eq(count, 3);
 	cr_assert_eq(octets, 115);
 	cr_assert_eq(maildrop_delete(&md, 2), 0);
-	cr_assert_eq(maildrop_delete(&md, 2), -1);
+	cr_assert_eq(maildrop_delete(&md, 2), -ENOENT);
 	cr_assert_null(maildrop_get(&md, 2));
 	maildrop_stat(&md, &count, &octets);
 	cr_assert_eq(count, 2);

@@ -87,6 +87,79 @@ Test(quit_plan, covers_every_combination)
 	}
 }
 
+/* QUIT as a whole: every capability set x on_delete x mark_seen, both
+ * passes. The deletion pass is the table's row whatever mark_seen says;
+ * the \Seen pass runs exactly when mark_seen is on, the same for every
+ * capability set and policy, and hides nothing. */
+Test(quit_plan, every_pass_with_mark_seen_on_and_off)
+{
+	struct quit_plan p, want;
+	size_t i, j, k, ms;
+
+	for (i = 0; i < N_TABLE; i++) {
+		for (k = 0; k < sizeof(noise) / sizeof(noise[0]); k++) {
+			for (ms = 0; ms < 2; ms++) {
+				unsigned caps = table[i].caps | noise[k];
+
+				quit_plan_pass(caps, table[i].how, ms,
+					       QUIT_PASS_DELETE, &p);
+				cr_assert_eq(p.n, table[i].n, "row %zu ms %zu",
+					     i, ms);
+				for (j = 0; j < p.n; j++)
+					cr_assert_eq(p.steps[j],
+						     table[i].steps[j],
+						     "row %zu ms %zu step %zu",
+						     i, ms, j);
+				cr_assert_eq(p.hide, table[i].hide,
+					     "row %zu ms %zu", i, ms);
+				cr_assert_eq(p.fallback != NULL,
+					     table[i].fallback,
+					     "row %zu ms %zu", i, ms);
+
+				quit_plan_pass(caps, table[i].how, ms,
+					       QUIT_PASS_SEEN, &p);
+				cr_assert_eq(p.n, ms ? 1u : 0u,
+					     "row %zu ms %zu", i, ms);
+				if (ms)
+					cr_assert_eq(p.steps[0],
+						     QUIT_STORE_SEEN,
+						     "row %zu", i);
+				cr_assert(!p.hide, "row %zu ms %zu", i, ms);
+				cr_assert_null(p.fallback, "row %zu ms %zu",
+					       i, ms);
+
+				quit_plan_pass(caps, table[i].how, ms,
+					       QUIT_PASS_END, &p);
+				cr_assert_eq(p.n, 0, "row %zu ms %zu", i, ms);
+			}
+		}
+	}
+	/* The pass plans are the plain planners' plans. */
+	quit_plan_seen(&want);
+	quit_plan_pass(0, ON_DELETE_KEEP, true, QUIT_PASS_SEEN, &p);
+	cr_assert_eq(p.n, want.n);
+	cr_assert_eq(p.steps[0], want.steps[0]);
+}
+
+/* A plan that runs no step leaves nothing from an earlier one behind. */
+Test(quit_plan, empty_pass_clears_the_plan)
+{
+	struct quit_plan p;
+
+	quit_plan_delete(0, ON_DELETE_TRASH, &p);
+	cr_assert(p.hide);
+	cr_assert_not_null(p.fallback);
+	quit_plan_pass(0, ON_DELETE_TRASH, false, QUIT_PASS_SEEN, &p);
+	cr_assert_eq(p.n, 0);
+	cr_assert(!p.hide);
+	cr_assert_null(p.fallback);
+	quit_plan_delete(0, ON_DELETE_EXPUNGE, &p);
+	quit_plan_pass(0, ON_DELETE_KEEP, true, QUIT_PASS_DELETE, &p);
+	cr_assert_eq(p.n, 0);
+	cr_assert(!p.hide);
+	cr_assert_null(p.fallback);
+}
+
 /* Invariants over every plan, mark_seen's included: an expunge only by
  * UID and only after \Deleted was set on the same set; no expunge at all
  * without UIDPLUS; what stays upstream is hidden unless it moved. */
