@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/fingerprint.h"
+
 /*
  * The persistent UID map of one account (SPEC §4): per folder the
  * UIDVALIDITY it was last seen with, the since = now baseline, and per
@@ -23,8 +25,6 @@
  * map, never a torn one. Saved only when something changed.
  */
 
-/* Fingerprints are the first bytes of a SHA-256. */
-#define UIDMAP_FP_LEN 16
 /* A map file larger than this is refused as corrupt (100,000 messages
  * take about 10 MB). */
 #define UIDMAP_FILE_MAX (256u * 1024 * 1024)
@@ -170,33 +170,5 @@ void uidmap_set_fp(struct uidmap *m, struct uidmap_entry *e,
 void uidmap_set_hidden(struct uidmap *m, struct uidmap_entry *e);
 void uidmap_set_baseline(struct uidmap *m, struct uidmap_folder *f,
 			 uint32_t validity, uint32_t uidnext);
-
-/*
- * The fingerprint of a message: SHA-256 over its header block (everything
- * up to and including the first empty line, or the whole message when
- * there is none), with line ends normalised to CRLF, truncated to
- * UIDMAP_FP_LEN, leaving out the fields servers rewrite while the message
- * stays the same (Status, X-Status, X-UID, X-IMAP, X-IMAPbase, X-Keywords,
- * X-Mozilla-Status*, Content-Length, Lines, ...). Version 1's fingerprint,
- * over every header line, comes with it for maps written then. Bytes are
- * fed as they stream, split anywhere; feeding the body too is harmless.
- */
-struct uidmap_hasher;
-/* NULL when out of memory or without SHA-256. old_too: version 1's
- * fingerprint is computed as well (after a rebuild, to match maps written
- * then); otherwise uidmap_hasher_final gives zeros for it. */
-struct uidmap_hasher *uidmap_hasher_new(bool old_too);
-void uidmap_hasher_feed(struct uidmap_hasher *h, const char *p, size_t n);
-/* Finishes; the hasher may be reused after uidmap_hasher_reset. Should
- * OpenSSL fail, fp_r is all zeros, which uidmap_rematch never matches.
- * old_fp_r (may be NULL) gets the version 1 fingerprint. */
-void uidmap_hasher_final(struct uidmap_hasher *h, uint8_t fp_r[UIDMAP_FP_LEN],
-			 uint8_t old_fp_r[UIDMAP_FP_LEN]);
-void uidmap_hasher_reset(struct uidmap_hasher *h);
-/* The key kept for a server's own message id (EMAILID, RFC 8474, or
- * X-GM-MSGID): SHA-256 of its bytes, truncated. 0, or -1 (empty id, or
- * OpenSSL failed). */
-int uidmap_oid_hash(const char *id, size_t len, uint8_t oid_r[UIDMAP_FP_LEN]);
-void uidmap_hasher_free(struct uidmap_hasher **h);
 
 #endif
