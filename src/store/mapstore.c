@@ -1,6 +1,5 @@
 #include "store/mapstore.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/safe_file.h"
+#include "util/error.h"
 #include "util/log.h"
 
 struct mapstore_entry {
@@ -255,31 +256,14 @@ mapstore_put(struct mapstore *ms, struct uidmap **mapp)
 	}
 }
 
-/* A save that a crash interrupted leaves ".<name>.tmp-<random>". */
-#define MAPSTORE_STALE_SECONDS 600
-
 void
 mapstore_clean_stale(const char *dir)
 {
-	char path[4096];
-	struct dirent *de;
-	struct stat st;
-	time_t now = time(NULL);
-	DIR *d = opendir(dir);
+	int r = safe_file_clean_stale(dir, SAFE_FILE_STALE_SECONDS);
 
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] != '.' || strstr(de->d_name, ".tmp-") == NULL)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
-		    now - st.st_mtime < MAPSTORE_STALE_SECONDS)
-			continue;
-		if (unlink(path) == 0)
-			log_info("removed %s, left by an interrupted save", path);
-	}
-	closedir(d);
+	if (r < 0)
+		log_warn("cannot look for temporary files in %s: %s", dir,
+			 err_text(r));
 }
 
 void

@@ -10,9 +10,10 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
+#include "store/safe_file.h"
 #include "util/buf.h"
+#include "util/error.h"
 
 /*
  * The map file, version 2: lines ending in LF, fields separated by one
@@ -53,9 +54,6 @@
 /* "0 0 0 0 - -\n": the shortest entry line, to bound counts read. */
 #define ENTRY_LINE_MIN 12
 #define SHA256_LEN 32
-/* Attempts at a fresh random temporary file name. */
-#define TMP_TRIES 8
-#define TMP_NAME_MAX 320
 
 static const char hexdigits[] = "0123456789abcdef";
 #define HEXUPPER "0123456789ABCDEF"
@@ -624,106 +622,49 @@ parse(struct uidmap *m, const char *data, size_t len, char *err,
 
 /* ---- reading and writing files ---- */
 
+/* Opens the state directory, with messages that call it that. */
 static int
-open_dir(const char *dir, char *err, size_t errlen)
+open_state_dir(struct safe_file_dir *d, const char *dir, char *err,
+	       size_t errlen)
 {
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r = safe_file_open_dir(d, dir, NULL, 0);
 
-	if (fd >= 0)
-		return fd;
-	if (errno == ENOENT)
+	if (r == -ENOENT)
 		set_err(err, errlen, "state directory %s does not exist", dir);
-	else
+	else if (r < 0)
 		set_err(err, errlen, "cannot open state directory %s: %s",
-			dir, strerror(errno));
-	return -1;
+			dir, err_text(r));
+	return r;
 }
 
+/* Reads and parses the map's file; a missing file leaves the map empty. */
 static int
-read_all(int fd, char *p, size_t n)
+read_map(struct uidmap *m, const struct safe_file_dir *d, const char *name,
+	 char *err, size_t errlen)
 {
-	ssize_t r;
+	char *data;
+	size_t len;
+	int r;
 
-	while (n > 0) {
-		r = read(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-/* The file's size, checked: 0 to go on, -1 with err set. */
-static int
-check_size(const struct uidmap *m, int fd, size_t *len_r, char *err,
-	   size_t errlen)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) < 0) {
-		set_err(err, errlen, "cannot stat %s: %s", m->path,
-			strerror(errno));
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "%s is not a regular file", m->path);
-		return -EIO;
-	}
-	if (st.st_size == 0 || (uint64_t)st.st_size > UIDMAP_FILE_MAX) {
-		set_err(err, errlen, "%s is corrupt: %s", m->path,
-			st.st_size == 0 ? "empty" : "too large");
+	r = safe_file_read(d, name, UIDMAP_FILE_MAX, &data, &len, err, errlen);
+	switch (r) {
+	case 0:
+		break;
+	case -ENOENT:
+		return 0;	/* a new account */
+	case -EFBIG:
+		set_err(err, errlen, "%s is corrupt: too large", m->path);
 		return -EBADMSG;
+	default:
+		return r;	/* not the file's fault: err says why */
 	}
-	*len_r = (size_t)st.st_size;
-	return 0;
-}
-
-/*
- * 1 with the whole file, 0 when it does not exist, -1 with err set; the
- * caller frees *data_r in every case.
- */
-static int
-read_file(const struct uidmap *m, int dfd, const char *name, char **data_r,
-	  size_t *len_r, char *err, size_t errlen)
-{
-	int fd, r = -1;
-
-	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 && errno == ENOENT)
-		return 0;
-	if (fd < 0) {
-		set_err(err, errlen, "cannot open %s: %s", m->path,
-			strerror(errno));
-		return -EIO;
+	if (len == 0) {
+		set_err(err, errlen, "%s is corrupt: empty", m->path);
+		r = -EBADMSG;
+	} else {
+		r = parse(m, data, len, err, errlen);
 	}
-	r = check_size(m, fd, len_r, err, errlen);
-	if (r < 0)
-		goto out;
-	r = -EIO;
-	*data_r = malloc(*len_r);
-	if (*data_r == NULL) {
-		set_err(err, errlen, "%s: out of memory", m->path);
-		goto out;
-	}
-	if (read_all(fd, *data_r, *len_r) < 0) {
-		set_err(err, errlen, "cannot read %s: %s", m->path,
-			strerror(errno));
-		goto out;
-	}
-	r = 1;
-out:
-	if (close(fd) < 0 && r == 1) {
-		set_err(err, errlen, "cannot close %s: %s", m->path,
-			strerror(errno));
-		r = -EIO;
-	}
+	free(data);
 	return r;
 }
 
@@ -738,10 +679,9 @@ int
 uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
 	    char *err, size_t errlen)
 {
+	struct safe_file_dir d;
 	struct uidmap *m;
-	char *data = NULL;
-	size_t len = 0;
-	int dfd, r;
+	int r, c;
 
 	*map_r = NULL;
 	if (dir[0] == '\0' || !valid_file_name(file_name)) {
@@ -754,17 +694,14 @@ uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
 		set_err(err, errlen, "out of memory");
 		return -EIO;
 	}
-	dfd = open_dir(dir, err, errlen);
-	r = dfd < 0 ? -1 : read_file(m, dfd, file_name, &data, &len, err,
-				     errlen);
-	if (dfd >= 0 && close(dfd) < 0 && r >= 0) {
-		set_err(err, errlen, "cannot close %s: %s", dir,
-			strerror(errno));
-		r = -1;
+	r = open_state_dir(&d, dir, err, errlen);
+	if (r == 0) {
+		r = read_map(m, &d, file_name, err, errlen);
+		c = safe_file_close_dir(&d, r == 0 ? err : NULL,
+					r == 0 ? errlen : 0);
+		if (r == 0)
+			r = c;
 	}
-	if (r > 0)
-		r = parse(m, data, len, err, errlen);
-	free(data);
 	if (r < 0) {
 		uidmap_free(&m);
 		return r == -EBADMSG || r == -EPROTONOSUPPORT ? r : -EIO;
@@ -902,128 +839,27 @@ render(const struct uidmap *m, char **data_r, size_t *len_r, char *err,
 }
 
 static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t r;
-
-	while (n > 0) {
-		r = write(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-/* Creates a temporary file next to the map, with a name nobody uses. */
-static int
-create_temp(int dfd, const char *base, char tmp[TMP_NAME_MAX])
-{
-	uint8_t rnd[8];
-	char hexr[17];
-	int i, fd, n;
-
-	for (i = 0; i < TMP_TRIES; i++) {
-		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-			errno = EIO;
-			return -1;
-		}
-		*put_hex(hexr, rnd, sizeof(rnd)) = '\0';
-		n = snprintf(tmp, TMP_NAME_MAX, ".%s.tmp-%s", base, hexr);
-		if (n < 0 || n >= TMP_NAME_MAX) {
-			errno = ENAMETOOLONG;
-			return -1;
-		}
-		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
-			    O_NOCTTY, 0600);
-		if (fd >= 0 || errno != EEXIST)
-			return fd;
-	}
-	return -1;
-}
-
-/* Writes, flushes and closes the temporary file: 0 or an errno. */
-static int
-fill_temp(int fd, const char *data, size_t len, const char **what_r)
-{
-	int e = 0;
-
-	*what_r = "write";
-	if (write_all(fd, data, len) < 0) {
-		e = errno;
-	} else if (fsync(fd) < 0) {
-		*what_r = "fsync";
-		e = errno;
-	}
-	if (close(fd) < 0 && e == 0) {
-		*what_r = "close";
-		e = errno;
-	}
-	return e;
-}
-
-static int
-replace_file(const struct uidmap *m, int dfd, const char *base,
-	     const char *data, size_t len, char *err, size_t errlen)
-{
-	char tmp[TMP_NAME_MAX];
-	const char *what;
-	int fd, e;
-
-	fd = create_temp(dfd, base, tmp);
-	if (fd < 0) {
-		set_err(err, errlen, "cannot create a temporary file for %s: "
-			"%s", m->path, strerror(errno));
-		return -1;
-	}
-	e = fill_temp(fd, data, len, &what);
-	if (e == 0) {
-		what = "rename";
-		if (renameat(dfd, tmp, dfd, base) == 0)
-			return 0;
-		e = errno;
-	}
-	/* The old map stays; a failed unlink only leaves a stale file. */
-	if (unlinkat(dfd, tmp, 0) < 0)
-		set_err(err, errlen, "cannot %s the new %s: %s (and %s stays: "
-			"%s)", what, m->path, strerror(e), tmp,
-			strerror(errno));
-	else
-		set_err(err, errlen, "cannot %s the new %s: %s", what, m->path,
-			strerror(e));
-	return -1;
-}
-
-static int
 write_map(const struct uidmap *m, const char *data, size_t len, char *err,
 	  size_t errlen)
 {
 	const char *slash = strrchr(m->path, '/');
 	size_t dl = slash > m->path ? (size_t)(slash - m->path) : 1;
+	struct safe_file_dir d;
 	char *dir;
-	int dfd, r;
+	int r, c;
 
 	dir = strndup(m->path, dl);
 	if (dir == NULL) {
 		set_err(err, errlen, "%s: out of memory", m->path);
-		return -1;
+		return -ENOMEM;
 	}
-	dfd = open_dir(dir, err, errlen);
-	r = dfd < 0 ? -1 : replace_file(m, dfd, slash + 1, data, len, err,
-					errlen);
-	/* Makes the rename itself durable. */
-	if (r == 0 && fsync(dfd) < 0) {
-		set_err(err, errlen, "cannot fsync %s: %s", dir,
-			strerror(errno));
-		r = -1;
-	}
-	if (dfd >= 0 && close(dfd) < 0 && r == 0) {
-		set_err(err, errlen, "cannot close %s: %s", dir,
-			strerror(errno));
-		r = -1;
+	r = open_state_dir(&d, dir, err, errlen);
+	if (r == 0) {
+		r = safe_file_write(&d, slash + 1, data, len, err, errlen);
+		c = safe_file_close_dir(&d, r == 0 ? err : NULL,
+					r == 0 ? errlen : 0);
+		if (r == 0)
+			r = c;
 	}
 	free(dir);
 	return r;
