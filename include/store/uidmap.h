@@ -20,9 +20,16 @@
  * keeps the pair it had, so its UIDL never changes.
  *
  * One file per account under the state directory, named from a hash of
- * host, port and user; written crash-safely (temporary file, fsync,
- * rename, fsync of the directory), so a crash leaves the old or the new
- * map, never a torn one. Saved only when something changed.
+ * host, port and user; written crash-safely (store/safe_file.h: temporary
+ * file, fsync, rename, fsync of the directory), so a crash leaves the old
+ * or the new map, never a torn one. Saved only when something changed. The
+ * file's format is store/uidmap_file.h; uidmap_file_name, uidmap_load and
+ * uidmap_save live with it in uidmap_file.c, the rest in uidmap.c.
+ *
+ * The map owns everything it points to (path, folders, names, entries,
+ * all from malloc); pointers to its folders and entries stay valid until
+ * uidmap_free, except that entries move when uidmap_sync or uidmap_rematch
+ * changes their folder.
  */
 
 /* A map file larger than this is refused as corrupt (100,000 messages
@@ -81,6 +88,11 @@ struct uidmap {
  */
 void uidmap_file_name(const char *host, uint16_t port, const char *user,
 		      size_t user_len, char name_r[33]);
+
+/* A new, empty map for the file dir/file_name, not read (see uidmap_load)
+ * and not dirty; NULL when out of memory. The caller frees it with
+ * uidmap_free. */
+struct uidmap *uidmap_new(const char *dir, const char *file_name);
 
 /*
  * Loads dir/<file name> or, when it does not exist, starts an empty map

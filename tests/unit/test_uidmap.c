@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "store/uidmap.h"
+#include "store/uidmap_file.h"
 
 #define N_PERF 100000
 
@@ -412,6 +413,45 @@ Test(uidmap, round_trip)
 	free(second);
 	uidmap_free(&m);
 	uidmap_free(&l);
+}
+
+/* The format without files: what is rendered parses to the same map, and
+ * renders to the same bytes again. */
+Test(uidmap, parse_render_in_memory)
+{
+	struct uidmap *m = sample_map(), *l;
+	char *first, *second;
+	size_t len1, len2;
+
+	cr_assert_eq(uidmap_file_render(m, &first, &len1, err, sizeof(err)), 0,
+		     "%s", err);
+	l = uidmap_new(dir, name);
+	cr_assert_not_null(l);
+	cr_assert(!l->dirty);
+	cr_assert_str_eq(l->path, path);
+	cr_assert_eq(uidmap_file_parse(l, first, len1, err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert(!l->dirty);
+	assert_same(m, l);
+	cr_assert_eq(uidmap_file_render(l, &second, &len2, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(len1, len2);
+	cr_assert_eq(memcmp(first, second, len1), 0);
+	uidmap_free(&l);
+	/* Nothing, or one byte less, is damage. */
+	l = uidmap_new(dir, name);
+	cr_assert_eq(uidmap_file_parse(l, first, 0, err, sizeof(err)),
+		     -EBADMSG);
+	cr_assert_not_null(strstr(err, "corrupt: empty"), "%s", err);
+	uidmap_free(&l);
+	l = uidmap_new(dir, name);
+	cr_assert_eq(uidmap_file_parse(l, first, len1 - 1, err, sizeof(err)),
+		     -EBADMSG);
+	uidmap_free(&l);
+	free(first);
+	free(second);
+	uidmap_free(&m);
+	cr_assert_eq(access(path, F_OK), -1, "a file was written");
 }
 
 Test(uidmap, save_only_when_dirty)
