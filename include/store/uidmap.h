@@ -106,7 +106,14 @@ struct uidmap *uidmap_new(const char *dir, const char *file_name);
 int uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
 		char *err, size_t errlen);
 
-/* Writes the map if dirty, crash-safely. Returns 0 or -1 with a reason. */
+/*
+ * Writes the map if dirty, crash-safely (safe_file_write). Returns 0 (the
+ * map is clean then), or a negative code with a reason in err, the map
+ * staying dirty and the old file in place: -ENOMEM, -EFBIG when the map
+ * would be larger than UIDMAP_FILE_MAX, -EIO when the checksum could not be
+ * computed, or the code of the failed file operation (-ENOENT when the
+ * state directory is gone, -ENOSPC, -EACCES, ...).
+ */
 int uidmap_save(struct uidmap *m, char *err, size_t errlen);
 
 void uidmap_free(struct uidmap **m);

@@ -193,14 +193,19 @@ mapstore_get(struct mapstore *ms, const char *dir, const char *host,
 		return e->map;
 	}
 	r = uidmap_load(dir, name, &map, err, errlen);
-	if (r < 0) {
-		/* Only a damaged file is replaced: an unreadable one, or one
-		 * from a newer version, is kept as it is. */
-		if (r != -EBADMSG)
-			return NULL;
+	switch (r) {
+	case 0:
+		break;
+	case -EBADMSG:
+		/* Only a damaged file is replaced. */
 		map = replace_corrupt(dir, name, err, err, errlen);
 		if (map == NULL)
 			return NULL;
+		break;
+	case -EPROTONOSUPPORT:	/* a newer version's: kept for it */
+	case -EIO:		/* unreadable: kept as it is */
+	default:
+		return NULL;	/* err says why */
 	}
 	e = calloc(1, sizeof(*e));
 	if (e == NULL) {

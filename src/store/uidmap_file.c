@@ -56,14 +56,16 @@ put_hex(char *w, const uint8_t *p, size_t n)
 	return w;
 }
 
+/* 0, or -EIO when OpenSSL failed. */
 static int
 sha256(const void *p, size_t n, uint8_t md_r[SHA256_LEN])
 {
-	return EVP_Digest(p, n, md_r, NULL, EVP_sha256(), NULL) == 1 ? 0 : -1;
+	return EVP_Digest(p, n, md_r, NULL, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
 }
 
 /* ---- file name ---- */
 
+/* SHA-256 over host, port and user: 0, -ENOMEM or -EIO (OpenSSL). */
 static int
 account_hash(const char *host, uint16_t port, const char *user,
 	     size_t user_len, uint8_t md_r[SHA256_LEN])
@@ -74,10 +76,10 @@ account_hash(const char *host, uint16_t port, const char *user,
 
 	n = snprintf(portbuf, sizeof(portbuf), "%u", (unsigned)port);
 	if (n < 0 || (size_t)n >= sizeof(portbuf))
-		return -1;
+		return -EOVERFLOW;	/* cannot happen for 16 bits */
 	ctx = EVP_MD_CTX_new();
 	if (ctx == NULL)
-		return -1;
+		return -ENOMEM;
 	/* The NULs keep ("h1", 23, u) apart from ("h", 123, u). */
 	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
 	     EVP_DigestUpdate(ctx, host, strlen(host) + 1) == 1 &&
@@ -85,7 +87,7 @@ account_hash(const char *host, uint16_t port, const char *user,
 	     EVP_DigestUpdate(ctx, user, user_len) == 1 &&
 	     EVP_DigestFinal_ex(ctx, md_r, NULL) == 1;
 	EVP_MD_CTX_free(ctx);
-	return ok ? 0 : -1;
+	return ok ? 0 : -EIO;
 }
 
 void
@@ -103,19 +105,36 @@ uidmap_file_name(const char *host, uint16_t port, const char *user,
 
 /* ---- parsing ---- */
 
-/* A cursor over the file; why is set by the first failure. */
+/* A cursor over the file; code and why are set by the first failure, and
+ * every function returns that code once something failed. */
 struct rd {
 	const char *p, *end;
 	size_t line;
+	int code;		/* -EBADMSG or -ENOMEM */
 	const char *why;
 };
 
 static int
+failed(struct rd *r, int code, const char *why)
+{
+	if (r->code == 0) {
+		r->code = code;
+		r->why = why;
+	}
+	return r->code;
+}
+
+/* Damage: what was expected, or what is wrong. */
+static int
 fail(struct rd *r, const char *why)
 {
-	if (r->why == NULL)
-		r->why = why;
-	return -1;
+	return failed(r, -EBADMSG, why);
+}
+
+static int
+no_memory(struct rd *r)
+{
+	return failed(r, -ENOMEM, "out of memory");
 }
 
 static int
@@ -133,7 +152,7 @@ static int
 eol(struct rd *r)
 {
 	if (lit(r, "\n", "unexpected text at the end of a line") < 0)
-		return -1;
+		return r->code;
 	r->line++;
 	return 0;
 }
@@ -160,7 +179,7 @@ num32(struct rd *r, uint32_t *v_r)
 	uint64_t v;
 
 	if (num(r, UINT32_MAX, &v) < 0)
-		return -1;
+		return r->code;
 	*v_r = (uint32_t)v;
 	return 0;
 }
@@ -170,17 +189,20 @@ static int
 num32_sp(struct rd *r, uint32_t *v_r)
 {
 	if (num32(r, v_r) < 0)
-		return -1;
+		return r->code;
 	return lit(r, " ", "space expected");
 }
 
 /* The value of one digit of digits ("0123456789abcdef" or upper case). */
-static int
-xdigit(char c, const char *digits)
+static bool
+xdigit(char c, const char *digits, int *v_r)
 {
 	const char *d = c != '\0' ? memchr(digits, c, 16) : NULL;
 
-	return d != NULL ? (int)(d - digits) : -1;
+	if (d == NULL)
+		return false;
+	*v_r = (int)(d - digits);
+	return true;
 }
 
 static int
@@ -192,9 +214,8 @@ hex(struct rd *r, uint8_t *out, size_t n)
 	if ((size_t)(r->end - r->p) < 2 * n)
 		return fail(r, "hex digits expected");
 	for (i = 0; i < n; i++) {
-		hi = xdigit(r->p[2 * i], hexdigits);
-		lo = xdigit(r->p[2 * i + 1], hexdigits);
-		if (hi < 0 || lo < 0)
+		if (!xdigit(r->p[2 * i], hexdigits, &hi) ||
+		    !xdigit(r->p[2 * i + 1], hexdigits, &lo))
 			return fail(r, "hex digits expected");
 		out[i] = (uint8_t)(hi << 4 | lo);
 	}
@@ -214,9 +235,8 @@ unescape(struct rd *r, const char *s, const char *q, char *out)
 			*out++ = *s;
 			continue;
 		}
-		hi = q - s > 2 ? xdigit(s[1], HEXUPPER) : -1;
-		lo = q - s > 2 ? xdigit(s[2], HEXUPPER) : -1;
-		if (hi < 0 || lo < 0 || (hi | lo) == 0)
+		if (q - s <= 2 || !xdigit(s[1], HEXUPPER, &hi) ||
+		    !xdigit(s[2], HEXUPPER, &lo) || (hi | lo) == 0)
 			return fail(r, "bad escape in a folder name");
 		*out++ = (char)(hi << 4 | lo);
 		s += 2;
@@ -232,17 +252,17 @@ quoted_name(struct rd *r, char **name_r)
 	char *name;
 
 	if (lit(r, "\"", "folder name expected") < 0)
-		return -1;
+		return r->code;
 	s = r->p;
 	q = memchr(s, '"', (size_t)(r->end - s));
 	if (q == NULL)
 		return fail(r, "unterminated folder name");
 	name = malloc((size_t)(q - s) + 1);
 	if (name == NULL)
-		return fail(r, "out of memory");
+		return no_memory(r);
 	if (unescape(r, s, q, name) < 0) {
 		free(name);
-		return -1;
+		return r->code;
 	}
 	*name_r = name;
 	r->p = q + 1;
@@ -253,7 +273,7 @@ static int
 baseline(struct rd *r, struct uidmap_folder *f)
 {
 	if (lit(r, "baseline ", "\"baseline\" expected") < 0)
-		return -1;
+		return r->code;
 	if (r->p < r->end && *r->p == '-') {
 		r->p++;
 		return lit(r, " ", "space expected");
@@ -261,7 +281,7 @@ baseline(struct rd *r, struct uidmap_folder *f)
 	f->has_baseline = true;
 	if (num32_sp(r, &f->baseline_validity) < 0 ||
 	    num32_sp(r, &f->baseline_uidnext) < 0)
-		return -1;
+		return r->code;
 	return 0;
 }
 
@@ -327,7 +347,7 @@ entry(struct rd *r, uint64_t version, struct uidmap_entry *e)
 	    lit(r, " ", "space expected") < 0 ||
 	    flags(r, version, &e->flags) < 0 ||
 	    lit(r, " ", "space expected") < 0 || fingerprint(r, e) < 0)
-		return -1;
+		return r->code;
 	if (version == 1) {
 		/* Version 1 hashed every header line, and learned an exact
 		 * size only from a whole RETR. */
@@ -342,7 +362,7 @@ entry(struct rd *r, uint64_t version, struct uidmap_entry *e)
 	if (lit(r, " ", "space expected") < 0 ||
 	    num(r, UINT64_MAX, &e->listed) < 0 ||
 	    lit(r, " ", "space expected") < 0 || object_id(r, e) < 0)
-		return -1;
+		return r->code;
 	return 0;
 }
 
@@ -357,15 +377,15 @@ entries(struct rd *r, uint64_t version, struct uidmap_folder *f, uint64_t n)
 		return fail(r, "entry count larger than the file");
 	f->entries = malloc((size_t)n * sizeof(*f->entries));
 	if (f->entries == NULL)
-		return fail(r, "out of memory");
+		return no_memory(r);
 	f->cap = (size_t)n;
 	for (i = 0; i < n; i++) {
 		if (entry(r, version, &f->entries[i]) < 0)
-			return -1;
+			return r->code;
 		if (i > 0 && f->entries[i].uid <= f->entries[i - 1].uid)
 			return fail(r, "UIDs not ascending");
 		if (eol(r) < 0)
-			return -1;
+			return r->code;
 		f->count++;
 	}
 	return 0;
@@ -376,12 +396,12 @@ static int
 folder(struct rd *r, uint64_t version, struct uidmap *m, uint64_t *total)
 {
 	struct uidmap_folder *f;
-	char *name;
+	char *name = NULL;
 	uint64_t n;
 
 	if (lit(r, "folder ", "\"folder\" expected") < 0 ||
 	    quoted_name(r, &name) < 0)
-		return -1;
+		return r->code;
 	if (uidmap_folder(m, name, false) != NULL) {
 		free(name);
 		return fail(r, "folder listed twice");
@@ -389,12 +409,12 @@ folder(struct rd *r, uint64_t version, struct uidmap *m, uint64_t *total)
 	f = uidmap_folder(m, name, true);
 	free(name);
 	if (f == NULL)
-		return fail(r, "out of memory");
+		return no_memory(r);
 	if (lit(r, " uidvalidity ", "\"uidvalidity\" expected") < 0 ||
 	    num32_sp(r, &f->uidvalidity) < 0 || baseline(r, f) < 0 ||
 	    lit(r, "entries ", "\"entries\" expected") < 0 ||
 	    num(r, UINT64_MAX, &n) < 0 || eol(r) < 0)
-		return -1;
+		return r->code;
 	*total += n;
 	return entries(r, version, f, n);
 }
@@ -408,14 +428,18 @@ body(struct rd *r, uint64_t version, struct uidmap *m, uint64_t total)
 		if (m->n_folders == UIDMAP_FOLDERS_MAX)
 			return fail(r, "too many folders");
 		if (folder(r, version, m, &seen) < 0)
-			return -1;
+			return r->code;
 	}
 	if (seen != total)
 		return fail(r, "entry count differs from the end line");
 	return 0;
 }
 
-/* "end <count> <checksum>" as the last line, checked against the rest. */
+/*
+ * "end <count> <checksum>" as the last line, checked against the rest:
+ * 0, -EBADMSG (damaged) or -EIO (the checksum could not be computed), with
+ * *why_r saying which.
+ */
 static int
 trailer(const char *data, size_t len, size_t *body_end_r, uint64_t *total_r,
 	const char **why_r)
@@ -426,20 +450,20 @@ trailer(const char *data, size_t len, size_t *body_end_r, uint64_t *total_r,
 
 	*why_r = "truncated (no end line)";
 	if (data[len - 1] != '\n')
-		return -1;
+		return -EBADMSG;
 	for (start = len - 1; start > 0 && data[start - 1] != '\n'; start--)
 		;
 	r = (struct rd){ .p = data + start, .end = data + len };
 	if (lit(&r, "end ", "") < 0 || num(&r, UINT64_MAX, total_r) < 0 ||
 	    lit(&r, " ", "") < 0 || hex(&r, want, SHA256_LEN) < 0 ||
 	    lit(&r, "\n", "") < 0 || r.p != r.end)
-		return -1;
+		return -EBADMSG;
 	*why_r = "cannot compute the checksum";
 	if (sha256(data, start, got) < 0)
-		return -1;
+		return -EIO;
 	*why_r = "checksum mismatch";
 	if (memcmp(want, got, SHA256_LEN) != 0)
-		return -1;
+		return -EBADMSG;
 	*body_end_r = start;
 	return 0;
 }
@@ -450,8 +474,9 @@ head(struct rd *r, uint64_t *version_r)
 {
 	if (lit(r, MAGIC, "not a popbridge UID map") < 0 ||
 	    num(r, UINT64_MAX, version_r) < 0)
-		return -1;
-	if (*version_r < UIDMAP_FILE_VERSION_MIN || *version_r > UIDMAP_FILE_VERSION)
+		return r->code;
+	if (*version_r < UIDMAP_FILE_VERSION_MIN ||
+	    *version_r > UIDMAP_FILE_VERSION)
 		return 1;
 	return eol(r);
 }
@@ -469,7 +494,7 @@ uidmap_file_parse(struct uidmap *m, const char *data, size_t len, char *err,
 	uint64_t version, total;
 	const char *why;
 	size_t body_end;
-	int h;
+	int h, t;
 
 	if (len == 0) {
 		set_err(err, errlen, "%s is corrupt: empty", m->path);
@@ -479,11 +504,19 @@ uidmap_file_parse(struct uidmap *m, const char *data, size_t len, char *err,
 	if (h < 0) {
 		set_err(err, errlen, "%s is corrupt: line 1: %s", m->path,
 			r.why);
-		return -EBADMSG;
+		return h;
 	}
-	if (trailer(data, len, &body_end, &total, &why) < 0) {
+	t = trailer(data, len, &body_end, &total, &why);
+	switch (t) {
+	case 0:
+		break;
+	case -EBADMSG:
 		set_err(err, errlen, "%s is corrupt: %s", m->path, why);
-		return -EBADMSG;
+		return t;
+	default:
+		/* Not the file's fault: it is not called corrupt. */
+		set_err(err, errlen, "%s: %s", m->path, why);
+		return t;
 	}
 	if (h > 0) {
 		set_err(err, errlen, "%s: unsupported map version %llu "
@@ -492,10 +525,16 @@ uidmap_file_parse(struct uidmap *m, const char *data, size_t len, char *err,
 		return -EPROTONOSUPPORT;
 	}
 	r.end = data + body_end;
-	if (body(&r, version, m, total) < 0) {
+	switch (body(&r, version, m, total)) {
+	case 0:
+		break;
+	case -ENOMEM:
+		set_err(err, errlen, "%s: out of memory", m->path);
+		return -ENOMEM;
+	default:
 		set_err(err, errlen, "%s is corrupt: line %zu: %s", m->path,
 			r.line, r.why);
-		return -EBADMSG;
+		return r.code;
 	}
 	m->dirty = false;
 	return 0;
@@ -578,12 +617,21 @@ uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
 		if (r == 0)
 			r = c;
 	}
-	if (r < 0) {
-		uidmap_free(&m);
-		return r == -EBADMSG || r == -EPROTONOSUPPORT ? r : -EIO;
+	switch (r) {
+	case 0:
+		*map_r = m;
+		return 0;
+	case -EBADMSG:
+	case -EPROTONOSUPPORT:
+		break;
+	default:
+		/* Whatever is not the file's content (uidmap.h): err says
+		 * what it was. */
+		r = -EIO;
+		break;
 	}
-	*map_r = m;
-	return 0;
+	uidmap_free(&m);
+	return r;
 }
 
 /* ---- rendering ---- */
@@ -677,7 +725,6 @@ render_bound(const struct uidmap *m)
 	return n;
 }
 
-/* The whole file in one buffer, end line included. */
 int
 uidmap_file_render(const struct uidmap *m, char **data_r, size_t *len_r,
 		   char *err, size_t errlen)
@@ -690,7 +737,7 @@ uidmap_file_render(const struct uidmap *m, char **data_r, size_t *len_r,
 	data = malloc(render_bound(m));
 	if (data == NULL) {
 		set_err(err, errlen, "%s: out of memory", m->path);
-		return -1;
+		return -ENOMEM;
 	}
 	w = buf_put_u64(put_str(data, MAGIC), UIDMAP_FILE_VERSION);
 	*w++ = '\n';
@@ -704,7 +751,7 @@ uidmap_file_render(const struct uidmap *m, char **data_r, size_t *len_r,
 		set_err(err, errlen, "%s: cannot compute the checksum",
 			m->path);
 		free(data);
-		return -1;
+		return -EIO;
 	}
 	w = buf_put_u64(put_str(w, "end "), total);
 	w = put_hex(put_str(w, " "), md, SHA256_LEN);
@@ -750,18 +797,20 @@ uidmap_save(struct uidmap *m, char *err, size_t errlen)
 
 	if (!m->dirty)
 		return 0;
-	if (uidmap_file_render(m, &data, &len, err, errlen) < 0)
-		return -1;
+	r = uidmap_file_render(m, &data, &len, err, errlen);
+	if (r < 0)
+		return r;
 	if (len > UIDMAP_FILE_MAX) {
+		/* uidmap_load would refuse it. */
 		set_err(err, errlen, "%s: map too large (%zu bytes)", m->path,
 			len);
 		free(data);
-		return -1;
+		return -EFBIG;
 	}
 	r = write_map(m, data, len, err, errlen);
 	free(data);
 	if (r < 0)
-		return -1;
+		return r;
 	m->dirty = false;
 	return 0;
 }

@@ -289,7 +289,7 @@ Test(uidmap, missing_directory)
 	cr_assert_not_null(uidmap_folder(m, "INBOX", true));
 	cr_assert(m->dirty);
 	cr_assert_eq(rmdir(gone), 0);
-	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -1);
+	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -ENOENT);
 	cr_assert_not_null(strstr(err, "does not exist"), "%s", err);
 	cr_assert(m->dirty);
 	uidmap_free(&m);
@@ -752,7 +752,7 @@ Test(uidmap, failed_rename_leaves_no_temp)
 	cr_assert_eq(mkdir(path, 0700), 0);
 	snprintf(inner, sizeof(inner), "%s/x", path);
 	write_whole(inner, "x", 1);
-	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -1);
+	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -EISDIR);
 	cr_assert_not_null(strstr(err, "rename"), "%s", err);
 	cr_assert(m->dirty);
 	cr_assert_eq(count_files(), 1);
@@ -783,7 +783,7 @@ Test(uidmap, failed_write_keeps_old_map)
 	small = (struct rlimit){ .rlim_cur = 4096, .rlim_max = rl.rlim_max };
 	cr_assert_neq(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
 	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
-	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -1);
+	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -EFBIG);
 	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
 	cr_assert_not_null(strstr(err, "write"), "%s", err);
 	cr_assert(m->dirty);
