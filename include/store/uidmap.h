@@ -109,10 +109,11 @@ int uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
 /*
  * Writes the map if dirty, crash-safely (safe_file_write). Returns 0 (the
  * map is clean then), or a negative code with a reason in err, the map
- * staying dirty and the old file in place: -ENOMEM, -EFBIG when the map
- * would be larger than UIDMAP_FILE_MAX, -EIO when the checksum could not be
- * computed, or the code of the failed file operation (-ENOENT when the
- * state directory is gone, -ENOSPC, -EACCES, ...).
+ * staying dirty: -ENOMEM, -EFBIG when the map would be larger than
+ * UIDMAP_FILE_MAX, -EIO when the checksum could not be computed, or the
+ * code of the failed file operation (-ENOENT when the state directory is
+ * gone, -ENOSPC, -EACCES, ...). The old file stays in place unless only
+ * the final fsync of the directory failed.
  */
 int uidmap_save(struct uidmap *m, char *err, size_t errlen);
 
@@ -164,8 +165,8 @@ struct uidmap_current {
  * dropped. Each old entry matches at most one message. Sets the folder's
  * uidvalidity, marks the map dirty, and reports how many were re-matched
  * (matched_r may be NULL). An all-zero fingerprint (see
- * uidmap_hasher_final) counts as none. Returns 0, -ENOMEM, or -EINVAL when cur is not
- * ascending; on error nothing changed.
+ * uidmap_hasher_final) counts as none. Returns 0, -ENOMEM, or -EINVAL when
+ * cur is not ascending; on error nothing changed.
  */
 int uidmap_rematch(struct uidmap *m, struct uidmap_folder *f,
 		   uint32_t new_validity, const struct uidmap_current *cur,

@@ -4,8 +4,8 @@
 #include <stddef.h>
 
 /*
- * The UID map's file (store/uidmap.h), version 2: lines ending in LF, fields separated by one
- * space, numbers in decimal without leading zeros.
+ * The UID map's file (store/uidmap.h), version 2: lines ending in LF,
+ * fields separated by one space, numbers in decimal without leading zeros.
  *
  *   popbridge-uidmap 2
  *   folder "INBOX" uidvalidity 1700000000 baseline 1700000000 17 entries 2
@@ -45,10 +45,12 @@ struct uidmap;
 /*
  * Fills m, new and empty (uidmap_new), from a whole file data[0..len);
  * messages name m->path. Returns 0 with m not dirty, -EBADMSG when the file
- * is damaged (err says "corrupt" and where), or -EPROTONOSUPPORT for a
+ * is damaged (err says "corrupt" and where), -EPROTONOSUPPORT for a
  * version newer than UIDMAP_FILE_VERSION whose end line checks out (err
- * says so without "corrupt": a downgrade must not have the map replaced).
- * On failure m holds part of the file; the caller frees it.
+ * says so without "corrupt": a downgrade must not have the map replaced),
+ * or, through no fault of the file, -ENOMEM or -EIO (OpenSSL could not
+ * compute the checksum). On failure m holds part of the file; the caller
+ * frees it.
  */
 int uidmap_file_parse(struct uidmap *m, const char *data, size_t len,
 		      char *err, size_t errlen);

@@ -1,3 +1,6 @@
+/* The UID maps open in this process, one per account, shared by its
+ * sessions: loaded on first use (a damaged file moved aside), saved when
+ * changed, kept cached while unused and unchanged on disk. */
 #include "store/mapstore.h"
 
 #include <errno.h>

@@ -136,7 +136,8 @@ checked_size(int fd, const char *path, size_t max, size_t *len_r, char *err,
 		set_err(err, errlen, "%s is not a regular file", path);
 		return -EINVAL;
 	}
-	if ((uint64_t)st.st_size > max) {
+	/* The second test leaves room for the NUL on 32-bit systems. */
+	if ((uint64_t)st.st_size > max || (uint64_t)st.st_size >= SIZE_MAX) {
 		set_err(err, errlen, "%s is larger than %zu bytes", path, max);
 		return -EFBIG;
 	}
@@ -171,8 +172,7 @@ safe_file_read(const struct safe_file_dir *d, const char *name, size_t max,
 	}
 	r = checked_size(fd, path, max, &len, err, errlen);
 	if (r == 0) {
-		/* The NUL makes text parsing safe; len + 1 cannot wrap, the
-		 * size being an off_t. */
+		/* The NUL makes text parsing safe. */
 		data = malloc(len + 1);
 		if (data == NULL) {
 			set_err(err, errlen, "%s: out of memory", path);
@@ -236,7 +236,8 @@ create_temp(int dfd, const char *name, char tmp[TMP_NAME_MAX])
 			hexr[2 * k + 1] = hexdigits[rnd[k] & 15];
 		}
 		hexr[2 * TMP_RANDOM] = '\0';
-		n = snprintf(tmp, TMP_NAME_MAX, ".%s" TMP_MARK "%s", name, hexr);
+		n = snprintf(tmp, TMP_NAME_MAX, ".%s" TMP_MARK "%s", name,
+			     hexr);
 		if (n < 0 || n >= TMP_NAME_MAX)
 			return -ENAMETOOLONG;
 		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
@@ -362,7 +363,8 @@ safe_file_clean_stale(const char *dir, time_t min_age)
 	while ((de = readdir(d)) != NULL) {
 		if (!temp_name(de->d_name))
 			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		if (fstatat(dirfd(d), de->d_name, &st,
+			    AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISREG(st.st_mode) || now - st.st_mtime < min_age)
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) < 0) {

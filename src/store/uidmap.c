@@ -347,7 +347,7 @@ entry_key(const struct uidmap_entry *e, enum key_kind kind)
 		/* Each fingerprint is compared with its own version's. */
 		old = (e->flags & UIDMAP_OLD_FP) != 0;
 		return old == (kind == KEY_OLD_FP) ? e->fp : NULL;
-	case KEY_KINDS:
+	case KEY_KINDS:		/* the number of kinds, never one */
 		break;
 	}
 	return NULL;
@@ -363,7 +363,7 @@ cur_key(const struct uidmap_current *c, enum key_kind kind)
 		return c->has_fp && has_fp(c->fp) ? c->fp : NULL;
 	case KEY_OLD_FP:
 		return c->has_fp && has_fp(c->old_fp) ? c->old_fp : NULL;
-	case KEY_KINDS:
+	case KEY_KINDS:		/* the number of kinds, never one */
 		break;
 	}
 	return NULL;

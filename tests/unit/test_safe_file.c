@@ -63,7 +63,8 @@ count_files(int *dots_r)
 
 	cr_assert_not_null(dd);
 	while ((de = readdir(dd)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
 			continue;
 		n++;
 		dots += de->d_name[0] == '.';
