@@ -45,7 +45,8 @@ void mapstore_save(struct mapstore *ms, struct uidmap *map);
 void mapstore_put(struct mapstore *ms, struct uidmap **map);
 
 /* Removes temporary map files a crash left behind in dir (older than a few
- * minutes, so another process's save in progress is never touched). */
+ * minutes, so another process's save in progress is never touched; see
+ * safe_file_clean_stale). A directory that cannot be read is logged. */
 void mapstore_clean_stale(const char *dir);
 
 /* Frees what the store keeps for the process's lifetime. */

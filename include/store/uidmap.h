@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/fingerprint.h"
+
 /*
  * The persistent UID map of one account (SPEC §4): per folder the
  * UIDVALIDITY it was last seen with, the since = now baseline, and per
@@ -18,13 +20,18 @@
  * keeps the pair it had, so its UIDL never changes.
  *
  * One file per account under the state directory, named from a hash of
- * host, port and user; written crash-safely (temporary file, fsync,
- * rename, fsync of the directory), so a crash leaves the old or the new
- * map, never a torn one. Saved only when something changed.
+ * host, port and user; written crash-safely (store/safe_file.h: temporary
+ * file, fsync, rename, fsync of the directory), so a crash leaves the old
+ * or the new map, never a torn one. Saved only when something changed. The
+ * file's format is store/uidmap_file.h; uidmap_file_name, uidmap_load and
+ * uidmap_save live with it in uidmap_file.c, the rest in uidmap.c.
+ *
+ * The map owns everything it points to (path, folders, names, entries,
+ * all from malloc); pointers to its folders and entries stay valid until
+ * uidmap_free, except that entries move when uidmap_sync or uidmap_rematch
+ * changes their folder.
  */
 
-/* Fingerprints are the first bytes of a SHA-256. */
-#define UIDMAP_FP_LEN 16
 /* A map file larger than this is refused as corrupt (100,000 messages
  * take about 10 MB). */
 #define UIDMAP_FILE_MAX (256u * 1024 * 1024)
@@ -82,6 +89,11 @@ struct uidmap {
 void uidmap_file_name(const char *host, uint16_t port, const char *user,
 		      size_t user_len, char name_r[33]);
 
+/* A new, empty map for the file dir/file_name, not read (see uidmap_load)
+ * and not dirty; NULL when out of memory. The caller frees it with
+ * uidmap_free. */
+struct uidmap *uidmap_new(const char *dir, const char *file_name);
+
 /*
  * Loads dir/<file name> or, when it does not exist, starts an empty map
  * for that path. Returns 0 and a new map in *map_r, or a negative error
@@ -94,7 +106,15 @@ void uidmap_file_name(const char *host, uint16_t port, const char *user,
 int uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
 		char *err, size_t errlen);
 
-/* Writes the map if dirty, crash-safely. Returns 0 or -1 with a reason. */
+/*
+ * Writes the map if dirty, crash-safely (safe_file_write). Returns 0 (the
+ * map is clean then), or a negative code with a reason in err, the map
+ * staying dirty: -ENOMEM, -EFBIG when the map would be larger than
+ * UIDMAP_FILE_MAX, -EIO when the checksum could not be computed, or the
+ * code of the failed file operation (-ENOENT when the state directory is
+ * gone, -ENOSPC, -EACCES, ...). The old file stays in place unless only
+ * the final fsync of the directory failed.
+ */
 int uidmap_save(struct uidmap *m, char *err, size_t errlen);
 
 void uidmap_free(struct uidmap **m);
@@ -145,8 +165,8 @@ struct uidmap_current {
  * dropped. Each old entry matches at most one message. Sets the folder's
  * uidvalidity, marks the map dirty, and reports how many were re-matched
  * (matched_r may be NULL). An all-zero fingerprint (see
- * uidmap_hasher_final) counts as none. Returns 0, -ENOMEM, or -EINVAL when cur is not
- * ascending; on error nothing changed.
+ * uidmap_hasher_final) counts as none. Returns 0, -ENOMEM, or -EINVAL when
+ * cur is not ascending; on error nothing changed.
  */
 int uidmap_rematch(struct uidmap *m, struct uidmap_folder *f,
 		   uint32_t new_validity, const struct uidmap_current *cur,
@@ -170,33 +190,5 @@ void uidmap_set_fp(struct uidmap *m, struct uidmap_entry *e,
 void uidmap_set_hidden(struct uidmap *m, struct uidmap_entry *e);
 void uidmap_set_baseline(struct uidmap *m, struct uidmap_folder *f,
 			 uint32_t validity, uint32_t uidnext);
-
-/*
- * The fingerprint of a message: SHA-256 over its header block (everything
- * up to and including the first empty line, or the whole message when
- * there is none), with line ends normalised to CRLF, truncated to
- * UIDMAP_FP_LEN, leaving out the fields servers rewrite while the message
- * stays the same (Status, X-Status, X-UID, X-IMAP, X-IMAPbase, X-Keywords,
- * X-Mozilla-Status*, Content-Length, Lines, ...). Version 1's fingerprint,
- * over every header line, comes with it for maps written then. Bytes are
- * fed as they stream, split anywhere; feeding the body too is harmless.
- */
-struct uidmap_hasher;
-/* NULL when out of memory or without SHA-256. old_too: version 1's
- * fingerprint is computed as well (after a rebuild, to match maps written
- * then); otherwise uidmap_hasher_final gives zeros for it. */
-struct uidmap_hasher *uidmap_hasher_new(bool old_too);
-void uidmap_hasher_feed(struct uidmap_hasher *h, const char *p, size_t n);
-/* Finishes; the hasher may be reused after uidmap_hasher_reset. Should
- * OpenSSL fail, fp_r is all zeros, which uidmap_rematch never matches.
- * old_fp_r (may be NULL) gets the version 1 fingerprint. */
-void uidmap_hasher_final(struct uidmap_hasher *h, uint8_t fp_r[UIDMAP_FP_LEN],
-			 uint8_t old_fp_r[UIDMAP_FP_LEN]);
-void uidmap_hasher_reset(struct uidmap_hasher *h);
-/* The key kept for a server's own message id (EMAILID, RFC 8474, or
- * X-GM-MSGID): SHA-256 of its bytes, truncated. 0, or -1 (empty id, or
- * OpenSSL failed). */
-int uidmap_oid_hash(const char *id, size_t len, uint8_t oid_r[UIDMAP_FP_LEN]);
-void uidmap_hasher_free(struct uidmap_hasher **h);
 
 #endif

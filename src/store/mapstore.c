@@ -1,6 +1,8 @@
+/* The UID maps open in this process, one per account, shared by its
+ * sessions: loaded on first use (a damaged file moved aside), saved when
+ * changed, kept cached while unused and unchanged on disk. */
 #include "store/mapstore.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/safe_file.h"
+#include "util/error.h"
 #include "util/log.h"
 
 struct mapstore_entry {
@@ -192,14 +196,19 @@ mapstore_get(struct mapstore *ms, const char *dir, const char *host,
 		return e->map;
 	}
 	r = uidmap_load(dir, name, &map, err, errlen);
-	if (r < 0) {
-		/* Only a damaged file is replaced: an unreadable one, or one
-		 * from a newer version, is kept as it is. */
-		if (r != -EBADMSG)
-			return NULL;
+	switch (r) {
+	case 0:
+		break;
+	case -EBADMSG:
+		/* Only a damaged file is replaced. */
 		map = replace_corrupt(dir, name, err, err, errlen);
 		if (map == NULL)
 			return NULL;
+		break;
+	case -EPROTONOSUPPORT:	/* a newer version's: kept for it */
+	case -EIO:		/* unreadable: kept as it is */
+	default:
+		return NULL;	/* err says why */
 	}
 	e = calloc(1, sizeof(*e));
 	if (e == NULL) {
@@ -255,31 +264,14 @@ mapstore_put(struct mapstore *ms, struct uidmap **mapp)
 	}
 }
 
-/* A save that a crash interrupted leaves ".<name>.tmp-<random>". */
-#define MAPSTORE_STALE_SECONDS 600
-
 void
 mapstore_clean_stale(const char *dir)
 {
-	char path[4096];
-	struct dirent *de;
-	struct stat st;
-	time_t now = time(NULL);
-	DIR *d = opendir(dir);
+	int r = safe_file_clean_stale(dir, SAFE_FILE_STALE_SECONDS);
 
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] != '.' || strstr(de->d_name, ".tmp-") == NULL)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
-		    now - st.st_mtime < MAPSTORE_STALE_SECONDS)
-			continue;
-		if (unlink(path) == 0)
-			log_info("removed %s, left by an interrupted save", path);
-	}
-	closedir(d);
+	if (r < 0)
+		log_warn("cannot look for temporary files in %s: %s", dir,
+			 err_text(r));
 }
 
 void

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "store/uidmap.h"
+#include "store/uidmap_file.h"
 
 #define N_PERF 100000
 
@@ -211,15 +212,6 @@ expect_body_corrupt(const char *body, unsigned n)
 }
 
 static void
-sha16(const char *p, size_t n, uint8_t out[UIDMAP_FP_LEN])
-{
-	unsigned char md[32];
-
-	cr_assert_eq(EVP_Digest(p, n, md, NULL, EVP_sha256(), NULL), 1);
-	memcpy(out, md, UIDMAP_FP_LEN);
-}
-
-static void
 fp_of(uint8_t out[UIDMAP_FP_LEN], uint32_t seed)
 {
 	uint64_t s = seed;
@@ -297,7 +289,7 @@ Test(uidmap, missing_directory)
 	cr_assert_not_null(uidmap_folder(m, "INBOX", true));
 	cr_assert(m->dirty);
 	cr_assert_eq(rmdir(gone), 0);
-	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -1);
+	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -ENOENT);
 	cr_assert_not_null(strstr(err, "does not exist"), "%s", err);
 	cr_assert(m->dirty);
 	uidmap_free(&m);
@@ -421,6 +413,45 @@ Test(uidmap, round_trip)
 	free(second);
 	uidmap_free(&m);
 	uidmap_free(&l);
+}
+
+/* The format without files: what is rendered parses to the same map, and
+ * renders to the same bytes again. */
+Test(uidmap, parse_render_in_memory)
+{
+	struct uidmap *m = sample_map(), *l;
+	char *first, *second;
+	size_t len1, len2;
+
+	cr_assert_eq(uidmap_file_render(m, &first, &len1, err, sizeof(err)), 0,
+		     "%s", err);
+	l = uidmap_new(dir, name);
+	cr_assert_not_null(l);
+	cr_assert(!l->dirty);
+	cr_assert_str_eq(l->path, path);
+	cr_assert_eq(uidmap_file_parse(l, first, len1, err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert(!l->dirty);
+	assert_same(m, l);
+	cr_assert_eq(uidmap_file_render(l, &second, &len2, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(len1, len2);
+	cr_assert_eq(memcmp(first, second, len1), 0);
+	uidmap_free(&l);
+	/* Nothing, or one byte less, is damage. */
+	l = uidmap_new(dir, name);
+	cr_assert_eq(uidmap_file_parse(l, first, 0, err, sizeof(err)),
+		     -EBADMSG);
+	cr_assert_not_null(strstr(err, "corrupt: empty"), "%s", err);
+	uidmap_free(&l);
+	l = uidmap_new(dir, name);
+	cr_assert_eq(uidmap_file_parse(l, first, len1 - 1, err, sizeof(err)),
+		     -EBADMSG);
+	uidmap_free(&l);
+	free(first);
+	free(second);
+	uidmap_free(&m);
+	cr_assert_eq(access(path, F_OK), -1, "a file was written");
 }
 
 Test(uidmap, save_only_when_dirty)
@@ -721,7 +752,7 @@ Test(uidmap, failed_rename_leaves_no_temp)
 	cr_assert_eq(mkdir(path, 0700), 0);
 	snprintf(inner, sizeof(inner), "%s/x", path);
 	write_whole(inner, "x", 1);
-	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -1);
+	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -EISDIR);
 	cr_assert_not_null(strstr(err, "rename"), "%s", err);
 	cr_assert(m->dirty);
 	cr_assert_eq(count_files(), 1);
@@ -752,7 +783,7 @@ Test(uidmap, failed_write_keeps_old_map)
 	small = (struct rlimit){ .rlim_cur = 4096, .rlim_max = rl.rlim_max };
 	cr_assert_neq(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
 	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
-	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -1);
+	cr_assert_eq(uidmap_save(m, err, sizeof(err)), -EFBIG);
 	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
 	cr_assert_not_null(strstr(err, "write"), "%s", err);
 	cr_assert(m->dirty);
@@ -1417,168 +1448,4 @@ Test(uidmap, rematch_by_server_id_then_fingerprints)
 	cr_assert_eq(e[3].uidl_validity, 200);
 	cr_assert_eq(e[3].uidl_uid, 14);
 	uidmap_free(&m);
-}
-
-/* ---- the header hasher ---- */
-
-static void
-fp_whole(struct uidmap_hasher *h, const char *msg, size_t n,
-	 uint8_t out[UIDMAP_FP_LEN])
-{
-	uidmap_hasher_reset(h);
-	uidmap_hasher_feed(h, msg, n);
-	uidmap_hasher_final(h, out, NULL);
-}
-
-/* The same fingerprint however the message is split. */
-static void
-assert_splits(const char *msg, const uint8_t want[UIDMAP_FP_LEN],
-	      const uint8_t *want_old)
-{
-	struct uidmap_hasher *h = uidmap_hasher_new(true);
-	size_t n = strlen(msg), i, j;
-	uint8_t got[UIDMAP_FP_LEN], old[UIDMAP_FP_LEN];
-
-	cr_assert_not_null(h);
-	for (i = 0; i <= n; i++) {
-		for (j = i; j <= n; j++) {
-			uidmap_hasher_reset(h);
-			uidmap_hasher_feed(h, msg, i);
-			uidmap_hasher_feed(h, msg + i, j - i);
-			uidmap_hasher_feed(h, msg + j, n - j);
-			uidmap_hasher_final(h, got, old);
-			cr_assert_arr_eq(got, want, UIDMAP_FP_LEN,
-					 "split %zu %zu of \"%s\"", i, j, msg);
-			if (want_old != NULL)
-				cr_assert_arr_eq(old, want_old, UIDMAP_FP_LEN,
-						 "old, split %zu %zu of \"%s\"",
-						 i, j, msg);
-		}
-	}
-	uidmap_hasher_reset(h);
-	for (i = 0; i < n; i++)
-		uidmap_hasher_feed(h, msg + i, 1);
-	uidmap_hasher_final(h, got, old);
-	cr_assert_arr_eq(got, want, UIDMAP_FP_LEN);
-	if (want_old != NULL)
-		cr_assert_arr_eq(old, want_old, UIDMAP_FP_LEN);
-	uidmap_hasher_free(&h);
-	cr_assert_null(h);
-	uidmap_hasher_free(&h);
-}
-
-/* msg hashes as exactly the bytes of hashed, in both versions (it has no
- * field that servers rewrite). */
-static void
-assert_hashes_as(const char *msg, const char *hashed)
-{
-	uint8_t want[UIDMAP_FP_LEN];
-
-	sha16(hashed, strlen(hashed), want);
-	assert_splits(msg, want, want);
-}
-
-/* The fingerprint hashes filtered; version 1's hashes all of old. */
-static void
-assert_hashes_filtered(const char *msg, const char *filtered, const char *old)
-{
-	uint8_t want[UIDMAP_FP_LEN], want_old[UIDMAP_FP_LEN];
-
-	sha16(filtered, strlen(filtered), want);
-	sha16(old, strlen(old), want_old);
-	assert_splits(msg, want, want_old);
-}
-
-Test(uidmap, hasher_leaves_out_what_servers_rewrite)
-{
-	assert_hashes_filtered(
-		"From: a\r\nStatus: RO\r\nX-UID: 7\r\nSubject: b\r\n\r\nbody",
-		"From: a\r\nSubject: b\r\n\r\n",
-		"From: a\r\nStatus: RO\r\nX-UID: 7\r\nSubject: b\r\n\r\n");
-	/* Case, continuation lines, and names that only start alike. */
-	assert_hashes_filtered(
-		"x-imapbase: 1 2\n  3\nX-Statusx: k\nContent-Length: 4\n\nabcd",
-		"X-Statusx: k\r\n\r\n",
-		"x-imapbase: 1 2\r\n  3\r\nX-Statusx: k\r\nContent-Length: 4\r\n"
-		"\r\n");
-	/* A continuation of a kept field stays; a line without a colon
-	 * stays. */
-	assert_hashes_filtered(
-		"Subject: a\n b\nX-Keywords: $x\n\tmore\nno colon here\n\n",
-		"Subject: a\r\n b\r\nno colon here\r\n\r\n",
-		"Subject: a\r\n b\r\nX-Keywords: $x\r\n\tmore\r\nno colon here"
-		"\r\n\r\n");
-	/* A long field name is never mistaken for a short one. */
-	assert_hashes_filtered(
-		"X-A-Very-Long-Field-Name-Indeed: v\nLines: 3\n\n",
-		"X-A-Very-Long-Field-Name-Indeed: v\r\n\r\n",
-		"X-A-Very-Long-Field-Name-Indeed: v\r\nLines: 3\r\n\r\n");
-}
-
-Test(uidmap, hasher_header_block)
-{
-	const char *hdr = "From: a@example.com\r\nSubject: hi\r\n\r\n";
-
-	assert_hashes_as("From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n"
-			 "\r\nmore\r\n", hdr);
-	assert_hashes_as("From: a@example.com\nSubject: hi\n\nbody\n", hdr);
-	assert_hashes_as("From: a@example.com\nSubject: hi\n\r\nbody\n", hdr);
-	assert_hashes_as("From: a@example.com\r\nSubject: hi\r\n\nbody", hdr);
-	assert_hashes_as("From: a@example.com\nSubject: hi\r\n\r\n", hdr);
-	assert_hashes_as("From: a@example.com\r\nSubject: hi\r\n\r\nother "
-			 "body\r\n", hdr);
-}
-
-Test(uidmap, hasher_edges)
-{
-	/* No empty line: everything fed, normalised. */
-	assert_hashes_as("From: a\r\nSubject: b", "From: a\r\nSubject: b");
-	assert_hashes_as("From: a\nSubject: b\n", "From: a\r\nSubject: b\r\n");
-	/* An empty header block. */
-	assert_hashes_as("\r\nbody\r\n\r\n", "\r\n");
-	assert_hashes_as("\nbody", "\r\n");
-	assert_hashes_as("", "");
-	/* A lone CR is an ordinary byte. */
-	assert_hashes_as("A\rB\n\nbody", "A\rB\r\n\r\n");
-	assert_hashes_as("A\r\r\n\r\nbody", "A\r\r\n\r\n");
-	assert_hashes_as("A: b\n\r \r\n\r\nbody", "A: b\r\n\r \r\n\r\n");
-	assert_hashes_as("A\r", "A\r");
-	assert_hashes_as("A\n\r", "A\r\n\r");
-}
-
-Test(uidmap, hasher_without_version_1)
-{
-	static const char msg[] = "From: a\r\nStatus: RO\r\n\r\nbody";
-	struct uidmap_hasher *both = uidmap_hasher_new(true);
-	struct uidmap_hasher *one = uidmap_hasher_new(false);
-	uint8_t a[UIDMAP_FP_LEN], b[UIDMAP_FP_LEN], old[UIDMAP_FP_LEN];
-	static const uint8_t zero[UIDMAP_FP_LEN];
-
-	cr_assert_not_null(both);
-	cr_assert_not_null(one);
-	fp_whole(both, msg, strlen(msg), a);
-	uidmap_hasher_reset(one);
-	uidmap_hasher_feed(one, msg, strlen(msg));
-	uidmap_hasher_final(one, b, old);
-	/* The fingerprint is the same; version 1's is not computed. */
-	cr_assert_arr_eq(a, b, UIDMAP_FP_LEN);
-	cr_assert_arr_eq(old, zero, UIDMAP_FP_LEN);
-	uidmap_hasher_free(&both);
-	uidmap_hasher_free(&one);
-}
-
-Test(uidmap, hasher_distinguishes_headers)
-{
-	struct uidmap_hasher *h = uidmap_hasher_new(true);
-	uint8_t a[UIDMAP_FP_LEN], b[UIDMAP_FP_LEN], c[UIDMAP_FP_LEN];
-	const char *m1 = "Message-ID: <1@x>\r\n\r\nbody";
-	const char *m2 = "Message-ID: <2@x>\r\n\r\nbody";
-
-	cr_assert_not_null(h);
-	fp_whole(h, m1, strlen(m1), a);
-	fp_whole(h, m2, strlen(m2), b);
-	fp_whole(h, m1, strlen(m1), c);
-	cr_assert(memcmp(a, b, UIDMAP_FP_LEN) != 0);
-	cr_assert_arr_eq(a, c, UIDMAP_FP_LEN);
-	uidmap_hasher_free(&h);
 }
