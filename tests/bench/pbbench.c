@@ -25,7 +25,8 @@
  * prints login= (PASS -> +OK, or LOGIN -> OK) and greet= (connect -> the
  * greeting):
  *   pbbench pop3-login    COMMON            USER, PASS (time= is PASS ->
- *                                           +OK), STAT
+ *                                           +OK), STAT (stat= is PASS ->
+ *                                           STAT's +OK)
  *   pbbench pop3-seq      COMMON [--count N] USER, PASS, STAT, then RETR 1..N
  *                                           one at a time (each sent when
  *                                           the previous one has ended)
@@ -721,12 +722,17 @@ mode_pop3_login(void)
 	uint64_t total;
 	double t0, greet, login;
 
+	double t1, stat;
+
 	pop3_timed_login(&io, &t0, &greet, &login);
+	t1 = now();
 	pop3_stat(&io, &count, &total);
+	stat = now() - t1;
 	pop3_quit(&io);
 	io_close(&io);
-	printf("time=%.6f greet=%.6f msgs=%u bytes=%" PRIu64 " session=%.6f "
-	       "cpu=%.3f\n", login, greet, count, total, now() - t0, cpu_self());
+	printf("time=%.6f stat=%.6f greet=%.6f msgs=%u bytes=%" PRIu64
+	       " session=%.6f cpu=%.3f\n", login, login + stat, greet, count,
+	       total, now() - t0, cpu_self());
 	return 0;
 }
 
