@@ -180,6 +180,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 MEM_GB=$(awk '/^MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 DOVECOT_VERSION=$(/usr/sbin/dovecot --version 2>/dev/null | cut -d' ' -f1)
 MACHINE="machine: $(nproc) x $CPU, ${MEM_GB} GiB RAM, Linux $(uname -r); Dovecot $DOVECOT_VERSION; $("$POPBRIDGE" --version 2>/dev/null); load average at start $(cut -d' ' -f1-3 /proc/loadavg); nice $NICE; open files $NOFILE; median of $REPS runs"
+want 7 && MACHINE="$MACHINE (figure 7: median of $REPS7)"
 say "$MACHINE"
 say "temp dir $TMP"
 
@@ -696,6 +697,7 @@ lat_timing() {
 }
 
 if want 7; then
+	T7=$(date +%s)
 	LAT_PORT=$(pb_free_port)
 	REF7_PORT=""
 	sh "$HERE/deps.sh" > "$TMP/deps7.log" 2>&1
@@ -758,6 +760,7 @@ mail_max_userip_connections = 1000"
 	unset PB_UPSTREAM_EXTRA
 	[ -n "$LAT_PID" ] && pb_stop_pid "$LAT_PID" 5
 	[ -n "$REF7_PORT" ] && dovecot_stop "$DR7"
+	say "figure 7 took $(( $(date +%s) - T7 )) s"
 fi
 
 # --- figure 4: idle sessions ----------------------------------------------------
