@@ -582,16 +582,23 @@ lat_start() {
 }
 
 # lat_run MODE PORT USER: one run, bounded by what BENCH_TIMEOUT leaves
-# (a minute kept for the report); sets R_LINE and R_TIME.
+# (a minute kept for the report); sets R_LINE and R_TIME, or says why not
+# in $TMP/run.err.
 lat_run() {
 	local secs
 	secs=$(( $(secs_left) - 60 ))
 	[ "$secs" -gt 300 ] && secs=300
 	if [ "$secs" -lt 10 ]; then
-		echo "BENCH_TIMEOUT nearly reached" > "$TMP/run.err"
+		echo "not run: BENCH_TIMEOUT=$BENCH_TIMEOUT nearly reached" > "$TMP/run.err"
 		return 1
 	fi
-	R_LINE=$(run "$secs" "$1" --user "$3" --pass "$PW" --port "$2") || return 1
+	if ! R_LINE=$(timeout -k 5 "$secs" "$BENCH" "$1" --user "$3" --pass "$PW" \
+		--port "$2" --timeout "$secs" 2>"$TMP/run.err"); then
+		[ -s "$TMP/run.err" ] ||
+			echo "no result within ${secs}s (what BENCH_TIMEOUT=$BENCH_TIMEOUT left)" > "$TMP/run.err"
+		say "pbbench $1 on port $2 failed: $(tail -n 2 "$TMP/run.err")"
+		return 1
+	fi
 	R_TIME=$(kv time "$R_LINE")
 }
 
@@ -643,13 +650,15 @@ lat_timing() {
 	label="2x$d ms: $label"
 	say "figure 7: $label"
 	for i in $(seq 1 "$REPS7"); do
-		if [ "$k" -gt 0 ] && [ $(( $(secs_left) - 90 )) -lt "$last" ]; then
-			say "figure 7: $name stops after $k of $REPS7 repetitions (BENCH_TIMEOUT=$BENCH_TIMEOUT)"
+		# Another repetition only when one more as long as the last fits.
+		if [ $(( $(secs_left) - 90 )) -lt "$last" ]; then
+			[ "$k" -gt 0 ] && say "figure 7: $name stops after $k of $REPS7 repetitions (BENCH_TIMEOUT=$BENCH_TIMEOUT)"
+			why="not run: BENCH_TIMEOUT=$BENCH_TIMEOUT nearly reached"
 			break
 		fi
 		t0=$(date +%s)
 		lat_run "$imode" "$LAT_PORT" "$user" ||
-			{ why="the direct IMAP run failed: $(tail -n 1 "$TMP/run.err")"; break; }
+			{ why="the direct IMAP run: $(tail -n 1 "$TMP/run.err")"; break; }
 		if [ -z "$wb" ]; then
 			wb=$(kv bytes "$R_LINE")
 			wm=$(kv msgs "$R_LINE")
@@ -659,7 +668,7 @@ lat_timing() {
 		fi
 		dt=$R_TIME
 		lat_run "$pmode" "$PB7_PORT" "$user" ||
-			{ why="the popbridge run failed: $(tail -n 1 "$TMP/run.err")"; break; }
+			{ why="the popbridge run: $(tail -n 1 "$TMP/run.err")"; break; }
 		if ! lat_same "$wb" "$wm"; then
 			why="popbridge delivered bytes=$(kv bytes "$R_LINE") msgs=$(kv msgs "$R_LINE"), IMAP bytes=$wb msgs=$wm"
 			break
@@ -680,7 +689,7 @@ lat_timing() {
 		last=$(( $(date +%s) - t0 ))
 	done
 	if [ "$k" = 0 ]; then
-		skip 7 "$name" "$label" "${why:-no repetition fitted in BENCH_TIMEOUT}"
+		skip 7 "$name" "$label" "$why"
 		return 1
 	fi
 	[ -n "$why" ] && say "figure 7: $name: $why (after $k repetitions)"
