@@ -53,6 +53,10 @@ struct upstream {
 	size_t n_cur, cap_cur;
 	uint32_t *window;		/* since = date: SEARCH result */
 	size_t n_window;
+	bool list_early;		/* folder 0's SELECT and listing went
+					 * out behind the login */
+	bool list_sent;			/* the listing of folder is in flight */
+	bool list_oid;			/* ... and it asks for server ids */
 	struct uidmap_hasher *hasher;
 	struct uidmap_current *hashing;
 	bool open_oom;
