@@ -15,9 +15,9 @@
  * credentials, then runs commands with numbered tags, pipelined: each is
  * written at once and answers come in order, each command's callbacks
  * seeing the responses between the previous answer and its own. Commands
- * given while the login runs are written right behind the login command
- * (with CAPABILITY and ID), so the login and the first operation share a
- * round trip. Replies come back through callbacks, never synchronously
+ * given while the login runs are written as soon as the login is accepted,
+ * with CAPABILITY and ID, so the first operation costs no round trip of
+ * its own. Replies come back through callbacks, never synchronously
  * from the call that started the command. Once the connection fails (drop, BYE, timeout,
  * protocol error) the client is dead: the running command completes with
  * IMAP_FAIL and later calls return -ENOTCONN. Errors are negative errno

@@ -441,8 +441,6 @@ on_continuation(struct imap_client *c)
 		conn_mark_secret(c->conn);
 	send_segment(c, c->segs.data + off, c->seg_len[c->seg_next]);
 	c->seg_next++;
-	if (c->seg_next == c->nsegs && c->step == LOGIN_AUTH && !c->dead)
-		gate_open(c);
 }
 
 static enum imap_result
@@ -474,6 +472,10 @@ on_tagged(struct imap_client *c, const struct imap_resp *r)
 		snprintf(c->tag, sizeof(c->tag), "P%u", p->tag);
 	if (p == NULL || r->tag_len != strlen(c->tag) ||
 	    memcmp(r->tag, c->tag, r->tag_len) != 0) {
+		copy_text(c->text, r->text, r->text_len);
+		log_debug("session=%s imap< %.*s %s (expected %s)", c->sid,
+			  (int)(r->tag_len > 16 ? 16 : r->tag_len), r->tag,
+			  c->text, p != NULL ? c->tag : "none");
 		client_fail(c, "upstream answered a command we did not send");
 		return;
 	}
@@ -905,10 +907,11 @@ login_step_command(struct imap_client *c, const char *args)
 static const struct imap_cmd_cb ignore_cb;
 
 /*
- * The login command is out whole: right behind it, in the same round
- * trip, the capabilities again (they change with login), ID where
- * offered, and every command given meanwhile (SELECT and the listing),
- * so that the login costs one round trip after the greeting.
+ * Logged in: in one round trip, the capabilities again (they change with
+ * login), ID where offered, and every command given meanwhile (SELECT and
+ * the listing). Not behind the login command itself: after AUTHENTICATE a
+ * server may install a security layer and treat bytes that came with the
+ * command as unread (Cyrus answers them again).
  */
 static void
 gate_open(struct imap_client *c)
@@ -1060,12 +1063,8 @@ login_authenticate(struct imap_client *c)
 	if (r == 0)
 		r = start_segments(c, &first, &cb, true);
 	buf_free(&first);
-	if (r < 0) {
+	if (r < 0)
 		login_finish(c, IMAP_FAIL, "cannot build the login command");
-		return;
-	}
-	if (c->nsegs == 0 && !c->dead)
-		gate_open(c);
 }
 
 static void
@@ -1104,8 +1103,9 @@ login_next(struct imap_client *c)
 		c->starttls_now = true;
 		return;
 	case LOGIN_AUTH:
-		/* The CAPABILITY sent behind the login answers next. */
+		/* The CAPABILITY sent first behind the login answers next. */
 		c->step = LOGIN_POSTCAPA;
+		gate_open(c);
 		return;
 	case LOGIN_POSTCAPA:
 		login_finish(c, IMAP_OK, "logged in");

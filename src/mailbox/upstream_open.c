@@ -340,7 +340,7 @@ list_folder(struct upstream *u)
 	u->known = snapshot_needs_fps(u->map, name, u->sel_uidvalidity) ? NULL :
 		   uidmap_folder(u->map, name, false);
 	if (u->list_sent)
-		return;		/* went out behind the login: it answers next */
+		return;		/* went out with the login: it answers next */
 	if (u->sel_exists == 0) {
 		on_list_done(u, IMAP_OK, "empty");
 		return;
@@ -481,8 +481,10 @@ on_login_done(void *ctx, enum imap_result res, const char *text)
 }
 
 /*
- * Folder 0's SELECT and listing behind the login command, in its round
- * trip, with the ids the server offered at the account's last login (an
+ * Folder 0's SELECT and listing, given now, go out the moment the login
+ * is accepted (imap_client_command), in one round trip with the
+ * capabilities, with the ids the server offered at the account's last
+ * login (an
  * id it no longer offers makes the listing BAD: asked again without). Not
  * with since = date, whose listing waits for its SEARCH, nor before the
  * first login of the account in this process.

@@ -202,6 +202,11 @@ pop3_listing(struct session *s)
 	}
 	session_reply(s, ".");
 	session_set_wait(s, WAIT_NONE);
+	/* After UIDL, clients that keep mail on the server take what they
+	 * have not seen: most likely the messages after the last one an
+	 * earlier session retrieved, in order. */
+	if (s->listing_uidl)
+		pop3_xfer_window_fill(s, s->md.last_known, false, true);
 }
 
 static void
