@@ -42,6 +42,7 @@ import threading
 import time
 import traceback
 
+import corpus
 import imapfetch
 from pop3wire import Pop3, Pop3Closed
 
@@ -1001,6 +1002,14 @@ class Dovecot:
         """A logged-in imaplib connection."""
         return imapfetch.connect(self.port, user, self.password(user), timeout=timeout)
 
+    def append(self, user, msgs, folder="INBOX"):
+        """Appends [(name, bytes)] unchanged (tests/lib/corpus.py): the UIDs."""
+        conn = self.imap(user)
+        try:
+            return corpus.append(conn, folder, msgs)
+        finally:
+            conn.logout()
+
     def maildir(self, user):
         return os.path.join(self.dir, "mail", user, "Maildir")
 
@@ -1366,7 +1375,7 @@ def parse_capa(body):
 
 def capa(p):
     """CAPA: (parse_capa of the body, the body); AssertionError on -ERR."""
-    r = cmd(p, b"CAPA")
+    r = cmd(p, b"CAPA", p.sock.gettimeout())
     need(is_ok(r), "CAPA -> %s" % show(r))
     _, body, probs = p.multi()
     need(not probs, "CAPA: %s" % probs)
