@@ -29,6 +29,7 @@ server, default 20 s). See tests/integration/README.md.
 
 import base64
 import collections
+import hashlib
 import os
 import re
 import shutil
@@ -102,7 +103,6 @@ def users_file(path):
 
 def pw_of(user):
     """The password the self-contained scripts give a user of their own."""
-    import hashlib
     return "%s-Pw-%s" % (user.capitalize(), hashlib.sha256(user.encode()).hexdigest()[:6])
 
 
@@ -1422,6 +1422,19 @@ def wait_close(p, timeout):
     return drain_until_close(p.sock, timeout, got)
 
 
+def wait_port_closed_by_peer(p, timeout=5):
+    """True if the server closes p's connection within timeout."""
+    p.sock.settimeout(timeout)
+    try:
+        while True:
+            if not p.sock.recv(4096):
+                return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
 def show_box(box):
     """{uid: (tag, flags)} as '1:tag[\\Seen], 2:tag'."""
     return ", ".join("%d:%s%s" % (u, t, "[" + " ".join(sorted(f)) + "]" if f else "")
@@ -1717,101 +1730,3 @@ class SilentServer:
                 pass
 
     release = stop
-
-
-def wait_port_closed_by_peer(p, timeout=5):
-    """True if the server closes p's connection within timeout."""
-    p.sock.settimeout(timeout)
-    try:
-        while True:
-            if not p.sock.recv(4096):
-                return True
-    except socket.timeout:
-        return False
-    except OSError:
-        return True
-
-
-# -- compatibility with the scripts not migrated yet (removed once they are) ----------------
-
-def plain_conf(pop3_port, imap_port, state, maildrop=None, level="debug"):
-    sections = [("listen", {"pop3": "%s:%d" % (HOST, pop3_port), "pop3s": ""}),
-                ("upstream", {"host": HOST, "port": imap_port, "tls": "none", "timeout": 10})]
-    if maildrop:
-        sections.append(("maildrop", maildrop))
-    sections += [("state", {"dir": state}),
-                 ("limits", {"auth_fail_delay": 0, "idle_timeout": 60, "shutdown_grace": 5}),
-                 ("log", {"level": level})]
-    return ini(sections)
-
-
-def skip_for_target(ok_line):
-    if TARGET == "popbridge":
-        return None
-    print(ok_line % TARGET)
-    print("1 passed, 0 failed")
-    return 0
-
-
-def missing_binary(script, path):
-    if path and os.access(path, os.X_OK):
-        return None
-    print("%s: POPBRIDGE must name the popbridge binary (got %r)" % (script, path),
-          file=sys.stderr)
-    print("0 passed, 1 failed")
-    return 1
-
-
-def summary(report):
-    return report.summary()
-
-
-_script_main = script_main
-
-
-def script_main(report, what, body, *rest, **kw):  # noqa: F811
-    if isinstance(body, str):       # (report, what, script, popbridge, prefix, body, cleanup)
-        script, popbridge, prefix, body, cleanup = (body,) + rest
-        return _script_main(report, what, body, cleanup)
-    return _script_main(report, what, body, *rest, **kw)
-
-
-_run_guarded = run_guarded
-
-
-def run_guarded(report, what, body, crash_lines=6):  # noqa: F811
-    return _run_guarded(report, what, body)
-
-
-Report.exit = lambda self: sys.exit(1 if self.failed else 0)
-
-for _k, _v in (("name", "popbridge"), ("proc", None), ("log", ""), ("binary", None), ("sport", None), ("probe_src", None), ("asked", False),
-               ("_told", False), ("start_offset", 0)):
-    setattr(Popbridge, _k, _v)
-
-
-def _legacy_lists(self):
-    if "deaths" not in self.__dict__:
-        self.deaths = []
-    if "term_status" not in self.__dict__:
-        self.term_status = []
-
-
-_spawn = Popbridge.spawn
-
-
-def _compat_spawn(self, binary=None, conf=None, append=True):
-    _legacy_lists(self)
-    return _spawn(self, binary, conf, append)
-
-
-_stop = Popbridge.stop
-
-
-def _compat_stop(self, timeout=20):
-    _legacy_lists(self)
-    return _stop(self, timeout)
-
-
-Popbridge.spawn = _compat_spawn
-Popbridge.stop = _compat_stop
