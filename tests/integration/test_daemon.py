@@ -99,13 +99,9 @@ def privileged_port():
 
 # -- Dovecot ------------------------------------------------------------------------
 
-def imap(user):
-    return imapfetch.connect(DOVECOT.port, user, PASSWORDS[user], timeout=20)
-
-
 def imap_state(user):
     """{uid: flags} of user's INBOX."""
-    conn = imap(user)
+    conn = DOVECOT.imap(user, timeout=20)
     try:
         # \Recent belongs to whichever session sees a message first.
         return {u: sorted(f for f in v["flags"] if f != "\\Recent")

@@ -195,7 +195,7 @@ def uidvalidity(dv, user, folder="INBOX"):
 
 # -- real clients ------------------------------------------------------------------------
 
-class Client:
+class RealClient:
     """fetchmail or mpop (keep, UIDL) for user through pb; expect() runs it."""
 
     def __init__(self, kind, name, pb, user):
@@ -321,7 +321,7 @@ def case_folders():
     expect(tags == ["inbox-1", "inbox-2", "inbox-3", "junk-2"], probs,
            "next session order %s" % tags)
     # a real client sees the same maildrop, in the same order
-    probs += Client("mpop", "folders", pb, user).expect(
+    probs += RealClient("mpop", "folders", pb, user).expect(
         ["inbox-1", "inbox-2", "inbox-3", "junk-2"], "over INBOX + Junk")
     return probs
 
@@ -354,7 +354,7 @@ def case_since_now():
     if tags == ["new-1", "new-2"]:
         expect(u2[0] == u1[0], probs, "UIDL of new-1 changed across the restart: %s -> %s"
                % (u1[0], u2[0]))
-    probs += Client("fetchmail", "since-now", pb, user).expect(["new-1", "new-2"], "first run")
+    probs += RealClient("fetchmail", "since-now", pb, user).expect(["new-1", "new-2"], "first run")
     return probs
 
 
@@ -826,8 +826,8 @@ def rebuild_case(variant):
     tags = [t for i, t in enumerate(tags) if i not in (0, 3)]
     pb = Popbridge("rebuild-" + variant, dv.port)
     pb.start()
-    fm = Client("fetchmail", "rebuild-" + variant, pb, user)
-    mp = Client("mpop", "rebuild-" + variant, pb, user)
+    fm = RealClient("fetchmail", "rebuild-" + variant, pb, user)
+    mp = RealClient("mpop", "rebuild-" + variant, pb, user)
     probs += fm.expect(tags, "before the rebuild")
     probs += mp.expect(tags, "before the rebuild")
     ids0 = msgid_uidls(pb, user)
