@@ -1148,8 +1148,6 @@ def finish():
 def main():
     def body(tmp):
         global PEER, MSGS, EXP, CTX, PB
-        # (run.sh's other targets, Dovecot's own POP3 server and refpop3.py,
-        # model the Dovecot-backed cases, not upstream faults: skipped.)
         PEER = FaultPeer()
         PEER.start()
         MSGS = PEER.base_messages
@@ -1173,7 +1171,8 @@ def main():
         if PEER is not None:
             PEER.stop()
 
-    return pbtest.script_main(R, "fault cases", body, cleanup)
+    return pbtest.script_main(R, "fault cases", body, cleanup,
+                              why="the scripted peer is their upstream, not Dovecot")
 
 
 if __name__ == "__main__":

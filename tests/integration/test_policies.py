@@ -1168,7 +1168,8 @@ def main():
         finish()
 
     return pbtest.script_main(R, "policy cases", body,
-                              tools=("fetchmail", "mpop", "doveadm", "bash"))
+                              tools=("fetchmail", "mpop", "doveadm", "bash"),
+                              why="they need popbridge's configuration")
 
 
 if __name__ == "__main__":

@@ -1032,7 +1032,8 @@ def main():
 
     return pbtest.script_main(R, "TLS cases", body,
                               tools=("openssl", "curl", "fetchmail", "mpop", "bash",
-                                     "/usr/sbin/dovecot"))
+                                     "/usr/sbin/dovecot"),
+                              why="they test popbridge's own TLS")
 
 
 if __name__ == "__main__":

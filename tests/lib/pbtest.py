@@ -378,12 +378,12 @@ def missing_tools(tools):
             if not (os.access(t, os.X_OK) if os.sep in t else shutil.which(t))]
 
 
-def script_main(report, what, body, cleanup=None, own_popbridge=True, tools=()):
+def script_main(report, what, body, cleanup=None, own_popbridge=True, tools=(), why=None):
     """The frame of every case script; returns its exit status.
 
     own_popbridge: the script starts popbridge processes of its own
     ($POPBRIDGE): for a run.sh TARGET other than "popbridge" it only says
-    "ok - WHAT skipped for TARGET=...", and the binary must be there.
+    "ok - WHAT skipped for TARGET=... (WHY)", and the binary must be there.
     False: its cases talk to the server run.sh started, whatever it is.
     tools: programs it needs (names on PATH or absolute paths).
 
@@ -397,7 +397,7 @@ def script_main(report, what, body, cleanup=None, own_popbridge=True, tools=()):
     global SCRATCH
     if own_popbridge:
         if TARGET != "popbridge":
-            report.ok("%s skipped for TARGET=%s" % (what, TARGET))
+            report.ok("%s skipped for TARGET=%s%s" % (what, TARGET, " (%s)" % why if why else ""))
             return report.summary()
         binary = default_popbridge()
         if not os.access(binary, os.X_OK):
@@ -1730,3 +1730,40 @@ class SilentServer:
                 pass
 
     release = stop
+
+
+# -- run.sh's end-of-run checks --------------------------------------------------------
+
+def log_leaks(users_path, logs, min_len=6):
+    """Lines naming each secret of the passwd-file's users (every
+    password of at least min_len characters in clear, IMAP-quoted, and in
+    an AUTH PLAIN token) found in the logs."""
+    secrets = set()
+    for user, pw in users_file(users_path).items():
+        if len(pw) >= min_len:      # "demo" is too short to search for
+            secrets |= secret_forms(user.encode(), pw.encode())
+    out = []
+    for path in logs:
+        data = read_bytes(path)
+        out += ["%s contains %r" % (os.path.basename(path), x.decode("latin-1"))
+                for x in sorted(secrets) if x in data]
+    return out
+
+
+def main(argv):
+    """For run.sh: 'sanitizer LOG...' and 'leaks USERS LOG...' print the
+    problems found (nothing when there are none)."""
+    if argv[:1] == ["sanitizer"]:
+        for path in argv[1:]:
+            for ln in sanitizer_lines(read_text(path)):
+                print(ln)
+    elif argv[:1] == ["leaks"] and len(argv) >= 2:
+        for ln in log_leaks(argv[1], argv[2:]):
+            print(ln)
+    else:
+        sys.exit("usage: pbtest.py sanitizer LOG... | leaks USERS LOG...")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
