@@ -334,7 +334,7 @@ if [ "$TARGET" != dovecot ]; then
 		fi
 	done
 	# shellcheck disable=SC2086
-	san=$(grep -h -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)' $logs 2>/dev/null | head -n 8)
+	san=$(python3 "$LIB/pbtest.py" sanitizer $logs | head -n 8)
 	if [ -z "$san" ]; then
 		pass "no sanitizer reports in popbridge's logs"
 	else
@@ -342,27 +342,8 @@ if [ "$TARGET" != dovecot ]; then
 	fi
 	# Secrets: every password in clear, in IMAP-quoted form, and the AUTH
 	# PLAIN tokens the cases sent.
-	leaks=$(python3 - "$DA/users" $logs <<'EOF'
-import base64, sys
-secrets = set()
-for line in open(sys.argv[1], encoding="utf-8"):
-    user, _, pw = line.rstrip("\n").partition(":")
-    pw = pw[len("{PLAIN}"):] if pw.startswith("{PLAIN}") else pw
-    if len(pw) < 6:
-        continue  # "demo" is too short to search for
-    secrets.add(pw.encode())
-    secrets.add(pw.replace("\\", "\\\\").replace('"', '\\"').encode())
-    secrets.add(base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode()))
-for path in sys.argv[2:]:
-    try:
-        data = open(path, "rb").read()
-    except OSError:
-        continue
-    for s in sorted(secrets):
-        if s in data:
-            print("%s contains %r" % (path.rsplit("/", 1)[-1], s.decode("latin-1")))
-EOF
-)
+	# shellcheck disable=SC2086
+	leaks=$(python3 "$LIB/pbtest.py" leaks "$DA/users" $logs)
 	if [ -z "$leaks" ]; then
 		pass "no passwords or AUTH tokens in popbridge's debug logs"
 	else
