@@ -74,7 +74,6 @@ LIB = os.path.join(HERE, "..", "lib")
 sys.path.insert(0, LIB)
 sys.path.insert(0, HERE)
 
-from common import Report, first_diff  # noqa: E402
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
@@ -100,7 +99,7 @@ USERS = {
     "wcut": "Wcut-pw-7a58",
 }
 
-R = Report(max_lines=24, width=300)
+R = pbtest.Report(max_lines=24, width=300)
 DV = None
 RELAY = None
 PB = None                   # mark_seen = no
@@ -168,28 +167,9 @@ class Relay:
 
 class Popbridge(pbtest.Popbridge):
     def __init__(self, d, name, upstream_port, mark_seen):
-        self.name = name
-        self.port = pbtest.free_port()
-        self.log = os.path.join(d, "popbridge-%s.log" % name)
-        self.conf = os.path.join(d, "popbridge-%s.ini" % name)
-        state = os.path.join(d, "state-%s" % name)
-        os.makedirs(state, exist_ok=True)
-        with open(self.conf, "w") as f:
-            f.write("[listen]\npop3 = 127.0.0.1:%d\npop3s =\n\n"
-                    "[upstream]\nhost = 127.0.0.1\nport = %d\ntls = none\n"
-                    "timeout = %d\nread_ahead = %d\n\n"
-                    "[maildrop]\nmark_seen = %s\n\n"
-                    "[state]\ndir = %s\n\n"
-                    "[limits]\nauth_fail_delay = 0\nidle_timeout = 60\nshutdown_grace = 5\n\n"
-                    "[log]\nlevel = debug\n"
-                    % (self.port, upstream_port, UP_TIMEOUT, READ_AHEAD,
-                       "yes" if mark_seen else "no", state))
-
-    def start(self):
-        self.spawn(POPBRIDGE, self.conf)
-        why = pbtest.wait_greeting(self.proc, self.port)
-        if why:
-            raise RuntimeError("popbridge %s %s: %s" % (self.name, why, " | ".join(self.tail(8))))
+        super().__init__(name, upstream_port, dir=d,
+                         upstream={"timeout": UP_TIMEOUT, "read_ahead": READ_AHEAD},
+                         maildrop={"mark_seen": "yes" if mark_seen else "no"})
 
     def rss_kb(self):
         try:
@@ -336,7 +316,7 @@ def quit_ok(p, what="QUIT"):
 def want_bytes(E, i, got, what):
     if got == E.retr[i - 1]:
         return []
-    return ["%s of message %s: %s" % (what, E.label(i), first_diff(got, E.retr[i - 1]))]
+    return ["%s of message %s: %s" % (what, E.label(i), pbtest.first_diff(got, E.retr[i - 1]))]
 
 
 def listing(p):
@@ -379,7 +359,7 @@ def top_pipelined(E):
             got = multi_ok(p, "pipelined TOP %d %d" % (i, n))
             want = E.top(i, n)
             if got != want:
-                probs.append("TOP %d %d of %s: %s" % (i, n, E.label(i), first_diff(got, want)))
+                probs.append("TOP %d %d of %s: %s" % (i, n, E.label(i), pbtest.first_diff(got, want)))
     quit_ok(p)
     return probs
 
@@ -403,7 +383,7 @@ def mixed_pipelined(E):
             probs.append("UIDL %d -> %r, want +OK %d %s" % (i, r[:100], i, uidls[i - 1].decode()))
         got = multi_ok(p, "TOP %d 1 (mixed)" % i)
         if got != E.top(i, 1):
-            probs.append("TOP %d 1 of %s: %s" % (i, E.label(i), first_diff(got, E.top(i, 1))))
+            probs.append("TOP %d 1 of %s: %s" % (i, E.label(i), pbtest.first_diff(got, E.top(i, 1))))
         r = status(p, "LIST %d" % i)
         m = re.match(rb"\+OK (\d+) (\d+)\r\n$", r)
         if not m or int(m.group(1)) != i or int(m.group(2)) not in (sizes[i - 1], E.size[i - 1]):
@@ -432,7 +412,7 @@ def seen_only_retrieved():
     p.send(b"TOP 3 0\r\n")
     got = multi_ok(p, "TOP 3 0")
     if got != E.top(3, 0):
-        probs.append("TOP 3 0: %s" % first_diff(got, E.top(3, 0)))
+        probs.append("TOP 3 0: %s" % pbtest.first_diff(got, E.top(3, 0)))
     p.send(b"LIST\r\n")
     multi_ok(p, "LIST")
     time.sleep(0.5)
@@ -650,7 +630,7 @@ def cut_inside_window(E, how, when):
         if data != E.retr[i - 1]:
             probs.append("RETR %d%s ended with \".\" but is not the message: %s" % (
                 i, " after the upstream %s" % how if is_cut else "",
-                first_diff(data, E.retr[i - 1])))
+                pbtest.first_diff(data, E.retr[i - 1])))
             break
         probs += problems[:2]
         if is_cut:
@@ -759,8 +739,7 @@ def main():
         if DV is not None:
             DV.stop()
 
-    return pbtest.script_main(R, "window cases", "test_window.py", POPBRIDGE,
-                              "popbridge-window.", cases, cleanup)
+    return pbtest.script_main(R, "window cases", cases, cleanup)
 
 
 if __name__ == "__main__":
