@@ -229,8 +229,23 @@ upstream_free(struct upstream **up)
 	upstream__update_clear(u);
 	imap_client_free(&u->imap);
 	upstream__open_clear(u);
+	if (u->cb_depth > 0) {
+		/* Freed from inside a data event: the rest when it returns. */
+		u->doomed = true;
+		return;
+	}
 	upstream__window_free(u);
 	free(u);
+}
+
+bool
+upstream__leave(struct upstream *u)
+{
+	if (--u->cb_depth > 0 || !u->doomed)
+		return !u->doomed;
+	upstream__window_free(u);
+	free(u);
+	return false;
 }
 
 void

@@ -75,6 +75,20 @@ upstream__reading_update(struct upstream *u)
 		imap_client_resume(u->imap);
 }
 
+/*
+ * A reply for a request nobody asked for yet came although reading was on
+ * for an earlier one: the server answered out of order, or a body was for
+ * another message. It is read away, and a fetch of it later asks again.
+ */
+static void
+consumed_early(struct upstream *u, struct fetch_req *q)
+{
+	if (q == NULL || q->role != REQ_AHEAD)
+		return;
+	u->ahead_bytes -= q->cost;
+	q->role = REQ_DROP;
+}
+
 static void
 on_body_begin(void *ctx, uint32_t uid, uint64_t size)
 {
@@ -88,21 +102,26 @@ on_body_begin(void *ctx, uint32_t uid, uint64_t size)
 	u->streaming = q;
 	if (q == NULL)
 		return;
+	consumed_early(u, q);
 	q->got_body = true;
 	if (uid == 0)
 		q->unverified = true;
 }
 
-static void
+/* Message bytes to the session, which may end (and free u) meanwhile:
+ * false then, and u must not be touched again. */
+static bool
 deliver(struct fetch_req *q, const char *p, size_t n)
 {
 	struct upstream *u = q->u;
 
 	if (q->role != REQ_WANTED || q->finished || n == 0)
-		return;
+		return true;
 	q->fetched += n;
 	u->fetched = q->fetched;
+	u->cb_depth++;
 	u->ev->data(u->ctx, p, n);
+	return upstream__leave(u);
 }
 
 static void
@@ -111,7 +130,7 @@ on_body_data(void *ctx, const char *p, size_t n)
 	struct upstream *u = ((struct fetch_req *)ctx)->u;
 
 	if (u->streaming != NULL)
-		deliver(u->streaming, p, n);
+		(void)deliver(u->streaming, p, n);
 }
 
 static void
@@ -126,14 +145,14 @@ on_body_end(void *ctx)
  * at all (GNU Mailutils, for a partial past the end). Zero octets are a
  * normal answer, never data to send.
  */
-static void
+static bool
 fetch_value(struct fetch_req *q, const struct imap_arg *v)
 {
 	if (v == NULL) {
 		/* The item named with no value: the server knows the message
 		 * and has no octets of it to give. */
 		q->got_body = true;
-		return;
+		return true;
 	}
 	if (v->type == IMAP_ARG_NIL) {
 		/* Past the end of the text: nothing more. NIL for a whole
@@ -141,12 +160,12 @@ fetch_value(struct fetch_req *q, const struct imap_arg *v)
 		 * expunged by someone else: not ours to send. */
 		if (q->part == UPSTREAM_TEXT)
 			q->got_body = true;
-		return;
+		return true;
 	}
 	if (v->type != IMAP_ARG_STRING)
-		return;
+		return true;
 	q->got_body = true;
-	deliver(q, v->str, v->len);
+	return deliver(q, v->str, v->len);
 }
 
 /* The session has the wanted fetch's outcome; its tagged answer, when it
@@ -164,12 +183,13 @@ static void
 body_complete(struct upstream *u, struct fetch_req *q)
 {
 	q->body_done = true;
+	if (!imap_client_dead(u->imap))
+		upstream__reading_update(u);
+	/* Last: the session may end with the outcome. */
 	if (q->role == REQ_WANTED && !q->finished)
 		wanted_finish(u, q, q->wrong_uid ? UPSTREAM_TEMP : UPSTREAM_OK,
 			      q->wrong_uid ? "upstream sent another message's "
 			      "data" : "fetched");
-	if (!imap_client_dead(u->imap))
-		upstream__reading_update(u);
 }
 
 static void
@@ -198,14 +218,18 @@ on_fetch_untagged(void *ctx, const struct imap_resp *r)
 	}
 	if (q == NULL)
 		return;
+	consumed_early(u, q);
 	q->unverified = false;
 	while (i < r->args[0].count) {
 		i = imap_fetch_next(&r->args[0], i, &k, &v);
-		if (imap_arg_is_body_item(k) && q != streamed)
-			fetch_value(q, v);
-		else if (imap_arg_is_body_item(k) && v != NULL &&
-			 v->type == IMAP_ARG_STRING && v->len > 0)
-			deliver(q, v->str, v->len);
+		if (imap_arg_is_body_item(k) && q != streamed) {
+			if (!fetch_value(q, v))
+				return;
+		} else if (imap_arg_is_body_item(k) && v != NULL &&
+			   v->type == IMAP_ARG_STRING && v->len > 0) {
+			if (!deliver(q, v->str, v->len))
+				return;
+		}
 	}
 	if (q->got_body)
 		body_complete(u, q);

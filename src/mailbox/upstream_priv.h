@@ -98,6 +98,8 @@ struct upstream {
 	bool client_paused;		/* the session's back-pressure */
 	uint64_t fetched;		/* octets of the running or last fetch */
 	struct fetch_req *streaming;	/* whose body literal is arriving */
+	unsigned cb_depth;		/* inside a data event to the session */
+	bool doomed;			/* freed meanwhile: free when it returns */
 	/* An operation that waits for the window to empty first (another
 	 * folder, or the update): it starts once the replies are read away. */
 	bool draining;
@@ -123,6 +125,10 @@ struct upstream {
  * the same name (upstream.h), returns included; the public call brackets
  * them so that a completion reached inside waits for the loop. */
 
+/* After an event to the session (cb_depth++ before it): false when the
+ * session freed u meanwhile, which is released now and must not be
+ * touched again. */
+bool upstream__leave(struct upstream *u);
 /* Ends the running operation: done now, or at the loop's next turn when
  * the call that started it is still on the stack. */
 void upstream__finish(struct upstream *u, enum upstream_status st,
