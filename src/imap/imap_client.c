@@ -1,3 +1,5 @@
+/* The IMAP side of one session: connect (TLS, STARTTLS), log in, pipelined
+ * tagged commands with their responses routed back, back-pressure. */
 #include "imap/imap_client.h"
 
 #include <errno.h>

@@ -752,7 +752,7 @@ def ahead_waits():
 # must be right either way, so those cases do not insist that the fault
 # fires.
 
-TOP_CHUNK = 16 * 1024       # include/session.h SESSION_TOP_CHUNK_MIN
+TOP_CHUNK = 16 * 1024       # src/pop3/session_priv.h SESSION_TOP_CHUNK_MIN
 ZTEXT = ([b"." + b"y" * 8189, b"z" * 8190])     # 2 lines, 16,384 octets with CRLFs
 ZERO_LABEL = {"quoted": '""', "literal": "{0}", "nil": "NIL", "missing": "no value"}
 # where: (what the client sends, fault key, nth, what is asked, message number)

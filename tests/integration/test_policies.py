@@ -223,7 +223,7 @@ class RealClient:
         return probs
 
 
-# -- the UID map file (format of src/uidmap.c, version 1) ------------------------------
+# -- the UID map file (format of src/store/uidmap_file.c, version 1) ------------------------------
 
 def map_files(state):
     """Regular map files in the state directory (no dot files)."""
