@@ -9,7 +9,8 @@ set -e
 label="deps"
 pkgs="build-essential pkg-config libuv1-dev libssl-dev libinih-dev
 libcriterion-dev dovecot-imapd dovecot-core fetchmail mpop curl python3
-openssl procps man-db groff-base valgrind neomutt tmux"
+openssl procps man-db groff-base valgrind neomutt tmux
+libcurl4-openssl-dev libjansson-dev"
 if [ $# -gt 0 ]; then
 	label=$1
 	shift
