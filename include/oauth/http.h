@@ -103,5 +103,7 @@ void http_cancel(struct http_req **req);
 
 /* Requests running (for tests and shutdown). */
 unsigned http_client_active(const struct http_client *c);
+/* The loop the client runs on. */
+uv_loop_t *http_client_loop(const struct http_client *c);
 
 #endif

@@ -606,6 +606,12 @@ http_client_active(const struct http_client *c)
 	return c->n_reqs;
 }
 
+uv_loop_t *
+http_client_loop(const struct http_client *c)
+{
+	return c->loop;
+}
+
 static void
 teardown(struct http_client *c)
 {
