@@ -15,6 +15,7 @@
 #include <openssl/sha.h>
 
 #include "util/error.h"
+#include "json_priv.h"
 
 /* -- jansson with wiped memory ---------------------------------------------- */
 
@@ -50,8 +51,8 @@ wiping_free(void *q)
 	free(p);
 }
 
-static json_t *
-load(const char *body, size_t n)
+json_t *
+oauth_json_load(const char *body, size_t n)
 {
 	static int ready;
 	json_error_t e;
@@ -450,7 +451,7 @@ oauth_parse_token(long status, const char *body, size_t n,
 	int k;
 
 	oauth_token_resp_free(r);
-	root = load(body, n);
+	root = oauth_json_load(body, n);
 	if (root == NULL)
 		return -EBADMSG;
 	k = parse_err(root, &r->err);
@@ -550,7 +551,7 @@ oauth_parse_device_auth(long status, const char *body, size_t n,
 	int k;
 
 	oauth_device_auth_free(d);
-	root = load(body, n);
+	root = oauth_json_load(body, n);
 	if (root == NULL)
 		return -EBADMSG;
 	k = parse_err(root, &d->err);
