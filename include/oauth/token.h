@@ -109,6 +109,8 @@ struct oauth_pkce {
 
 /* The name of a code ("invalid_grant"), "" for OAUTH_OK. */
 const char *oauth_error_name(enum oauth_error e);
+/* The code of name[0..n); OAUTH_E_OTHER for any other. */
+enum oauth_error oauth_error_code(const char *name, size_t n);
 
 /* Appends key=value (value[0..n) percent-encoded, "&" first unless out
  * is empty). out should be a secret buffer when value is one. */

@@ -339,6 +339,18 @@ oauth_error_name(enum oauth_error e)
 	return "other";
 }
 
+enum oauth_error
+oauth_error_code(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(error_names) / sizeof(error_names[0]); i++)
+		if (strlen(error_names[i].name) == n &&
+		    memcmp(error_names[i].name, s, n) == 0)
+			return error_names[i].code;
+	return OAUTH_E_OTHER;
+}
+
 /* 1 when root holds an error answer (err filled), 0 when it has no
  * "error" member, -EBADMSG when the member is not a string. */
 static int
@@ -347,7 +359,7 @@ parse_err(json_t *root, struct oauth_err *err)
 	json_t *e = json_object_get(root, "error");
 	json_t *d = json_object_get(root, "error_description");
 	const char *s;
-	size_t i, n;
+	size_t n;
 
 	memset(err, 0, sizeof(*err));
 	if (e == NULL || json_is_null(e))
@@ -356,11 +368,7 @@ parse_err(json_t *root, struct oauth_err *err)
 		return -EBADMSG;
 	s = json_string_value(e);
 	n = json_string_length(e);
-	err->code = OAUTH_E_OTHER;
-	for (i = 0; i < sizeof(error_names) / sizeof(error_names[0]); i++)
-		if (strlen(error_names[i].name) == n &&
-		    memcmp(error_names[i].name, s, n) == 0)
-			err->code = error_names[i].code;
+	err->code = oauth_error_code(s, n);
 	oauth_printable(err->name, sizeof(err->name), s, n);
 	if (n == 0)
 		snprintf(err->name, sizeof(err->name), "(empty)");
