@@ -26,7 +26,7 @@ struct fixture {
 	char dir[256];		/* scratch for the CA */
 };
 
-static int
+static inline int
 fixture_start(struct fixture *f, int tls)
 {
 	const char *py = getenv("FIXTURE_PY");
@@ -93,7 +93,7 @@ fixture_start(struct fixture *f, int tls)
 	return 0;
 }
 
-static void
+static inline void
 fixture_stop(struct fixture *f)
 {
 	char cmd[300];
@@ -113,7 +113,7 @@ fixture_stop(struct fixture *f)
 	f->in_fd = -1;
 }
 
-static void
+static inline void
 guard_fired(uv_timer_t *t)
 {
 	*(int *)t->data = 1;
@@ -124,7 +124,7 @@ guard_fired(uv_timer_t *t)
  * callback that sets the flag calls uv_stop: libuv's UV_RUN_ONCE runs due
  * timers before it polls, and would otherwise block in the poll after a
  * timer callback finished the job. */
-static int
+static inline int
 run_until(uv_loop_t *loop, const int *flag, unsigned ms)
 {
 	uv_timer_t guard;
@@ -142,7 +142,7 @@ run_until(uv_loop_t *loop, const int *flag, unsigned ms)
 }
 
 /* Runs loop until nothing is left, bounded; 0 when uv_loop_close worked. */
-static int
+static inline int
 drain_loop(uv_loop_t *loop)
 {
 	int i;
