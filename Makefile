@@ -76,13 +76,18 @@ $(DS_VARIANTS): tests/unit/test_dotstuff.c src/pop3/dotstuff.c $(SANLIB) | build
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) $(DS_FLAGS) $(DEPFLAGS) -o $@ $< src/pop3/dotstuff.c \
 		$(filter-out build/asan/obj/pop3/dotstuff.o,$(SANLIB)) $(PKG_LIBS) -lcriterion $(LDFLAGS)
 
+# The OAuth2 test driver for tests/integration/test_oauth.py.
+build/asan/oauth-driver: tests/oauth/driver.c $(SANLIB) | build/asan/obj
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) $(DEPFLAGS) -o $@ $< $(SANLIB) $(PKG_LIBS) $(LDFLAGS)
+
 build/obj build/asan/obj:
 	mkdir -p $@
 
 -include $(wildcard build/obj/*.d build/obj/*/*.d build/asan/obj/*.d \
 	build/asan/obj/*/*.d build/asan/*.d)
 
-asan: build/asan/popbridge $(SANTESTS)
+asan: build/asan/popbridge $(SANTESTS) build/asan/oauth-driver
 
 deps:
 	sh tests/lib/deps.sh

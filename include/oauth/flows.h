@@ -77,7 +77,8 @@ enum oauth_step oauth_device_flow_answer(struct oauth_device_flow *f,
 /*
  * The authorization URL to open in a browser: cl->auth_url with
  * response_type=code, client_id, redirect_uri, scope, state,
- * code_challenge and code_challenge_method=S256, then cl->auth_extra.
+ * code_challenge, code_challenge_method=S256 and prompt=consent (unless
+ * auth_extra names a prompt), then cl->auth_extra.
  * Returns 0, -EINVAL (no auth_url, client_id or scope; an empty state or
  * challenge) or a buf error.
  */

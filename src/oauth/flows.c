@@ -135,6 +135,11 @@ oauth_auth_url(struct buf *out, const struct oauth_client *cl,
 				   strlen(challenge));
 	if (r == 0)
 		r = oauth_form_add(&q, "code_challenge_method", "S256", 4);
+	/* Without a consent asked for now, providers drop offline access
+	 * (oidc-provider) or send no new refresh token (Google). */
+	if (r == 0 && (cl->auth_extra == NULL ||
+		       strstr(cl->auth_extra, "prompt=") == NULL))
+		r = oauth_form_add(&q, "prompt", "consent", 7);
 	if (r == 0 && cl->auth_extra != NULL && cl->auth_extra[0] != '\0')
 		r = buf_appendf(&q, "&%s", cl->auth_extra);
 	if (r == 0)

@@ -167,7 +167,7 @@ static const struct oauth_client google_like = {
 	.token_url = "https://oauth2.example.com/token",
 	.client_id = "123.apps.example",
 	.scope = "https://mail.example.com/",
-	.auth_extra = "access_type=offline&prompt=consent",
+	.auth_extra = "access_type=offline&prompt=select_account%20consent",
 };
 
 Test(oauth_auth_url, google_like)
@@ -182,12 +182,13 @@ Test(oauth_auth_url, google_like)
 			 "&client_id=123.apps.example&redirect_uri=http%3A%2F%2F127.0.0.1%3A40123%2F"
 			 "&scope=https%3A%2F%2Fmail.example.com%2F&state=st4te"
 			 "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-			 "&code_challenge_method=S256&access_type=offline&prompt=consent");
+			 "&code_challenge_method=S256&access_type=offline&prompt=select_account%20consent");
 	buf_free(&b);
 }
 
 Test(oauth_auth_url, query_already_there_and_missing_parts)
 {
+	const char *tail = "code_challenge_method=S256&prompt=consent";
 	struct oauth_client c = google_like;
 	struct buf b;
 
@@ -197,6 +198,9 @@ Test(oauth_auth_url, query_already_there_and_missing_parts)
 	cr_assert_eq(oauth_auth_url(&b, &c, "http://127.0.0.1:1/", "s", "ch"), 0);
 	cr_expect(strncmp(b.data, "https://idp.example/auth?tenant=x&response_type=code&", 52) == 0,
 		  "%.*s", (int)b.len, b.data);
+	cr_assert_gt(b.len, strlen(tail));
+	cr_expect_eq(memcmp(b.data + b.len - strlen(tail), tail, strlen(tail)), 0,
+		     "consent asked for by default: %.*s", (int)b.len, b.data);
 	buf_reset(&b);
 	c.auth_url = NULL;
 	cr_expect_eq(oauth_auth_url(&b, &c, "http://127.0.0.1:1/", "s", "ch"), -EINVAL);
