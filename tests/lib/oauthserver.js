@@ -31,7 +31,8 @@
 //                             next N token requests get S with body B
 //                             (oidc-provider never sends slow_down, 5xx or
 //                             garbage by itself)
-//   /test/stats               GET JSON: token requests by grant type
+//   /test/stats               GET JSON: token requests by grant type, the
+//                             time (ms) of each, and the other endpoints'
 //
 // Stops on SIGTERM or when its stdin closes.
 
@@ -53,7 +54,9 @@ function record(file, obj) {
   fs.appendFileSync(path.join(stateDir, file), `${JSON.stringify(obj)}\n`);
 }
 
-const stats = { token: {}, device_authorization: 0, introspection: 0, revocation: 0, injected: 0 };
+const stats = {
+  token: {}, times: [], device_authorization: 0, introspection: 0, revocation: 0, injected: 0,
+};
 let control = { fail: 0, status: 503, body: '' };
 
 const server = http.createServer();
@@ -143,8 +146,20 @@ for (const kind of ['access_token', 'refresh_token', 'device_code', 'authorizati
   provider.on(`${kind}.saved`, (t) => record('issued.jsonl', { kind, value: t.jti }));
   provider.on(`${kind}.issued`, (t) => record('issued.jsonl', { kind, value: t.jti }));
 }
-provider.on('grant.success', (ctx) => record('events.jsonl', { event: 'grant.success', grant_type: ctx.oidc.params.grant_type }));
-provider.on('grant.error', (ctx, err) => record('events.jsonl', { event: 'grant.error', grant_type: ctx.oidc.params?.grant_type, error: err.error }));
+// PKCE verifiers reach the server only in token requests: kept for the
+// leak checks too.
+function verifier(ctx) {
+  const v = ctx.oidc?.params?.code_verifier;
+  if (v) record('issued.jsonl', { kind: 'code_verifier', value: v });
+}
+provider.on('grant.success', (ctx) => {
+  verifier(ctx);
+  record('events.jsonl', { event: 'grant.success', grant_type: ctx.oidc.params.grant_type });
+});
+provider.on('grant.error', (ctx, err) => {
+  verifier(ctx);
+  record('events.jsonl', { event: 'grant.error', grant_type: ctx.oidc?.params?.grant_type, error: err.error });
+});
 provider.on('grant.revoked', (ctx, grantId) => record('events.jsonl', { event: 'grant.revoked', grant: grantId.length }));
 provider.on('server_error', (ctx, err) => record('events.jsonl', { event: 'server_error', message: String(err && err.message) }));
 
@@ -170,6 +185,7 @@ provider.use(async (ctx, next) => {
     return;
   }
   if (ctx.path === '/token' && ctx.method === 'POST') {
+    stats.times.push(Date.now());
     if (control.fail > 0) {
       control.fail -= 1;
       stats.injected += 1;
