@@ -108,7 +108,8 @@ typedef void (*oauth_token_cb)(void *ctx, int err, const char *token,
  * the store (refresh[0..n)). A refresh token the cache rotated away from
  * is taken for the newest one; any other differs from the cache's
  * because the account was authorized again: it replaces the cache's
- * (the cached access token and a refusal go with it). saver (may be
+ * (the cached access token and a refusal go with it), unless a refresh
+ * is running: the login then waits for that one. saver (may be
  * NULL: rotations then stay in memory) is handed over in every case: the
  * cache releases it when done, possibly before this returns. Returns 0
  * (cb will be called) and the wait in *w_r (may be NULL), -EINVAL (no

@@ -136,7 +136,7 @@ unreserved(unsigned char c)
 int
 oauth_b64url(const void *p, size_t n, char *out, size_t cap)
 {
-	size_t need = (n + 2) / 3 * 4 + 1, i, k;
+	size_t need = (n + 2) / 3 * 4 + 1, i;
 	unsigned char tmp[256];
 	int len;
 
@@ -149,9 +149,11 @@ oauth_b64url(const void *p, size_t n, char *out, size_t cap)
 		OPENSSL_cleanse(tmp, sizeof(tmp));
 		return -ENOBUFS;
 	}
-	for (i = 0, k = 0; i < (size_t)len; i++)
-		out[k++] = tmp[i] == '+' ? '-' : tmp[i] == '/' ? '_' : (char)tmp[i];
-	out[k] = '\0';
+	for (i = 0; i < (size_t)len; i++)
+		if (tmp[i] == '+' || tmp[i] == '/')
+			tmp[i] = tmp[i] == '+' ? '-' : '_';
+	memcpy(out, tmp, (size_t)len);
+	out[len] = '\0';
 	OPENSSL_cleanse(tmp, sizeof(tmp));
 	return len;
 }
