@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "daemon/config.h"
+#include "daemon/passwd_cmd.h"
 #include "daemon/privs.h"
 #include "daemon/server.h"
 #include "daemon/version.h"
@@ -105,6 +106,9 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: popbridge [-c FILE] [--check-config]\n"
+		"       popbridge [-c FILE] passwd ACCOUNT [--device LABEL] "
+		"[--revoke]\n"
+		"                 [--upstream] [--generate] [--list]\n"
 		"       popbridge --version | --help\n"
 		"\n"
 		"A POP3 server whose maildrop is an IMAP mailbox.\n"
@@ -113,7 +117,11 @@ usage(FILE *out)
 		"  -t, --check-config  check the configuration, print the\n"
 		"                      effective settings and exit\n"
 		"  -V, --version       print the version and exit\n"
-		"  -h, --help          print this help and exit\n",
+		"  -h, --help          print this help and exit\n"
+		"\n"
+		"passwd sets, revokes and lists an account's device "
+		"passwords and stores\n"
+		"its upstream secret (popbridge passwd --help).\n",
 		DEFAULT_CONFIG);
 }
 
@@ -247,7 +255,8 @@ main(int argc, char **argv)
 	struct daemon d;
 	int check = 0, c, code;
 
-	while ((c = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
+	/* "+": options stop at a command ("passwd"), which has its own. */
+	while ((c = getopt_long(argc, argv, "+c:tVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			path = optarg;
@@ -266,6 +275,8 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (optind < argc && strcmp(argv[optind], "passwd") == 0 && !check)
+		return passwd_cmd(path, argc - optind, argv + optind);
 	if (optind != argc) {
 		usage(stderr);
 		return 2;
