@@ -40,7 +40,7 @@ LIB=$ROOT/tests/lib
 . "$LIB/dovecot.sh"
 
 TARGET=${POP3_TARGET:-popbridge}
-ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy daemon neomutt servers upstream}
+ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy daemon neomutt servers upstream accounts}
 export PYTHONDONTWRITEBYTECODE=1
 export PYTHONUNBUFFERED=1
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-240}
@@ -260,6 +260,7 @@ want neomutt && run_py neomutt test_neomutt.py
 # instance (tests/lib/imapservers.py; tests/lib/servers-deps.sh installs
 # them). Four servers side by side: a longer limit than the other scripts.
 want servers && SCRIPT_TIMEOUT=${SERVERS_TIMEOUT:-420} run_py servers test_servers.py
+want accounts && run_py accounts test_accounts.py   # accounts, device passwords (own Dovecots)
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the
