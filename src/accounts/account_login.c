@@ -35,11 +35,10 @@ job_free(struct account_login *j)
 	free(j);
 }
 
-/* On a pool thread: touches nothing but the job. */
+/* The check itself, on a pool thread: touches nothing but the job. */
 static void
-work(uv_work_t *req)
+check(struct account_login *j)
 {
-	struct account_login *j = req->data;
 	uint8_t key[ACCOUNT_KEY_LEN];
 	int r;
 
@@ -63,6 +62,16 @@ work(uv_work_t *req)
 	j->verdict = r == -EACCES    ? ACCOUNT_DENIED
 		     : r == -EBADMSG ? ACCOUNT_DAMAGED
 				     : ACCOUNT_FAILED;
+}
+
+/* OpenSSL keeps state per thread (its error queue) that it frees only
+ * when told: libuv's threads outlive OpenSSL's cleanup at exit, so each
+ * job gives it back. */
+static void
+work(uv_work_t *req)
+{
+	check(req->data);
+	OPENSSL_thread_stop();
 }
 
 static void after_work(uv_work_t *req, int status);
