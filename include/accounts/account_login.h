@@ -2,6 +2,7 @@
 #define POPBRIDGE_ACCOUNT_LOGIN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "accounts/account_file.h"
@@ -29,11 +30,12 @@ enum account_verdict {
 	ACCOUNT_FAILED,		/* out of memory, OpenSSL failed */
 };
 
-/* The check is over. secret (a secret buffer) is wiped and freed when
- * this returns: copy what is needed. The job is gone by then; do not
- * cancel it. */
+/* The check is over, took_ms after account_login_start (the wait in the
+ * queue included: a caller can make every answer take as long). secret
+ * (a secret buffer) is wiped and freed when this returns: copy what is
+ * needed. The job is gone by then; do not cancel it. */
 typedef void account_login_done_fn(void *ctx, enum account_verdict v,
-				   struct buf *secret);
+				   struct buf *secret, uint64_t took_ms);
 
 /* The process's queue of checks; zero-initialised, one per process (the
  * server registry holds it). */

@@ -15,6 +15,7 @@ struct account_login {
 	struct account_login *next;	/* in the queue while waiting */
 	struct account_queue *q;
 	uv_loop_t *loop;
+	uint64_t start_ms;
 	bool dummy;
 	bool started;
 	bool cancelled;
@@ -105,7 +106,8 @@ after_work(uv_work_t *req, int status)
 	if (status < 0 && !j->cancelled)
 		j->verdict = ACCOUNT_FAILED;
 	if (!j->cancelled)
-		j->done(j->ctx, j->verdict, &j->secret);
+		j->done(j->ctx, j->verdict, &j->secret,
+			uv_now(j->loop) - j->start_ms);
 	job_free(j);
 	pump(q);
 }
@@ -125,6 +127,7 @@ account_login_start(struct account_queue *q, uv_loop_t *loop,
 	j->req.data = j;
 	j->q = q;
 	j->loop = loop;
+	j->start_ms = uv_now(loop);
 	j->done = done;
 	j->ctx = ctx;
 	j->dummy = f == NULL;

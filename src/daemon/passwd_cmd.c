@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
@@ -622,6 +623,8 @@ passwd_cmd(const char *config_path, int argc, char **argv)
 	}
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		signal(sigs[i], on_signal);
+	/* Secrets pass through this process: no core file of it. */
+	setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
 	/* Large, and no secret in it: the heap rather than the stack. */
 	f = malloc(sizeof(*f));
 	buf_init_secret(&generated, GENERATED_LEN + 2);

@@ -107,18 +107,21 @@ upstream_login(struct session *s, const char *user, size_t user_len,
 }
 
 /* A login refused for its credentials: -ERR [AUTH] once auth_fail_delay
- * has passed, whichever credentials they were (no hint for guessers). */
+ * has passed, whichever credentials they were (no hint for guessers);
+ * spent_ms of it are gone already (a device password check). */
 static void
-login_refused(struct session *s, const char *why)
+login_refused(struct session *s, const char *why, uint64_t spent_ms)
 {
+	uint64_t delay = s->cfg->limits.auth_fail_delay * 1000ull;
+
 	log_info("session=%s login failed user=%s: %s", s->id,
 		 session_log_user(s), why);
 	s->auth_failures++;
 	snprintf(s->pending_reply, sizeof(s->pending_reply),
 		 "-ERR [AUTH] invalid user name or password");
 	s->have_user = false;
-	if (s->cfg->limits.auth_fail_delay > 0) {
-		session_delay(s, s->cfg->limits.auth_fail_delay * 1000u);
+	if (delay > spent_ms) {
+		session_delay(s, delay - spent_ms);
 		return;
 	}
 	pop3_login_delay_done(s);
@@ -146,8 +149,12 @@ account_login(struct session *s, const struct config *acct,
 		       secret->len, map_user, n);
 }
 
+/* A refusal is timed from PASS, so that the answer takes as long for an
+ * unknown name as for an account with several devices (where the delay
+ * is longer than the checks). */
 static void
-device_checked(void *ctx, enum account_verdict v, struct buf *secret)
+device_checked(void *ctx, enum account_verdict v, struct buf *secret,
+	       uint64_t took_ms)
 {
 	struct session *s = ctx;
 	/* The name the check was for: s->user is not touched meanwhile (no
@@ -169,7 +176,7 @@ device_checked(void *ctx, enum account_verdict v, struct buf *secret)
 	case ACCOUNT_DENIED:
 		snprintf(why, sizeof(why), "account %s: wrong device password",
 			 name);
-		login_refused(s, why);
+		login_refused(s, why, took_ms);
 		break;
 	case ACCOUNT_NO_DEVICE:
 		if (acct != NULL)
@@ -179,7 +186,7 @@ device_checked(void *ctx, enum account_verdict v, struct buf *secret)
 		else
 			snprintf(why, sizeof(why), "no such account "
 				 "(unknown_users = refuse)");
-		login_refused(s, why);
+		login_refused(s, why, took_ms);
 		break;
 	case ACCOUNT_NO_SECRET:
 		log_warn("session=%s account=%s: device password right, but no "
@@ -414,7 +421,7 @@ pop3_login_done(struct session *s, enum upstream_status st, const char *why)
 	}
 	login_undo(s);
 	if (st == UPSTREAM_AUTH && account == NULL) {
-		login_refused(s, why);
+		login_refused(s, why, 0);
 		return;
 	}
 	if (st == UPSTREAM_AUTH) {
