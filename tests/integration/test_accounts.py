@@ -6,24 +6,27 @@
 Self-contained like test_neomutt.py: two private Dovecots (pbtest.Dovecot),
 A with the users "office", "other" and "scanner" (the last one an IMAP
 user whose name is also an account's pop3_user: it must never pass
-through), B with "home"; one popbridge (the binary under test, plain POP3
-on 127.0.0.1, upstream tls = none, auth_fail_delay = 1) with two accounts:
+through), B with "home" and STARTTLS (a test CA's certificate); one
+popbridge (the binary under test, plain POP3 on 127.0.0.1, [upstream] tls =
+none, auth_fail_delay = 1) with two accounts:
 
     [account office-scanner]  pop3_user = scanner, upstream_user = office,
                               [upstream] (Dovecot A) inherited
-    [account home]            upstream_user = home, host/port of Dovecot B
+    [account home]            upstream_user = home, host/port of Dovecot B,
+                              tls = starttls with ca_file = the test CA
 
 `popbridge passwd` gives office-scanner two devices ("scanner",
-"printer", different passwords) and home
-one ("phone", --generate), and stores both upstream passwords (device
-passwords with blanks, quotes and a backslash). Then:
+"printer", different passwords) and home one ("phone", --generate), and
+stores both upstream passwords (device passwords with blanks, quotes and a
+backslash). Then:
 
   - passwd's interface: exit status, one-line reasons, --list, nothing
     secret on stdout or stderr, --check-config listing the accounts;
   - both devices of office-scanner fetch byte-exact with fetchmail and
     with mpop (each compared with IMAP BODY.PEEK[]); USER/PASS and AUTH
     PLAIN, pop3_user in any case;
-  - the two accounts at once, on their two Dovecots, from threads;
+  - the two accounts at once, on their two Dovecots, from threads, home's
+    sessions through STARTTLS with its own CA, office's without;
   - a wrong device password: -ERR [AUTH] after auth_fail_delay, and no
     IMAP connection at all (Dovecot's log, popbridge's session lines);
     the IMAP user "scanner" with its real password: refused the same way;
@@ -69,6 +72,7 @@ sys.path.insert(0, HERE)
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
+import testca  # noqa: E402
 from pbtest import HOST  # noqa: E402
 from pop3wire import Pop3  # noqa: E402
 
@@ -96,6 +100,7 @@ OFFICE_MSGS = ("plain", "dot-lines", "leading-dot", "latin1-8bit", "utf8-8bit",
 HOME_MSGS = ("plain", "crlf-mix", "no-final-crlf-dot", "body-many-lines")
 
 TMP = ""
+CA = None                   # testca.TestCA: Dovecot B's certificate
 DV_A = None
 DV_B = None
 PB = None
@@ -130,8 +135,10 @@ def write_conf(refuse=False, late=False):
              "upstream_user = home\n"
              "host = 127.0.0.1\n"
              "port = %d\n"
-             "tls = none\n"
-             "on_delete = keep\n" % ("refuse" if refuse else "passthrough", DV_B.port))
+             "tls = starttls\n"
+             "ca_file = %s\n"
+             "on_delete = keep\n" % ("refuse" if refuse else "passthrough", DV_B.port,
+                                      CA.cert))
     if late:
         text += "\n[account late]\npop3_user = late-dev\nupstream_user = other\n"
     tmp = CONF + ".new"
@@ -540,9 +547,21 @@ def two_accounts_at_once():
         probs = []
         for j in jobs:
             probs += j.result(timeout=120)
-    ends = re.findall(r"session=\d+ end [^\n]*upstream=127\.0\.0\.1:(\d+)", PB.text())
+    text = PB.text()
+    ends = re.findall(r"session=\d+ end [^\n]*upstream=127\.0\.0\.1:(\d+)", text)
     if str(DV_B.port) not in ends or str(DV_A.port) not in ends:
         probs.append("session end lines do not name both upstreams: %r" % sorted(set(ends)))
+    # home's sessions went through STARTTLS with its own CA; office's not.
+    tls = {m.group(1) for m in re.finditer(r"session=(\d+) imap> \S+ STARTTLS", text)}
+    homes = {m.group(1) for m in re.finditer(r"session=(\d+) login user=home account=home ",
+                                             text)}
+    offices = {m.group(1) for m in re.finditer(
+        r"session=(\d+) login user=scanner account=office-scanner ", text)}
+    if not homes or not homes <= tls:
+        probs.append("home's sessions %s did not all use STARTTLS (%s)" % (
+            sorted(homes), sorted(tls)))
+    if offices & tls:
+        probs.append("office-scanner's sessions used STARTTLS: %s" % sorted(offices & tls))
     return probs
 
 
@@ -794,10 +813,16 @@ def log_clean():
 # -- the run ------------------------------------------------------------------------
 
 def cases(tmp):
-    global DV_A, DV_B, PB, CONF, STATE
+    global CA, DV_A, DV_B, PB, CONF, STATE
     DV_A = pbtest.Dovecot(os.path.join(tmp, "dovecot-a"),
                           users={u: UPSTREAM_PW[u] for u in ("office", "other", "scanner")})
-    DV_B = pbtest.Dovecot(os.path.join(tmp, "dovecot-b"), users={"home": UPSTREAM_PW["home"]})
+    # B offers STARTTLS with a certificate of a private CA, which only the
+    # account "home" trusts (its ca_file): a TLS context of its own.
+    CA = testca.TestCA(os.path.join(tmp, "pki"))
+    cert = CA.issue("dovecot-b", cn="localhost", san="IP:127.0.0.1,DNS:localhost")
+    DV_B = pbtest.Dovecot(os.path.join(tmp, "dovecot-b"), users={"home": UPSTREAM_PW["home"]},
+                          extra="ssl = yes\nssl_cert = <%s\nssl_key = <%s\n"
+                          % (cert.cert, cert.key))
     DV_A.start()
     DV_B.start()
     msgs = corpus.messages()
