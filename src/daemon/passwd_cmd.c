@@ -286,6 +286,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 	int c;
 
 	optind = 0;		/* glibc: start over, argv[0] is "passwd" */
+	argv[0] = (char *)"popbridge passwd";	/* getopt's messages */
 	while ((c = getopt_long(argc, argv, "c:d:ruglh", longopts, NULL)) !=
 	       -1) {
 		switch (c) {
@@ -311,13 +312,14 @@ parse_opts(int argc, char **argv, struct opts *o)
 		case 'h':
 			usage(stdout);
 			exit(0);
-		default:
-			usage(stderr);
+		default:	/* getopt said what */
+			fail("passwd: see popbridge passwd --help");
 			return 2;
 		}
 	}
 	if (optind + 1 != argc) {
-		usage(stderr);
+		fail("passwd: expected one ACCOUNT, got %d (see popbridge passwd "
+		     "--help)", argc - optind);
 		return 2;
 	}
 	o->account = argv[optind];

@@ -27,6 +27,7 @@ backslash). Then:
     PLAIN, pop3_user in any case;
   - the two accounts at once, on their two Dovecots, from threads, home's
     sessions through STARTTLS with its own CA, office's without;
+  - an account's own maildrop policy (home: on_delete = keep);
   - a wrong device password: -ERR [AUTH] after auth_fail_delay, and no
     IMAP connection at all (Dovecot's log, popbridge's session lines);
     the IMAP user "scanner" with its real password: refused the same way;
@@ -565,6 +566,19 @@ def two_accounts_at_once():
     return probs
 
 
+def account_maildrop_policy():
+    """home says on_delete = keep, over [maildrop]'s expunge: a DELE
+    confirmed by QUIT leaves the message upstream."""
+    before = Mailbox(DV_B.port, "home")
+    with session("home", GENERATED["phone"]) as s:
+        s.dele(1)
+        s.quit_ok()
+    after = Mailbox(DV_B.port, "home")
+    if after.raw != before.raw:
+        return ["home's mailbox changed: %d messages, was %d" % (len(after), len(before))]
+    return []
+
+
 def wrong_device_password():
     return (wrong_password_never_upstream("scanner", "Scan-dev-pw-1f2f")
             + wrong_password_never_upstream("home", GENERATED["phone"][:-1] + "x", True)
@@ -854,6 +868,8 @@ def cases(tmp):
            login_forms)
     R.case("two accounts on two Dovecots served at once, each its own mail",
            two_accounts_at_once)
+    R.case("an account's own maildrop policy applies (home: on_delete = keep)",
+           account_maildrop_policy)
     R.case("a wrong device password: -ERR [AUTH] after auth_fail_delay, never "
            "tried upstream", wrong_device_password)
     R.case("an account's pop3_user never passes through, even with that IMAP "
