@@ -579,9 +579,14 @@ def account_maildrop_policy():
     return []
 
 
+def wrong(pw):
+    """pw with its last character changed."""
+    return pw[:-1] + ("x" if pw[-1] != "x" else "y")
+
+
 def wrong_device_password():
     return (wrong_password_never_upstream("scanner", "Scan-dev-pw-1f2f")
-            + wrong_password_never_upstream("home", GENERATED["phone"][:-1] + "x", True)
+            + wrong_password_never_upstream("home", wrong(GENERATED["phone"]), True)
             + wrong_password_never_upstream("scanner", UPSTREAM_PW["office"]))
 
 
