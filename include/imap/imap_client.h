@@ -12,9 +12,13 @@
 
 /*
  * The IMAP side of one session: connects, logs in with the POP3 user's
- * credentials, then runs one command at a time with numbered tags. Replies
- * come back through callbacks, never synchronously from the call that
- * started the command. Once the connection fails (drop, BYE, timeout,
+ * credentials, then runs commands with numbered tags, pipelined: each is
+ * written at once and answers come in order, each command's callbacks
+ * seeing the responses between the previous answer and its own. Commands
+ * given while the login runs are written as soon as the login is accepted,
+ * with CAPABILITY and ID, so the first operation costs no round trip of
+ * its own. Replies come back through callbacks, never synchronously
+ * from the call that started the command. Once the connection fails (drop, BYE, timeout,
  * protocol error) the client is dead: the running command completes with
  * IMAP_FAIL and later calls return -ENOTCONN. Errors are negative errno
  * codes (util/error.h).
@@ -23,6 +27,9 @@
 /* A command line (without literal data) may be this long; uid sets are
  * split to stay below it (servers accept 8 KB at least, RFC 7162 §4). */
 #define IMAP_CMD_MAX (64u * 1024)
+/* Commands in flight at once: commands are pipelined, answers come in
+ * order (the fetch window keeps many FETCHes outstanding). */
+#define IMAP_PIPELINE_MAX 1024
 
 enum imap_result {
 	IMAP_OK = 0,
@@ -88,13 +95,22 @@ int imap_client_login(struct imap_client *c, const char *user, size_t user_len,
 /*
  * Sends one command; the tag is added here. args is the command without
  * tag and CRLF, already safely formed (use imap_string for user data).
- * Returns 0, -ENOTCONN (dead, or not connected yet), -EBUSY (a command
- * is running), -ENOBUFS (over IMAP_CMD_MAX) or -ENOMEM; done is not called
- * then. A write that fails once sent kills the client: done reports
+ * Returns 0, -ENOTCONN (dead, or not connected and not logging in),
+ * -EBUSY (IMAP_PIPELINE_MAX commands in flight, or the login's literals
+ * are still going out), -ENOBUFS (over IMAP_CMD_MAX) or -ENOMEM; done is
+ * not called then. A command given while the login runs waits for it; if
+ * the login fails, such commands complete never (the login's done says
+ * why). A write that fails once sent kills the client: done reports
  * IMAP_FAIL, possibly before this returns.
  */
 int imap_client_command(struct imap_client *c, const char *args,
 			const struct imap_cmd_cb *cb);
+
+/* Commands given between cork and uncork (which nest) go out in one
+ * write: a server that drops the connection on reading one of them still
+ * answers those before it, and we still read those answers. */
+void imap_client_cork(struct imap_client *c);
+void imap_client_uncork(struct imap_client *c);
 
 unsigned imap_client_caps(const struct imap_client *c);
 bool imap_client_dead(const struct imap_client *c);
@@ -103,8 +119,11 @@ const char *imap_client_error(const struct imap_client *c);
  * "UNAVAILABLE", ...; "" without one), valid until the next command. */
 const char *imap_client_code(const struct imap_client *c);
 
-/* Back-pressure: stop and resume reading from the upstream. The command
- * timeout does not run while paused. */
+/* Back-pressure: stop and resume reading from the upstream. A pause
+ * takes effect between two responses (a response being streamed goes on
+ * to the end of what was read); what was read and not parsed waits and is
+ * parsed at the loop's next turn after the resume. The command timeout
+ * does not run while paused. */
 void imap_client_pause(struct imap_client *c);
 void imap_client_resume(struct imap_client *c);
 

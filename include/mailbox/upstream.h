@@ -12,8 +12,8 @@
 /*
  * The mailbox operations one POP3 session needs, built from IMAP commands:
  * open (log in, SELECT each folder, list UIDs and sizes), fetch one
- * message or part, and apply the deletions at QUIT. One operation runs at a
- * time; each reports through the callbacks given at creation, never from
+ * message or part (with more asked for ahead: upstream_prefetch), and
+ * apply the deletions at QUIT. One operation runs at a time; each reports through the callbacks given at creation, never from
  * inside the call that started it. A call that cannot start its operation
  * returns a negative errno code (util/error.h) and reports nothing:
  * -EBUSY while another operation runs, -ENOTCONN once the upstream
@@ -63,14 +63,26 @@ int upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
 		   enum upstream_part part, uint64_t offset, uint64_t length);
 
 /*
- * Asks now for the whole of msg (in the selected folder), so that a RETR
- * of it can start at once; the reply waits unread in the socket. No event
- * reports it. The next operation takes it (upstream_fetch of msg, whole)
- * or, any other, starts once it has been read and dropped. Returns 0, or
- * (nothing was sent) -EBUSY, -ENOTCONN, -EINVAL when msg's folder is not
- * the one selected, or imap_client_command's error.
+ * The fetch window: asks now for a part of msg (as upstream_fetch would)
+ * that the session expects to be asked for soon, pipelined behind what is
+ * in flight, so that the fetch starts at once when it comes. No event
+ * reports it; its reply waits unread in the socket (memory stays bounded:
+ * TCP holds it back). upstream_fetch of the same part takes it; any other
+ * fetch reads the replies in front of its own away unread. The requests
+ * ahead may cost at most [upstream] read_ahead MB (a whole message its
+ * size, a header at most 64 KB). Returns 0; -ENOBUFS (the budget or the
+ * window is full), -EEXIST (asked for already), -EBUSY (an open or update
+ * runs, or a SELECT), -EINVAL (msg is in another folder than the selected
+ * one) or -ENOTCONN; nothing was sent then.
  */
-int upstream_read_ahead(struct upstream *u, const struct maildrop_msg *msg);
+int upstream_prefetch(struct upstream *u, const struct maildrop_msg *msg,
+		      enum upstream_part part, uint64_t offset,
+		      uint64_t length);
+
+/* Fetches and prefetches given between cork and uncork (nesting) go to
+ * the server in one write. */
+void upstream_cork(struct upstream *u);
+void upstream_uncork(struct upstream *u);
 
 /* Removes the messages marked deleted in md as on_delete says. done
  * reports OK only when every one was handled. Returns 0, -EBUSY or

@@ -78,6 +78,9 @@ struct uidmap {
 	bool dirty;			/* changed since load or save */
 	bool warned_fallback;		/* in memory only: a missing-UIDPLUS
 					 * fallback was logged for the account */
+	unsigned server_caps;		/* in memory only, opaque here: what the
+					 * mailbox layer learned of the server
+					 * at the last login (its capabilities) */
 };
 
 /*

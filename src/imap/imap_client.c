@@ -1,3 +1,5 @@
+/* The IMAP side of one session: connect (TLS, STARTTLS), log in, pipelined
+ * tagged commands with their responses routed back, back-pressure. */
 #include "imap/imap_client.h"
 
 #include <errno.h>
@@ -24,6 +26,8 @@
 #define IMAP_CRED_MAX 4096
 /* LITERAL- (RFC 7888) allows non-synchronizing literals up to 4096. */
 #define IMAP_LITERAL_MINUS_MAX 4096
+/* Commands in flight at once (the fetch window pipelines its FETCHes). */
+#define IMAP_PIPELINE_MIN 8
 
 enum login_step {
 	LOGIN_IDLE = 0,
@@ -35,8 +39,21 @@ enum login_step {
 	LOGIN_STARTTLS,
 	LOGIN_AUTH,
 	LOGIN_POSTCAPA,
-	LOGIN_ID,
 	LOGIN_DONE,
+};
+
+/* A command sent and not answered yet; answers come in this order. */
+struct pending {
+	unsigned tag;
+	struct imap_cmd_cb cb;
+};
+
+/* A command given before the login command went out whole: sent right
+ * after it, in the same round trip. */
+struct later_cmd {
+	char *line;			/* args and CRLF */
+	size_t len;
+	struct imap_cmd_cb cb;
 };
 
 struct resolve_req {
@@ -60,10 +77,16 @@ struct imap_client {
 	struct addrinfo *next_addr;
 
 	unsigned tag_seq;
-	char tag[16];
-	bool active;
+	char tag[16];			/* the oldest command's, for logs */
+	struct pending *q;		/* ring of commands in flight */
+	size_t q_head, q_n, q_cap;
+	bool gate;			/* the login is out: commands may follow */
+	struct later_cmd *later;	/* commands waiting for the gate */
+	size_t n_later, cap_later;
 	bool secret_cmd;		/* do not log the command text */
-	struct imap_cmd_cb cmd;
+	unsigned corked;		/* commands wait to go out in one write */
+	struct buf held;		/* input left unparsed by a pause */
+	uv_timer_t *held_timer;		/* parses it after a resume */
 	struct buf segs;		/* segments after the first, sent on "+" */
 	size_t seg_len[IMAP_SEGMENTS_MAX];
 	size_t nsegs, seg_next;
@@ -88,6 +111,7 @@ static void client_fail(struct imap_client *c, const char *why);
 static void login_finish(struct imap_client *c, enum imap_result res,
 			 const char *text);
 static void login_next(struct imap_client *c);
+static void gate_open(struct imap_client *c);
 
 static const struct {
 	const char *name;
@@ -195,15 +219,78 @@ timer_arm(struct imap_client *c)
 		       (uint64_t)c->cfg->upstream.timeout * 1000, 0);
 }
 
+/* The oldest command in flight: the one the server answers now. */
+static struct pending *
+q_first(struct imap_client *c)
+{
+	return c->q_n > 0 ? &c->q[c->q_head] : NULL;
+}
+
+static int
+q_grow(struct imap_client *c)
+{
+	size_t cap = c->q_cap ? 2 * c->q_cap : IMAP_PIPELINE_MIN, i;
+	struct pending *q;
+
+	if (cap > IMAP_PIPELINE_MAX)
+		return -EBUSY;
+	q = malloc(cap * sizeof(*q));
+	if (q == NULL)
+		return -ENOMEM;
+	for (i = 0; i < c->q_n; i++)
+		q[i] = c->q[(c->q_head + i) % c->q_cap];
+	free(c->q);
+	c->q = q;
+	c->q_cap = cap;
+	c->q_head = 0;
+	return 0;
+}
+
+static int
+q_push(struct imap_client *c, unsigned tag, const struct imap_cmd_cb *cb)
+{
+	int r;
+
+	if (c->q_n == c->q_cap) {
+		r = q_grow(c);
+		if (r < 0)
+			return r;
+	}
+	c->q[(c->q_head + c->q_n) % c->q_cap] = (struct pending){
+		.tag = tag, .cb = *cb,
+	};
+	c->q_n++;
+	return 0;
+}
+
+static void
+later_free(struct imap_client *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_later; i++)
+		free(c->later[i].line);
+	free(c->later);
+	c->later = NULL;
+	c->n_later = c->cap_later = 0;
+}
+
+/* The oldest command has its answer. */
 static void
 complete(struct imap_client *c, enum imap_result res, const char *text)
 {
-	struct imap_cmd_cb cb = c->cmd;
+	struct imap_cmd_cb cb = c->q[c->q_head].cb;
 
-	c->active = false;
+	c->q_head = (c->q_head + 1) % c->q_cap;
+	c->q_n--;
+	/* Segments belong to the login command, which went alone. */
 	buf_wipe(&c->segs);
 	c->nsegs = c->seg_next = 0;
-	uv_timer_stop(&c->timer);
+	c->secret_cmd = false;
+	if (c->q_n == 0)
+		uv_timer_stop(&c->timer);
+	else
+		timer_arm(c);
 	if (cb.done != NULL)
 		cb.done(cb.ctx, res, text);
 }
@@ -219,16 +306,36 @@ client_fail(struct imap_client *c, const char *why)
 	log_debug("session=%s upstream failed: %s", c->sid, why);
 	uv_timer_stop(&c->timer);
 	conn_close(&c->conn, 0);
-	if (c->active)
+	later_free(c);
+	buf_wipe(&c->held);
+	/* Each command in flight learns it failed, oldest first; a command
+	 * may free the client from its callback (doomed then). */
+	while (c->q_n > 0 && !c->doomed)
 		complete(c, IMAP_FAIL, c->error);
-	else if (c->login_cb.done != NULL)
+	if (!c->doomed && c->login_cb.done != NULL)
 		login_finish(c, IMAP_FAIL, c->error);
 }
 
 static void
 send_segment(struct imap_client *c, const char *p, size_t n)
 {
-	if (conn_write(c->conn, p, n) < 0 || conn_flush(c->conn) < 0)
+	if (conn_write(c->conn, p, n) < 0 ||
+	    (c->corked == 0 && conn_flush(c->conn) < 0))
+		client_fail(c, "upstream write failed");
+}
+
+void
+imap_client_cork(struct imap_client *c)
+{
+	c->corked++;
+}
+
+void
+imap_client_uncork(struct imap_client *c)
+{
+	if (c->corked == 0 || --c->corked > 0 || c->dead || c->conn == NULL)
+		return;
+	if (conn_flush(c->conn) < 0)
 		client_fail(c, "upstream write failed");
 }
 
@@ -239,23 +346,27 @@ start_segments(struct imap_client *c, const struct buf *first,
 	char line[64];
 	int n;
 
+	int r;
+
 	if (c->dead || c->conn == NULL)
 		return -ENOTCONN;
-	if (c->active)
+	/* The login (secret, maybe in segments that wait for "+") goes
+	 * alone; nothing follows a command whose segments are not out. */
+	if ((secret && c->q_n > 0) || (!secret && c->seg_next < c->nsegs))
 		return -EBUSY;
+	r = q_push(c, c->tag_seq + 1, cb);
+	if (r < 0)
+		return r;
 	c->tag_seq++;
-	snprintf(c->tag, sizeof(c->tag), "P%u", c->tag_seq);
-	c->cmd = *cb;
-	c->active = true;
 	c->secret_cmd = secret;
-	n = snprintf(line, sizeof(line), "%s ", c->tag);
+	n = snprintf(line, sizeof(line), "P%u ", c->tag_seq);
 	if (!secret)
-		log_debug("session=%s imap> %s %.*s", c->sid, c->tag,
+		log_debug("session=%s imap> P%u %.*s", c->sid, c->tag_seq,
 			  (int)(first->len > 200 ? 200 : first->len - 2),
 			  first->data);
 	else
-		log_debug("session=%s imap> %s (credentials not logged)",
-			  c->sid, c->tag);
+		log_debug("session=%s imap> P%u (credentials not logged)",
+			  c->sid, c->tag_seq);
 	timer_arm(c);
 	if (secret)
 		conn_mark_secret(c->conn);
@@ -267,9 +378,9 @@ start_segments(struct imap_client *c, const struct buf *first,
 	return 0;
 }
 
-int
-imap_client_command(struct imap_client *c, const char *args,
-		    const struct imap_cmd_cb *cb)
+static int
+send_command(struct imap_client *c, const char *args,
+	     const struct imap_cmd_cb *cb)
 {
 	struct buf line;
 	int r;
@@ -287,13 +398,59 @@ imap_client_command(struct imap_client *c, const char *args,
 	return r;
 }
 
+/* Keeps a command until the login command is out. */
+static int
+later_add(struct imap_client *c, const char *args,
+	  const struct imap_cmd_cb *cb)
+{
+	size_t len = strlen(args);
+	struct later_cmd *l;
+
+	if (len + 2 > IMAP_CMD_MAX)
+		return -ENOBUFS;
+	if (c->n_later == c->cap_later) {
+		size_t cap = c->cap_later ? 2 * c->cap_later : 4;
+
+		l = realloc(c->later, cap * sizeof(*l));
+		if (l == NULL)
+			return -ENOMEM;
+		c->later = l;
+		c->cap_later = cap;
+	}
+	l = &c->later[c->n_later];
+	l->line = strdup(args);
+	if (l->line == NULL)
+		return -ENOMEM;
+	l->len = len;
+	l->cb = *cb;
+	c->n_later++;
+	return 0;
+}
+
+static bool
+login_running(const struct imap_client *c)
+{
+	return c->step != LOGIN_IDLE && c->step != LOGIN_DONE;
+}
+
+int
+imap_client_command(struct imap_client *c, const char *args,
+		    const struct imap_cmd_cb *cb)
+{
+	if (c->dead)
+		return -ENOTCONN;
+	if (login_running(c) && !c->gate)
+		return later_add(c, args, cb);
+	return send_command(c, args, cb);
+}
+
 /* Hands the next segment to the server after a continuation request. */
 static void
 on_continuation(struct imap_client *c)
 {
 	size_t off = 0, i;
 
-	if (!c->active || c->seg_next >= c->nsegs) {
+	if (c->q_n == 0 || c->seg_next >= c->nsegs) {
 		client_fail(c, "unexpected continuation request from upstream");
 		return;
 	}
@@ -328,8 +485,16 @@ status_result(enum imap_status st)
 static void
 on_tagged(struct imap_client *c, const struct imap_resp *r)
 {
-	if (!c->active || r->tag_len != strlen(c->tag) ||
+	struct pending *p = q_first(c);
+
+	if (p != NULL)
+		snprintf(c->tag, sizeof(c->tag), "P%u", p->tag);
+	if (p == NULL || r->tag_len != strlen(c->tag) ||
 	    memcmp(r->tag, c->tag, r->tag_len) != 0) {
+		copy_text(c->text, r->text, r->text_len);
+		log_debug("session=%s imap< %.*s %s (expected %s)", c->sid,
+			  (int)(r->tag_len > 16 ? 16 : r->tag_len), r->tag,
+			  c->text, p != NULL ? c->tag : "none");
 		client_fail(c, "upstream answered a command we did not send");
 		return;
 	}
@@ -393,7 +558,7 @@ dispatch(struct imap_client *c, const struct imap_resp *r)
 			c->caps_fresh = true;
 		}
 	}
-	if (c->step == LOGIN_GREETING && !c->active) {
+	if (c->step == LOGIN_GREETING && c->q_n == 0) {
 		on_greeting(c, r);
 		return;
 	}
@@ -405,8 +570,8 @@ dispatch(struct imap_client *c, const struct imap_resp *r)
 		on_tagged(c, r);
 		break;
 	case IMAP_RESP_UNTAGGED:
-		if (c->active && c->cmd.untagged != NULL)
-			c->cmd.untagged(c->cmd.ctx, r);
+		if (c->q_n > 0 && q_first(c)->cb.untagged != NULL)
+			q_first(c)->cb.untagged(q_first(c)->cb.ctx, r);
 		break;
 	}
 }
@@ -480,16 +645,24 @@ leave(struct imap_client *c)
 		client_destroy(c);
 }
 
+/* Input that arrives or remains while paused waits, in order. */
 static void
-on_data(void *ctx, const char *p, size_t n)
+hold(struct imap_client *c, const char *p, size_t n)
 {
-	struct imap_client *c = ctx;
+	if (buf_append(&c->held, p, n) < 0)
+		client_fail(c, "too much upstream input held while paused");
+}
+
+/* Parses p[0..n) until a pause stops it; the rest is held. */
+static void
+parse_input(struct imap_client *c, const char *p, size_t n)
+{
 	struct imap_resp r;
 	size_t used;
 	int ret;
 
-	c->depth++;
-	while (n > 0 && !c->dead && !c->doomed && !c->starttls_now) {
+	while (n > 0 && !c->dead && !c->doomed && !c->starttls_now &&
+	       !c->paused) {
 		ret = imap_parse_feed(c->parser, p, n, &used, &r);
 		if (ret == IMAP_PARSE_ERROR) {
 			snprintf(c->text, sizeof(c->text),
@@ -503,10 +676,43 @@ on_data(void *ctx, const char *p, size_t n)
 		if (ret == IMAP_PARSE_DONE)
 			dispatch(c, &r);
 	}
-	if (c->starttls_now && !c->dead && !c->doomed)
+	if (c->dead || c->doomed)
+		return;
+	if (c->starttls_now)
 		starttls_switch(c, n);
-	if (!c->dead && !c->doomed && c->active)
+	else if (n > 0)
+		hold(c, p, n);
+}
+
+static void
+on_data(void *ctx, const char *p, size_t n)
+{
+	struct imap_client *c = ctx;
+
+	c->depth++;
+	if (c->paused || c->held.len > 0)
+		hold(c, p, n);
+	else
+		parse_input(c, p, n);
+	if (!c->dead && !c->doomed && c->q_n > 0)
 		timer_arm(c);
+	leave(c);
+}
+
+/* After a resume: what waited is parsed first, then reading goes on. */
+static void
+on_held(uv_timer_t *t)
+{
+	struct imap_client *c = t->data;
+	struct buf b = c->held;
+
+	c->depth++;
+	buf_init(&c->held, b.max);
+	parse_input(c, b.data, b.len);
+	buf_free(&b);
+	if (!c->dead && !c->doomed && !c->paused && c->held.len == 0 &&
+	    c->conn != NULL && conn_start(c->conn) < 0)
+		client_fail(c, "cannot read from upstream");
 	leave(c);
 }
 
@@ -671,20 +877,32 @@ auth_failure_kind(const struct imap_client *c, enum imap_result res)
 	return IMAP_AUTHFAIL;
 }
 
+/* The login failed: what was pipelined behind it is void. */
+static void
+login_void_rest(struct imap_client *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->q_n; i++)
+		memset(&c->q[(c->q_head + i) % c->q_cap].cb, 0,
+		       sizeof(struct imap_cmd_cb));
+	later_free(c);
+	c->gate = false;
+}
+
 static void
 on_login_step_done(void *ctx, enum imap_result res, const char *text)
 {
 	struct imap_client *c = ctx;
 
-	if (res == IMAP_FAIL) {
-		login_finish(c, IMAP_FAIL, text);
+	if (res != IMAP_OK && c->step == LOGIN_AUTH) {
+		login_void_rest(c);
+		login_finish(c, res == IMAP_FAIL ? IMAP_FAIL :
+			     auth_failure_kind(c, res), text);
 		return;
 	}
-	if (c->step == LOGIN_AUTH && res != IMAP_OK) {
-		login_finish(c, auth_failure_kind(c, res), text);
-		return;
-	}
-	if (res != IMAP_OK && c->step != LOGIN_ID) {
+	if (res != IMAP_OK) {
+		login_void_rest(c);
 		login_finish(c, IMAP_FAIL, text);
 		return;
 	}
@@ -701,7 +919,38 @@ login_step_command(struct imap_client *c, const char *args)
 	struct imap_cmd_cb cb = login_step_cb_template;
 
 	cb.ctx = c;
-	return imap_client_command(c, args, &cb);
+	return send_command(c, args, &cb);
+}
+
+/* ID's answer changes nothing (RFC 2971: informational). */
+static const struct imap_cmd_cb ignore_cb;
+
+/*
+ * Logged in: in one round trip, the capabilities again (they change with
+ * login), ID where offered, and every command given meanwhile (SELECT and
+ * the listing). Not behind the login command itself: after AUTHENTICATE a
+ * server may install a security layer and treat bytes that came with the
+ * command as unread (Cyrus answers them again).
+ */
+static void
+gate_open(struct imap_client *c)
+{
+	size_t i;
+	int r;
+
+	c->gate = true;
+	imap_client_cork(c);
+	r = login_step_command(c, "CAPABILITY");
+	if (r == 0 && (c->caps & IMAP_CAP_ID))
+		r = send_command(c, "ID (\"name\" \"" POPBRIDGE_NAME
+				 "\" \"version\" \"" POPBRIDGE_VERSION
+				 "\")", &ignore_cb);
+	for (i = 0; i < c->n_later && r == 0 && !c->dead; i++)
+		r = send_command(c, c->later[i].line, &c->later[i].cb);
+	later_free(c);
+	if (r < 0 && !c->dead)
+		client_fail(c, "cannot send commands upstream");
+	imap_client_uncork(c);
 }
 
 /* Appends one credential as an IMAP string: quoted, or a literal (split
@@ -875,25 +1124,11 @@ login_next(struct imap_client *c)
 		c->starttls_now = true;
 		return;
 	case LOGIN_AUTH:
-		/* Capabilities change after login; ask unless told already. */
+		/* The CAPABILITY sent first behind the login answers next. */
 		c->step = LOGIN_POSTCAPA;
-		if (c->caps_fresh) {
-			login_next(c);
-			return;
-		}
-		r = login_step_command(c, "CAPABILITY");
-		break;
+		gate_open(c);
+		return;
 	case LOGIN_POSTCAPA:
-		c->step = LOGIN_ID;
-		if (!(c->caps & IMAP_CAP_ID)) {
-			login_next(c);
-			return;
-		}
-		r = login_step_command(c, "ID (\"name\" \"" POPBRIDGE_NAME
-				       "\" \"version\" \"" POPBRIDGE_VERSION
-				       "\")");
-		break;
-	case LOGIN_ID:
 		login_finish(c, IMAP_OK, "logged in");
 		return;
 	case LOGIN_IDLE:
@@ -948,8 +1183,8 @@ route_body_begin(void *ctx, const char *item, size_t item_len, uint32_t uid,
 
 	(void)item;
 	(void)item_len;
-	if (c->active && c->cmd.body_begin != NULL)
-		c->cmd.body_begin(c->cmd.ctx, uid, size);
+	if (c->q_n > 0 && c->q[c->q_head].cb.body_begin != NULL)
+		c->q[c->q_head].cb.body_begin(c->q[c->q_head].cb.ctx, uid, size);
 }
 
 static void
@@ -957,8 +1192,8 @@ route_body_data(void *ctx, const char *p, size_t n)
 {
 	struct imap_client *c = ctx;
 
-	if (c->active && c->cmd.body_data != NULL)
-		c->cmd.body_data(c->cmd.ctx, p, n);
+	if (c->q_n > 0 && c->q[c->q_head].cb.body_data != NULL)
+		c->q[c->q_head].cb.body_data(c->q[c->q_head].cb.ctx, p, n);
 }
 
 static void
@@ -966,8 +1201,8 @@ route_body_end(void *ctx)
 {
 	struct imap_client *c = ctx;
 
-	if (c->active && c->cmd.body_end != NULL)
-		c->cmd.body_end(c->cmd.ctx);
+	if (c->q_n > 0 && c->q[c->q_head].cb.body_end != NULL)
+		c->q[c->q_head].cb.body_end(c->q[c->q_head].cb.ctx);
 }
 
 struct imap_client *
@@ -984,6 +1219,8 @@ imap_client_new(uv_loop_t *loop, const struct config *cfg,
 	c->tls_ctx = tls_ctx_ref(tls_ctx);
 	snprintf(c->sid, sizeof(c->sid), "%s", session_id);
 	buf_init_secret(&c->segs, IMAP_CMD_MAX);
+	/* A pause takes effect between responses: at most a few reads wait. */
+	buf_init(&c->held, 4 * CONN_READ_MAX);
 	buf_init_secret(&c->user, IMAP_CRED_MAX);
 	buf_init_secret(&c->pass, IMAP_CRED_MAX);
 	c->body.begin = route_body_begin;
@@ -995,6 +1232,15 @@ imap_client_new(uv_loop_t *loop, const struct config *cfg,
 		free(c);
 		return NULL;
 	}
+	c->held_timer = malloc(sizeof(*c->held_timer));
+	if (c->held_timer == NULL) {
+		imap_parse_free(&c->parser);
+		tls_ctx_unref(&c->tls_ctx);
+		free(c);
+		return NULL;
+	}
+	uv_timer_init(loop, c->held_timer);
+	c->held_timer->data = c;
 	uv_timer_init(loop, &c->timer);
 	c->timer.data = c;
 	return c;
@@ -1032,6 +1278,7 @@ imap_client_pause(struct imap_client *c)
 	c->paused = true;
 	conn_pause(c->conn);
 	uv_timer_stop(&c->timer);
+	uv_timer_stop(c->held_timer);
 }
 
 void
@@ -1042,8 +1289,13 @@ imap_client_resume(struct imap_client *c)
 	c->paused = false;
 	if (c->conn == NULL || c->dead)
 		return;
-	conn_start(c->conn);
-	if (c->active)
+	/* Never from inside the caller's stack: held responses may finish
+	 * commands, and their callbacks must not nest in the resume. */
+	if (c->held.len > 0)
+		uv_timer_start(c->held_timer, on_held, 0, 0);
+	else
+		conn_start(c->conn);
+	if (c->q_n > 0)
 		timer_arm(c);
 }
 
@@ -1071,6 +1323,12 @@ on_timer_closed(uv_handle_t *h)
 }
 
 static void
+on_handle_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void
 client_destroy(struct imap_client *c)
 {
 	if (c->resolve != NULL)
@@ -1085,6 +1343,10 @@ client_destroy(struct imap_client *c)
 	buf_free(&c->user);
 	buf_free(&c->pass);
 	buf_free(&c->segs);
+	buf_free(&c->held);
+	later_free(c);
+	free(c->q);
+	uv_close((uv_handle_t *)c->held_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
@@ -1097,7 +1359,8 @@ imap_client_free(struct imap_client **cp)
 		return;
 	*cp = NULL;
 	c->dead = true;
-	memset(&c->cmd, 0, sizeof(c->cmd));
+	c->q_n = 0;
+	later_free(c);
 	memset(&c->login_cb, 0, sizeof(c->login_cb));
 	if (c->depth > 0) {
 		c->doomed = true;

@@ -1,3 +1,5 @@
+/* The incremental IMAP response parser (RFC 9051 syntax): tagged, untagged
+ * and continuation responses, literals streamed without buffering. */
 #include "imap/imap_parse.h"
 
 #include <errno.h>

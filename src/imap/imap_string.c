@@ -1,3 +1,4 @@
+/* User data into IMAP commands: quoted strings, literals, mailbox names. */
 #include "imap/imap_string.h"
 
 #include <errno.h>

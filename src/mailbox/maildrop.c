@@ -1,3 +1,5 @@
+/* The session's maildrop: message numbers, UIDs, sizes, deletion marks,
+ * UIDLs, LAST. */
 #include "mailbox/maildrop.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* What QUIT sends upstream for a set of UIDs, from the server's
+ * capabilities, on_delete and mark_seen (pure). */
 #include "mailbox/quit_plan.h"
 
 #include "imap/imap_client.h"

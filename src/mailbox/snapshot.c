@@ -1,3 +1,5 @@
+/* One folder's listing, through the UID map, into the maildrop: baselines,
+ * since windows, rematch after a rebuild, hidden messages. */
 #include "mailbox/snapshot.h"
 
 #include <errno.h>

@@ -48,7 +48,7 @@ upstream__ready(const struct upstream *u)
 {
 	if (imap_client_dead(u->imap))
 		return -ENOTCONN;
-	return u->op == OP_NONE ? 0 : -EBUSY;
+	return u->op == OP_NONE && !u->draining ? 0 : -EBUSY;
 }
 
 /* --- SELECT ------------------------------------------------------------- */
@@ -97,7 +97,6 @@ static void (*const after_select[])(struct upstream *, enum imap_result,
 	[OP_OPEN] = upstream__open_after_select,
 	[OP_FETCH] = upstream__fetch_after_select,
 	[OP_UPDATE] = upstream__update_after_select,
-	[OP_AHEAD] = none_after_select,
 };
 
 static void
@@ -161,10 +160,12 @@ upstream_fetch(struct upstream *u, const struct maildrop_msg *msg,
 }
 
 int
-upstream_read_ahead(struct upstream *u, const struct maildrop_msg *msg)
+upstream_prefetch(struct upstream *u, const struct maildrop_msg *msg,
+		  enum upstream_part part, uint64_t offset, uint64_t length)
 {
 	u->in_call++;
-	return call_end(u, upstream__start_read_ahead(u, msg));
+	return call_end(u, upstream__start_prefetch(u, msg, part, offset,
+						    length));
 }
 
 int
@@ -228,22 +229,50 @@ upstream_free(struct upstream **up)
 	upstream__update_clear(u);
 	imap_client_free(&u->imap);
 	upstream__open_clear(u);
+	if (u->cb_depth > 0) {
+		/* Freed from inside a data event: the rest when it returns. */
+		u->doomed = true;
+		return;
+	}
+	upstream__window_free(u);
 	free(u);
+}
+
+bool
+upstream__leave(struct upstream *u)
+{
+	if (--u->cb_depth > 0 || !u->doomed)
+		return !u->doomed;
+	upstream__window_free(u);
+	free(u);
+	return false;
+}
+
+void
+upstream_cork(struct upstream *u)
+{
+	imap_client_cork(u->imap);
+}
+
+void
+upstream_uncork(struct upstream *u)
+{
+	imap_client_uncork(u->imap);
 }
 
 void
 upstream_pause(struct upstream *u)
 {
-	imap_client_pause(u->imap);
+	u->client_paused = true;
+	upstream__reading_update(u);
 }
 
 void
 upstream_resume(struct upstream *u)
 {
 	/* A reply fetched ahead stays unread until it is asked for. */
-	if (upstream__ahead_waiting(u))
-		return;
-	imap_client_resume(u->imap);
+	u->client_paused = false;
+	upstream__reading_update(u);
 }
 
 uint64_t

@@ -150,8 +150,8 @@ on_list_untagged(void *ctx, const struct imap_resp *r)
 	const struct imap_arg *oid = NULL;
 	uint64_t uv, sv;
 
-	if (!is_fetch(r) || !fetch_uid_size(r, &uv, &sv, &oid) || uv == 0 ||
-	    uv > UINT32_MAX)
+	if (u->op != OP_OPEN || !is_fetch(r) ||
+	    !fetch_uid_size(r, &uv, &sv, &oid) || uv == 0 || uv > UINT32_MAX)
 		return;
 	if (listing_add(u, (uint32_t)uv, sv) < 0) {
 		u->open_oom = true;
@@ -261,6 +261,8 @@ on_hdr_done(void *ctx, enum imap_result res, const char *text)
 	open_folder_done(u);
 }
 
+static int list_send(struct upstream *u, unsigned caps);
+
 static void
 on_list_done(void *ctx, enum imap_result res, const char *text)
 {
@@ -273,6 +275,21 @@ on_list_done(void *ctx, enum imap_result res, const char *text)
 		.ctx = u,
 	};
 
+	if (u->op != OP_OPEN)
+		return;		/* a listing sent early, for an open that
+				 * failed before it */
+	u->list_sent = false;
+	if (res == IMAP_BAD && u->list_oid) {
+		/* Sent early with the ids the server offered last time: it
+		 * offers them no more. */
+		u->n_cur = 0;
+		if (list_send(u, 0) < 0)
+			upstream__finish(u, UPSTREAM_TEMP,
+					 imap_client_error(u->imap));
+		return;
+	}
+	if (res != IMAP_OK && res != IMAP_FAIL && u->sel_exists == 0)
+		res = IMAP_OK;	/* 1:* of an empty folder, asked early */
 	if (res != IMAP_OK) {
 		upstream__finish(u, UPSTREAM_TEMP, text);
 		return;
@@ -291,31 +308,44 @@ on_list_done(void *ctx, enum imap_result res, const char *text)
 		upstream__finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
 }
 
-static void
-list_folder(struct upstream *u)
+/* UIDs and sizes of the folder being opened; with caps offering them,
+ * the server's own ids too (SPEC §4: what recognises a message after a
+ * rebuild). */
+static int
+list_send(struct upstream *u, unsigned caps)
 {
 	struct imap_cmd_cb cb = {
 		.untagged = on_list_untagged,
 		.done = on_list_done,
 		.ctx = u,
 	};
-	unsigned caps = imap_client_caps(u->imap);
 	const char *cmd = "UID FETCH 1:* (UID RFC822.SIZE)";
-	const char *name = u->md->folders[u->folder].name;
+	int r;
 
-	u->known = snapshot_needs_fps(u->map, name, u->sel_uidvalidity) ? NULL :
-		   uidmap_folder(u->map, name, false);
-	if (u->sel_exists == 0) {
-		on_list_done(u, IMAP_OK, "empty");
-		return;
-	}
-	/* SPEC §4: the server's own identity, where offered, is what
-	 * recognises a message after a rebuild. */
+	u->list_oid = (caps & (IMAP_CAP_OBJECTID | IMAP_CAP_X_GM_EXT_1)) != 0;
 	if (caps & IMAP_CAP_OBJECTID)
 		cmd = "UID FETCH 1:* (UID RFC822.SIZE EMAILID)";
 	else if (caps & IMAP_CAP_X_GM_EXT_1)
 		cmd = "UID FETCH 1:* (UID RFC822.SIZE X-GM-MSGID)";
-	if (imap_client_command(u->imap, cmd, &cb) < 0)
+	r = imap_client_command(u->imap, cmd, &cb);
+	u->list_sent = r == 0;
+	return r;
+}
+
+static void
+list_folder(struct upstream *u)
+{
+	const char *name = u->md->folders[u->folder].name;
+
+	u->known = snapshot_needs_fps(u->map, name, u->sel_uidvalidity) ? NULL :
+		   uidmap_folder(u->map, name, false);
+	if (u->list_sent)
+		return;		/* went out with the login: it answers next */
+	if (u->sel_exists == 0) {
+		on_list_done(u, IMAP_OK, "empty");
+		return;
+	}
+	if (list_send(u, imap_client_caps(u->imap)) < 0)
 		upstream__finish(u, UPSTREAM_TEMP, imap_client_error(u->imap));
 }
 
@@ -406,6 +436,7 @@ upstream__open_after_select(struct upstream *u, enum imap_result res,
 		upstream__finish(u, UPSTREAM_TEMP, text);
 		return;
 	}
+	u->list_early = false;
 	f->uidvalidity = u->sel_uidvalidity;
 	f->uidnext = u->sel_uidnext;
 	u->n_cur = 0;
@@ -440,8 +471,35 @@ on_login_done(void *ctx, enum imap_result res, const char *text)
 		upstream__finish(u, UPSTREAM_TEMP, text);
 		return;
 	}
+	/* What the server offers after login: the early listing's items at
+	 * the account's next login. */
+	u->map->server_caps = imap_client_caps(u->imap);
+	if (u->list_early)
+		return;		/* the first SELECT answers next */
 	u->folder = 0;
 	open_next_folder(u);
+}
+
+/*
+ * Folder 0's SELECT and listing, given now, go out the moment the login
+ * is accepted (imap_client_command), in one round trip with the
+ * capabilities, with the ids the server offered at the account's last
+ * login (an
+ * id it no longer offers makes the listing BAD: asked again without). Not
+ * with since = date, whose listing waits for its SEARCH, nor before the
+ * first login of the account in this process.
+ */
+static void
+open_early(struct upstream *u)
+{
+	if (u->map->server_caps == 0 || u->cfg->maildrop.since == SINCE_DATE)
+		return;
+	u->folder = 0;
+	u->n_cur = 0;
+	if (upstream__select_folder(u, 0) < 0)
+		return;
+	u->list_early = true;
+	(void)list_send(u, u->map->server_caps);
 }
 
 int
@@ -457,10 +515,14 @@ upstream__start_open(struct upstream *u, const char *user, size_t user_len,
 	u->md = md;
 	u->map = map;
 	u->op = OP_OPEN;
+	u->list_early = u->list_sent = false;
 	r = imap_client_login(u->imap, user, user_len, pass, pass_len, &cb);
-	if (r < 0)
+	if (r < 0) {
 		u->op = OP_NONE;
-	return r;
+		return r;
+	}
+	open_early(u);
+	return 0;
 }
 
 void

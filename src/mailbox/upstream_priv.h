@@ -23,7 +23,32 @@ enum upstream_op {
 	OP_OPEN,
 	OP_FETCH,
 	OP_UPDATE,
-	OP_AHEAD,	/* a fetch asked for ahead, unread until wanted */
+};
+
+/* FETCHes in flight at once for one session (the fetch window). */
+#define UPSTREAM_WINDOW_MAX 256
+
+/* What a FETCH in the window is for. */
+enum fetch_role {
+	REQ_AHEAD,	/* asked for early: its reply waits until wanted */
+	REQ_WANTED,	/* the running fetch: its data goes to the session */
+	REQ_DROP,	/* nobody wants it any more: read away */
+};
+
+/* One FETCH sent; the reply's parse state is its own. */
+struct fetch_req {
+	struct upstream *u;
+	const struct maildrop_msg *msg;
+	enum upstream_part part;
+	uint64_t offset, length;
+	uint64_t cost;			/* octets counted against read_ahead */
+	enum fetch_role role;
+	bool got_body;			/* its body item came (maybe empty) */
+	bool body_done;			/* ... and its FETCH response ended */
+	bool unverified;		/* streaming began before the UID came */
+	bool wrong_uid;			/* ... and it was another message's */
+	bool finished;			/* the session has its outcome */
+	uint64_t fetched;
 };
 
 struct upstream {
@@ -53,22 +78,30 @@ struct upstream {
 	size_t n_cur, cap_cur;
 	uint32_t *window;		/* since = date: SEARCH result */
 	size_t n_window;
+	bool list_early;		/* folder 0's SELECT and listing went
+					 * out behind the login */
+	bool list_sent;			/* the listing of folder is in flight */
+	bool list_oid;			/* ... and it asks for server ids */
 	struct uidmap_hasher *hasher;
 	struct uidmap_current *hashing;
 	bool open_oom;
 
-	/* fetch */
-	const struct maildrop_msg *msg;
-	enum upstream_part part;
-	uint64_t offset, length;
-	bool got_body, ignoring;
-	bool unverified;		/* streaming began before the UID came */
-	bool wrong_uid;			/* ... and it was another message's */
-	uint64_t fetched;
-
-	/* read-ahead: while op is OP_AHEAD, the reply to a fetch of msg
-	 * waits in the socket; draining, it is read and dropped before the
-	 * operation saved in next starts. */
+	/* fetch: the window, FETCHes in flight oldest first (a ring whose
+	 * slots are the commands' callback contexts). FETCH responses come in
+	 * the order of the commands, tagged answers may lag behind them
+	 * (Dovecot), so data is matched by UID: replies before the wanted
+	 * one are read away, those after it wait in the socket (TCP bounds
+	 * them) until the session asks for them. */
+	struct fetch_req *win;		/* UPSTREAM_WINDOW_MAX slots, lazily */
+	size_t win_head, win_n;
+	uint64_t ahead_bytes;		/* cost of the REQ_AHEAD ones */
+	bool client_paused;		/* the session's back-pressure */
+	uint64_t fetched;		/* octets of the running or last fetch */
+	struct fetch_req *streaming;	/* whose body literal is arriving */
+	unsigned cb_depth;		/* inside a data event to the session */
+	bool doomed;			/* freed meanwhile: free when it returns */
+	/* An operation that waits for the window to empty first (another
+	 * folder, or the update): it starts once the replies are read away. */
 	bool draining;
 	struct {
 		enum upstream_op op;	/* OP_FETCH or OP_UPDATE */
@@ -92,6 +125,10 @@ struct upstream {
  * the same name (upstream.h), returns included; the public call brackets
  * them so that a completion reached inside waits for the loop. */
 
+/* After an event to the session (cb_depth++ before it): false when the
+ * session freed u meanwhile, which is released now and must not be
+ * touched again. */
+bool upstream__leave(struct upstream *u);
 /* Ends the running operation: done now, or at the loop's next turn when
  * the call that started it is still on the stack. */
 void upstream__finish(struct upstream *u, enum upstream_status st,
@@ -119,17 +156,21 @@ void upstream__open_clear(struct upstream *u);
 int upstream__start_fetch(struct upstream *u, const struct maildrop_msg *msg,
 			  enum upstream_part part, uint64_t offset,
 			  uint64_t length);
-int upstream__start_read_ahead(struct upstream *u,
-			       const struct maildrop_msg *msg);
+int upstream__start_prefetch(struct upstream *u,
+			     const struct maildrop_msg *msg,
+			     enum upstream_part part, uint64_t offset,
+			     uint64_t length);
 void upstream__fetch_after_select(struct upstream *u, enum imap_result res,
 				  const char *text);
-/* A reply fetched ahead waits unread, and nothing has asked for it yet. */
-bool upstream__ahead_waiting(const struct upstream *u);
-/* While a reply fetched ahead is pending (waiting or being read away) on
- * a live connection, saves the update to start once that reply has been
- * read away (by calling upstream__start_update) and returns true;
- * otherwise returns false. */
-bool upstream__ahead_hold_update(struct upstream *u);
+/* Reads from the upstream unless the session holds it back or the oldest
+ * reply is one nobody has asked for yet. */
+void upstream__reading_update(struct upstream *u);
+/* While FETCHes are in flight on a live connection, saves the update to
+ * start once their replies have been read away (by calling
+ * upstream__start_update) and returns true; otherwise returns false. */
+bool upstream__window_hold_update(struct upstream *u);
+/* Frees the window (the connection is gone with it). */
+void upstream__window_free(struct upstream *u);
 
 /* --- upstream_update.c: the QUIT update --------------------------------- */
 

@@ -259,7 +259,7 @@ upstream__start_update(struct upstream *u)
 {
 	int r;
 
-	if (upstream__ahead_hold_update(u))
+	if (upstream__window_hold_update(u))
 		return 0;
 	r = upstream__ready(u);
 	if (r < 0)

@@ -355,6 +355,8 @@ set_error(struct tls *t, int ssl_err)
 			t->cert_rejected = true;
 			break;
 		default:
+			/* Any other failure says nothing about our
+			 * certificate: the error text below tells it. */
 			break;
 		}
 	}

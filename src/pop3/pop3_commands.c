@@ -202,6 +202,13 @@ pop3_listing(struct session *s)
 	}
 	session_reply(s, ".");
 	session_set_wait(s, WAIT_NONE);
+	/* After UIDL, clients that keep mail on the server take what they
+	 * have not seen: most likely the messages after the last one an
+	 * earlier session retrieved, in order. Without such a session the
+	 * map knows nothing of this client's habits: the first RETR opens
+	 * the window. */
+	if (s->listing_uidl && s->md.last_known > 0)
+		pop3_xfer_window_fill(s, s->md.last_known, false, true);
 }
 
 static void

@@ -1,6 +1,7 @@
 /* RETR and TOP: message bytes from the upstream through the dot-stuffer to
  * the client, back-pressure both ways, what a transfer teaches the UID
  * map, and reading the next message ahead. */
+#include "pop3/prefetch.h"
 #include "session_priv.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -46,8 +47,16 @@ pop3_xfer_retr(struct session *s, struct maildrop_msg *m, uint32_t n)
 	s->msg_n = n;
 	if (!upstream_usable(s))
 		return;
+	s->in_order = s->last_retr + 1 == n;
+	s->last_retr = n;
 	xfer_begin(s);
+	/* The RETR and what is asked for ahead behind it: one write. */
+	upstream_cork(s->up);
 	start_fetch(s, WAIT_RETR, UPSTREAM_WHOLE, 0, 0);
+	if (s->wait == WAIT_RETR)
+		pop3_xfer_window_fill(s, n, false, s->in_order);
+	if (s->up != NULL)
+		upstream_uncork(s->up);
 }
 
 void
@@ -62,7 +71,16 @@ pop3_xfer_top(struct session *s, struct maildrop_msg *m, uint32_t n,
 	s->top_lines = lines;
 	s->top_offset = 0;
 	s->top_chunk = SESSION_TOP_CHUNK_MIN;
+	upstream_cork(s->up);
 	start_fetch(s, WAIT_TOP_HEADER, UPSTREAM_HEADER, 0, 0);
+	if (lines == 0 && s->wait == WAIT_TOP_HEADER) {
+		/* Mail filters send TOP n 0 for every message. */
+		s->in_order = s->last_top + 1 == n;
+		s->last_top = n;
+		pop3_xfer_window_fill(s, n, true, s->in_order);
+	}
+	if (s->up != NULL)
+		upstream_uncork(s->up);
 }
 
 void
@@ -208,25 +226,39 @@ remember_message(struct session *s, bool whole)
 }
 
 /*
- * A client that takes the maildrop in order (RETR 1, or the message after
- * the one it took last) most likely asks for the next message next: ask the
- * server for it now, so that its first bytes are waiting when the RETR
- * comes instead of a round trip later. Anything else the client does first
- * costs reading that reply away (at most read_ahead MB).
+ * The fetch window. A client that takes the maildrop in order (RETR 1, or
+ * the message after the one it took last), or that sent its next commands
+ * already, most likely asks for the next messages next: ask the server for
+ * them now, so that their bytes are waiting when the RETRs come instead of
+ * a round trip each. Anything else the client does first costs reading
+ * those replies away (at most read_ahead MB).
  */
-static void
-read_ahead(struct session *s)
+void
+pop3_xfer_window_fill(struct session *s, uint32_t after, bool header,
+		      bool in_order)
 {
-	uint64_t max = (uint64_t)s->cfg->upstream.read_ahead << 20;
-	bool in_order = s->last_retr + 1 == s->msg_n;
-	struct maildrop_msg *next;
+	struct prefetch_item plan[SESSION_PLAN_MAX];
+	size_t n, i;
+	int r;
 
-	s->last_retr = s->msg_n;
-	if (!in_order || s->client == NULL || s->up == NULL)
+	if (s->client == NULL || s->up == NULL ||
+	    s->cfg->upstream.read_ahead == 0)
 		return;
-	next = maildrop_get(&s->md, s->msg_n + 1);
-	if (next != NULL && next->size <= max)
-		(void)upstream_read_ahead(s->up, next);
+	n = prefetch_plan(&s->md, after, header, in_order, s->in.data,
+			  s->in.len, plan, SESSION_PLAN_MAX);
+	upstream_cork(s->up);
+	for (i = 0; i < n; i++) {
+		struct maildrop_msg *m = maildrop_get(&s->md, plan[i].n);
+
+		if (m == NULL)
+			continue;
+		r = upstream_prefetch(s->up, m, plan[i].header ?
+				      UPSTREAM_HEADER : UPSTREAM_WHOLE, 0, 0);
+		if (r < 0 && r != -EEXIST)
+			break;
+	}
+	if (s->up != NULL)
+		upstream_uncork(s->up);
 }
 
 void
@@ -242,7 +274,7 @@ pop3_xfer_retr_done(struct session *s, enum upstream_status st, const char *why)
 	s->n_retrieved++;
 	remember_message(s, true);
 	xfer_finish(s);
-	read_ahead(s);
+	pop3_xfer_window_fill(s, s->msg_n, false, s->in_order);
 }
 
 /*
@@ -279,6 +311,9 @@ pop3_xfer_top_done(struct session *s, enum upstream_status st, const char *why)
 		s->top_text_size = s->msg->size > got ? s->msg->size - got : 0;
 		if (s->top_lines == 0 || s->top_text_size == 0) {
 			xfer_finish(s);
+			if (s->top_lines == 0)
+				pop3_xfer_window_fill(s, s->msg_n, true,
+						      s->in_order);
 			return;
 		}
 		dotstuff_limit_lines(&s->ds, s->top_lines);

@@ -35,6 +35,8 @@
 /* Output queued beyond this pauses whatever produces it (RFC 1939 has no
  * flow control: a client that does not read must not cost memory). */
 #define SESSION_OUT_HIGH (256u * 1024)
+/* The most a session plans to ask for ahead at once (the fetch window). */
+#define SESSION_PLAN_MAX 256
 /* Segments of a relayed chunk sent without copying (dots and CRs added). */
 #define SESSION_XFER_SEGS 64
 /* TOP reads the body in partial fetches growing up to this size. */
@@ -102,7 +104,9 @@ struct session {
 	/* The running RETR or TOP. */
 	struct maildrop_msg *msg;
 	uint32_t msg_n;
-	uint32_t last_retr;		/* the last message RETR sent whole */
+	uint32_t last_retr;		/* the last message RETR asked for */
+	uint32_t last_top;		/* the last message TOP n 0 asked for */
+	bool in_order;			/* ... and it came after the one before */
 	bool xfer_started;
 	bool xfer_paused;
 	struct dotstuff ds;
@@ -197,6 +201,10 @@ void pop3_xfer_top(struct session *s, struct maildrop_msg *m, uint32_t n,
 void pop3_xfer_data(struct session *s, const char *p, size_t n);
 /* The client's output drained: the upstream may send again. */
 void pop3_xfer_resume(struct session *s);
+/* Asks the upstream now for what the client will most likely want after
+ * message `after` (prefetch_plan), within the read_ahead budget. */
+void pop3_xfer_window_fill(struct session *s, uint32_t after, bool header,
+			   bool in_order);
 /* The upstream finished the running RETR / TOP part. */
 void pop3_xfer_retr_done(struct session *s, enum upstream_status st,
 			 const char *why);

@@ -160,7 +160,9 @@ safe_file_read(const struct safe_file_dir *d, const char *name, size_t max,
 		set_err(err, errlen, "bad file name \"%s\"", name);
 		return -EINVAL;
 	}
-	fd = openat(d->fd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO planted in its place must not hang the daemon
+	 * (checked_size refuses anything but a regular file). */
+	fd = openat(d->fd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		e = errno;
 		if (e == ENOENT)

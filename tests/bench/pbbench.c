@@ -18,6 +18,29 @@
  *                      opens N POP3 sessions (greeted, or logged in with
  *                      --login), prints "READY ok=.. fail=..", holds them
  *                      until stdin reaches EOF, then drops them
+ *
+ * Figure 7 (a mail server a round trip away, through tests/bench/latrelay.c);
+ * each of these times one whole session, from connect() to the last byte of
+ * the last response (QUIT or LOGOUT after that is not timed), and also
+ * prints login= (PASS -> +OK, or LOGIN -> OK) and greet= (connect -> the
+ * greeting):
+ *   pbbench pop3-login    COMMON            USER, PASS (time= is PASS ->
+ *                                           +OK), STAT (stat= is PASS ->
+ *                                           STAT's +OK)
+ *   pbbench pop3-seq      COMMON [--count N] USER, PASS, STAT, then RETR 1..N
+ *                                           one at a time (each sent when
+ *                                           the previous one has ended)
+ *   pbbench pop3-pipe     COMMON [--count N] the same RETRs all in one write
+ *                                           after STAT's reply, as mpop does
+ *   pbbench pop3-top-seq  COMMON [--count N] TOP n 0 of 1..N one at a time
+ *   pbbench pop3-top-pipe COMMON [--count N] TOP n 0 of 1..N in one write
+ *   pbbench imap-all      COMMON            LOGIN, SELECT INBOX,
+ *                                           UID FETCH 1:* BODY.PEEK[]
+ *   pbbench imap-hdr      COMMON            LOGIN, SELECT INBOX,
+ *                                           UID FETCH 1:* BODY.PEEK[HEADER]
+ *   (bytes= is the octets of the messages, or of the headers: TOP n 0
+ *   delivers the header block and its blank line, BODY[HEADER] the same)
+ *
  *   pbbench pop3-rss   COMMON --pid PID --pick largest|smallest
  *                      [--rate MBPS]
  *                      logs in, resets PID's peak RSS (/proc/PID/clear_refs,
@@ -671,6 +694,125 @@ mode_imap_list(void)
 	return 0;
 }
 
+/* ------------------------------------------- figure 7: whole sessions */
+
+/* connect() .. greeting .. USER .. PASS -> +OK; sets the times. */
+static void
+pop3_timed_login(struct io *io, double *t_conn, double *greet, double *login)
+{
+	double t1;
+
+	*t_conn = now();
+	io_open(io);
+	pop3_ok(io, "greeting");
+	*greet = now() - *t_conn;
+	io_printf(io, "USER %s\r\n", o_user);
+	pop3_ok(io, "USER");
+	io_printf(io, "PASS %s\r\n", o_pass);
+	t1 = now();
+	pop3_ok(io, "PASS");
+	*login = now() - t1;
+}
+
+static int
+mode_pop3_login(void)
+{
+	struct io io;
+	unsigned count;
+	uint64_t total;
+	double t0, greet, login;
+
+	double t1, stat;
+
+	pop3_timed_login(&io, &t0, &greet, &login);
+	t1 = now();
+	pop3_stat(&io, &count, &total);
+	stat = now() - t1;
+	pop3_quit(&io);
+	io_close(&io);
+	printf("time=%.6f stat=%.6f greet=%.6f msgs=%u bytes=%" PRIu64
+	       " session=%.6f cpu=%.3f\n", login, login + stat, greet, count,
+	       total, now() - t0, cpu_self());
+	return 0;
+}
+
+/* RETR (top = 0) or TOP n 0 (top = 1) of messages 1..N, one at a time or
+ * all in one write (pipe), after USER, PASS, STAT. */
+static int
+pop3_session(int top, int pipe)
+{
+	struct io io;
+	unsigned count, i, n;
+	uint64_t total, bytes = 0;
+	double t0, t1, greet, login;
+
+	pop3_timed_login(&io, &t0, &greet, &login);
+	pop3_stat(&io, &count, &total);
+	n = o_count == 0 || o_count > count ? count : o_count;
+	if (n == 0)
+		die("the maildrop is empty");
+	if (pipe) {
+		size_t cap = (size_t)n * 32, len = 0;
+		char *cmds = malloc(cap);
+
+		if (cmds == NULL)
+			die("out of memory");
+		for (i = 1; i <= n; i++)
+			len += (size_t)snprintf(cmds + len, cap - len,
+						top ? "TOP %u 0\r\n" :
+						"RETR %u\r\n", i);
+		io_write(&io, cmds, len);
+		free(cmds);
+	}
+	for (i = 1; i <= n; i++) {
+		if (!pipe)
+			io_printf(&io, top ? "TOP %u 0\r\n" : "RETR %u\r\n",
+				  i);
+		pop3_ok(&io, top ? "TOP" : "RETR");
+		bytes += pop3_multiline(&io, NULL);
+	}
+	t1 = now();
+	pop3_quit(&io);
+	io_close(&io);
+	printf("time=%.6f login=%.6f greet=%.6f msgs=%u bytes=%" PRIu64
+	       " stat_msgs=%u stat_bytes=%" PRIu64 " cpu=%.3f\n", t1 - t0,
+	       login, greet, n, bytes, count, total, cpu_self());
+	return 0;
+}
+
+/* LOGIN, SELECT, UID FETCH 1:* BODY.PEEK[section], each sent when the
+ * previous one has been answered, as an IMAP client does it. */
+static int
+imap_session(const char *section)
+{
+	struct io io;
+	struct imap_res r = { 0 }, f = { 0 };
+	char qu[512], qp[512], *l;
+	size_t n;
+	double t0, t1, t2, greet;
+
+	t0 = now();
+	io_open(&io);
+	l = io_line(&io, &n);
+	if (strncmp(l, "* OK", 4) != 0)
+		die("IMAP greeting: %.200s", l);
+	greet = now() - t0;
+	quote(qu, sizeof(qu), o_user);
+	quote(qp, sizeof(qp), o_pass);
+	t1 = now();
+	imap_cmd(&io, &r, "LOGIN %s %s", qu, qp);
+	t2 = now() - t1;
+	imap_cmd(&io, &r, "SELECT INBOX");
+	imap_cmd(&io, &f, "UID FETCH 1:* BODY.PEEK[%s]", section);
+	t1 = now();
+	imap_logout(&io);
+	io_close(&io);
+	printf("time=%.6f login=%.6f greet=%.6f msgs=%u bytes=%" PRIu64
+	       " cpu=%.3f\n", t1 - t0, t2, greet, f.fetches, f.lit_bytes,
+	       cpu_self());
+	return 0;
+}
+
 /* ----------------------------------------------------------- RSS probe */
 
 static long
@@ -1035,7 +1177,9 @@ static void
 usage(void)
 {
 	fputs("usage: pbbench pop3-retr|imap-fetch|pop3-list|imap-list|"
-	      "pop3-idle|pop3-rss --port P --user U --pass PW [options]\n"
+	      "pop3-idle|pop3-rss|pop3-login|pop3-seq|pop3-pipe|"
+	      "pop3-top-seq|pop3-top-pipe|imap-all|imap-hdr\n"
+	      "       --port P --user U --pass PW [options]\n"
 	      "       (see the comment at the top of tests/bench/pbbench.c)\n",
 	      stderr);
 	exit(2);
@@ -1114,6 +1258,20 @@ main(int argc, char **argv)
 		return mode_pop3_idle();
 	if (strcmp(mode, "pop3-rss") == 0)
 		return mode_pop3_rss();
+	if (strcmp(mode, "pop3-login") == 0)
+		return mode_pop3_login();
+	if (strcmp(mode, "pop3-seq") == 0)
+		return pop3_session(0, 0);
+	if (strcmp(mode, "pop3-pipe") == 0)
+		return pop3_session(0, 1);
+	if (strcmp(mode, "pop3-top-seq") == 0)
+		return pop3_session(1, 0);
+	if (strcmp(mode, "pop3-top-pipe") == 0)
+		return pop3_session(1, 1);
+	if (strcmp(mode, "imap-all") == 0)
+		return imap_session("");
+	if (strcmp(mode, "imap-hdr") == 0)
+		return imap_session("HEADER");
 	usage();
 	return 2;
 }

@@ -17,6 +17,9 @@ Row kinds (the "kind" key):
   reference pop3_runs, direct_runs (Dovecot's POP3 over imapc)
             -> dovecot_pop3_s, direct_s, ratio (paired, as above); compared with popbridge's
             ratio from the row named by "compare"
+  rtt       time_runs (seconds), rtt_ms -> seconds (median), rtts (that over
+            the round trip); met = rtts <= target, a reference without one
+            (side=dovecot_pop3: Dovecot's POP3, shown as the reference)
   idle      sessions, state, rss_before_kb, rss_after_kb
             -> per_session_kb; met = per_session_kb <= target
   rss       peak_small_kb, peak_large_kb -> diff_kb; met = diff <= target
@@ -67,6 +70,11 @@ def add(path, pairs):
         if row.get("dovecot_pop3_first_s"):
             row["first_ratio"] = round(
                 row["dovecot_pop3_first_s"] / row["direct_s"], 3)
+    elif kind == "rtt":
+        row["seconds"] = round(statistics.median(row["time_runs"]), 4)
+        row["rtts"] = round(row["seconds"] / (row["rtt_ms"] / 1000.0), 2)
+        if "target" in row:
+            row["met"] = row["rtts"] <= row["target"]
     elif kind == "idle":
         ok = row["sessions_ok"]
         row["per_session_kb"] = round(
@@ -126,9 +134,18 @@ def table(rows):
                 first = ", CPU %.2f" % r["cpu_ratio"] + first
             out.append((r["figure"], r["label"],
                         "-", fmt_s(r["dovecot_pop3_s"]) + " Dovecot POP3",
-                        "ratio %.2f (%s%s)" % (r["ratio"], first.lstrip(", "), pb)
+                        "ratio %.2f (%s)" % (r["ratio"], (first.lstrip(", ") + pb).lstrip("; "))
                         if first or pb else "ratio %.2f" % r["ratio"],
                         "-", status(r)))
+        elif k == "rtt":
+            if r.get("side") == "dovecot_pop3":
+                who = ("-", "%s Dovecot POP3 (RTT %g ms)" % (fmt_s(r["seconds"]), r["rtt_ms"]))
+            else:
+                who = (fmt_s(r["seconds"]), "RTT %g ms" % r["rtt_ms"])
+            out.append((r["figure"], r["label"]) + who +
+                       ("%.2f RTT" % r["rtts"],
+                        "<= %g RTT" % r["target"] if "target" in r else "-",
+                        status(r)))
         elif k == "idle":
             per = r["per_session_kb"]
             out.append((r["figure"], r["label"],

@@ -19,6 +19,18 @@
 #   5. popbridge's peak RSS while retrieving one 50 MB message vs. one 5 KB
 #      message (and a 50 MB message read slowly)                  within 1 MB
 #   6. figure 1 with TLS on both sides (pop3s, imaps)             ratio <= 1.15
+#   7. the server a round trip away: tests/bench/latrelay.c between
+#      popbridge and Dovecot delays each direction by 20 ms and by 50 ms
+#      (the direct IMAP client goes through the same relay); popbridge
+#      (a) PASS -> +OK in round trips                             <= 3 RTT
+#      (b) RETR 1..N one at a time and (c) all RETRs in one write, for
+#          200 x 20 KB and 20 x 1 MB, vs LOGIN + SELECT +
+#          UID FETCH 1:* BODY.PEEK[] (each timed from connect to the last
+#          byte, login included)                                  ratio <= 2.0
+#      (d) TOP n 0 of every message in one write vs
+#          UID FETCH 1:* BODY.PEEK[HEADER]                        ratio <= 2.0
+#      (e) the same through Dovecot POP3 over imapc (through the relay),
+#          when dovecot-pop3d is installed                        (reference)
 #
 # The client is tests/bench/pbbench.c (one program, one I/O layer for both
 # protocols), built here with gcc -O2. Each timing is the median of
@@ -32,12 +44,21 @@
 # Environment:
 #   POPBRIDGE      the binary (default: build/popbridge)
 #   BENCH_REPS     repetitions per timing (default 11)
-#   BENCH_ONLY     figures to run, e.g. "1 2" (default "1 2 3 4 5 6")
+#   BENCH_ONLY     figures to run, e.g. "1 2" (default "1 2 3 4 5 6 7")
+#   BENCH_REPS7    repetitions per figure 7 timing (default 3: without a
+#                  fetch window a run at 2 x 50 ms takes ~20 s); no warm-up
+#                  runs there but one login per side and mailbox
+#   BENCH_REF7     of those, how many also run Dovecot POP3 (default 1)
+#   BENCH_DELAYS7  one-way delays for figure 7, ms (default "20 50")
+#   BENCH_READ_AHEAD  popbridge's [upstream] read_ahead for figure 7, MB
+#                  (default: popbridge's own default)
 #   BENCH_IDLE     session counts for figure 4 (default "1000 10000")
 #   BENCH_NICE     niceness for everything the bench starts (default -10
 #                  as root, so that other jobs on the machine disturb the
 #                  timings less; 0 to leave it)
-#   BENCH_TIMEOUT  hard limit for the whole run in seconds (default 1500)
+#   BENCH_TIMEOUT  hard limit for the whole run in seconds (default 2400);
+#                  figure 7 stops its repetitions early (and reports the
+#                  ones it has) when the next would not fit
 #   BENCH_JSON     also write the JSON lines to this file
 #   KEEP_TMP=1     keep the temporary directory (logs, configs, mail)
 
@@ -54,9 +75,13 @@ LIB=$ROOT/tests/lib
 
 POPBRIDGE=${POPBRIDGE:-$ROOT/build/popbridge}
 REPS=${BENCH_REPS:-11}
-ONLY=${BENCH_ONLY:-1 2 3 4 5 6}
+ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7}
 IDLE_COUNTS=${BENCH_IDLE:-1000 10000}
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-1500}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-2400}
+REPS7=${BENCH_REPS7:-3}
+REF7_REPS=${BENCH_REF7:-1}
+DELAYS7=${BENCH_DELAYS7:-20 50}
+T_START=$(date +%s)
 if [ "$(id -u)" = 0 ]; then
 	NICE=${BENCH_NICE:--10}
 else
@@ -97,6 +122,7 @@ cleanup() {
 		pb_stop_pid "$pid" 5
 	done
 	dovecot_stop "$DR"
+	dovecot_stop "$TMP/dovecot-imapc-lat"
 	dovecot_stop "$DM"
 	[ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
 	if [ "${KEEP_TMP:-0}" = 1 ]; then
@@ -143,12 +169,18 @@ gcc -O2 -std=c11 -Wall -Wextra -o "$BENCH" "$HERE/pbbench.c" \
 RELAY=$TMP/relay
 gcc -O2 -std=c11 -Wall -Wextra -o "$RELAY" "$HERE/relay.c" ||
 	die "cannot build tests/bench/relay.c"
+LATRELAY=$TMP/latrelay
+if want 7; then
+	gcc -O2 -std=c11 -Wall -Wextra -o "$LATRELAY" "$HERE/latrelay.c" ||
+		die "cannot build tests/bench/latrelay.c"
+fi
 
 # --- machine ----------------------------------------------------------------
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 MEM_GB=$(awk '/^MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 DOVECOT_VERSION=$(/usr/sbin/dovecot --version 2>/dev/null | cut -d' ' -f1)
 MACHINE="machine: $(nproc) x $CPU, ${MEM_GB} GiB RAM, Linux $(uname -r); Dovecot $DOVECOT_VERSION; $("$POPBRIDGE" --version 2>/dev/null); load average at start $(cut -d' ' -f1-3 /proc/loadavg); nice $NICE; open files $NOFILE; median of $REPS runs"
+want 7 && MACHINE="$MACHINE (figure 7: median of $REPS7)"
 say "$MACHINE"
 say "temp dir $TMP"
 
@@ -181,6 +213,13 @@ for i in $(seq 0 $((IDLE_USERS - 1))); do
 $u:$PW"
 	SPECS="$SPECS $u:20:1000-4000"
 done
+if want 7; then
+	# figure 7: 200 x 20 KB and 20 x 1 MB
+	USERS="$USERS
+lat20k:$PW
+lat1m:$PW"
+	SPECS="$SPECS lat20k:200:20480 lat1m:20:1048576"
+fi
 OWNER=""
 [ "$(id -u)" = 0 ] && OWNER=65534:65534
 mkdir -p "$DM/mail"
@@ -246,8 +285,10 @@ pb_wait_listen() {
 	done
 }
 
-# start_pb NAME MODE: MODE plain (pop3, upstream imap) or tls (pop3s,
-# upstream imaps with the test CA). Sets PB_PORT, PB_PID, PB_LOG.
+# start_pb NAME MODE [UPSTREAM_PORT]: MODE plain (pop3, upstream imap) or
+# tls (pop3s, upstream imaps with the test CA); plain upstream to
+# UPSTREAM_PORT when given (figure 7's relay), PB_UPSTREAM_EXTRA added to
+# [upstream]. Sets PB_PORT, PB_PID, PB_LOG.
 start_pb() {
 	local name=$1 mode=$2 conf listen
 	PB_PORT=$(pb_free_port) || return 1
@@ -265,9 +306,11 @@ ca_file = $TLSD/ca.pem"
 	else
 		listen="pop3 = 127.0.0.1:$PB_PORT
 pop3s ="
-		upstream="port = $IMAP_PORT
+		upstream="port = ${3:-$IMAP_PORT}
 tls = none"
 	fi
+	[ -n "${PB_UPSTREAM_EXTRA:-}" ] && upstream="$upstream
+$PB_UPSTREAM_EXTRA"
 	cat > "$conf" <<EOF
 [listen]
 $listen
@@ -511,6 +554,222 @@ if want 6; then
 	else
 		skip 6 retr_200x1MB_tls "TLS: RETR 200 x 1 MB" "popbridge with pop3s did not start"
 	fi
+fi
+
+# --- figure 7: the server a round trip away -----------------------------------------
+# popbridge -> latrelay -> Dovecot, and the direct IMAP client and Dovecot
+# POP3's imapc through the same relay; each delay a fresh relay on the same
+# port. Every run is a whole session timed from connect() to the last byte
+# (pbbench's whole-session modes); the sides take turns in each repetition.
+LAT_PID=""
+DR7=$TMP/dovecot-imapc-lat
+secs_left() { echo $(( T_START + BENCH_TIMEOUT - $(date +%s) )); }
+
+# lat_start DELAY_MS: the relay on LAT_PORT with that one-way delay.
+lat_start() {
+	local out=$TMP/latrelay-$1.out i
+	[ -n "$LAT_PID" ] && pb_stop_pid "$LAT_PID" 5
+	"$LATRELAY" "$LAT_PORT" "$IMAP_PORT" "$1" > "$out" 2> "$TMP/latrelay-$1.log" &
+	LAT_PID=$!
+	PB_PIDS="$PB_PIDS $LAT_PID"
+	for i in $(seq 1 100); do
+		grep -q '^READY' "$out" 2>/dev/null && return 0
+		pb_alive "$LAT_PID" || break
+		sleep 0.1
+	done
+	say "latrelay did not start: $(tail -n 2 "$TMP/latrelay-$1.log")"
+	return 1
+}
+
+# lat_run MODE PORT USER: one run, bounded by what BENCH_TIMEOUT leaves
+# (a minute kept for the report); sets R_LINE and R_TIME, or says why not
+# in $TMP/run.err.
+lat_run() {
+	local secs
+	secs=$(( $(secs_left) - 60 ))
+	[ "$secs" -gt 300 ] && secs=300
+	if [ "$secs" -lt 10 ]; then
+		echo "not run: BENCH_TIMEOUT=$BENCH_TIMEOUT nearly reached" > "$TMP/run.err"
+		return 1
+	fi
+	if ! R_LINE=$(timeout -k 5 "$secs" "$BENCH" "$1" --user "$3" --pass "$PW" \
+		--port "$2" --timeout "$secs" 2>"$TMP/run.err"); then
+		[ -s "$TMP/run.err" ] ||
+			echo "no result within ${secs}s (what BENCH_TIMEOUT=$BENCH_TIMEOUT left)" > "$TMP/run.err"
+		say "pbbench $1 on port $2 failed: $(tail -n 2 "$TMP/run.err")"
+		return 1
+	fi
+	R_TIME=$(kv time "$R_LINE")
+}
+
+# lat_same WANT_BYTES WANT_MSGS: R_LINE delivered as much as the direct run.
+lat_same() {
+	[ "$(kv bytes "$R_LINE")" = "$1" ] && [ "$(kv msgs "$R_LINE")" = "$2" ]
+}
+
+# lat_login D: (a) PASS -> +OK, popbridge and Dovecot POP3, in round trips.
+# Dovecot's POP3 answers PASS before it has asked imapc for anything, so
+# its row is PASS -> STAT's +OK (popbridge's STAT is answered locally; both
+# times are in the JSON of both rows).
+lat_login() {
+	local d=$1 pr="" ps="" rr="" rs="" i n=$(( REPS7 > 5 ? REPS7 : 5 ))
+	local label="2x$d ms: PASS -> +OK (200 msgs), round trips"
+	say "figure 7: $label"
+	for i in $(seq 1 "$n"); do
+		lat_run pop3-login "$PB7_PORT" lat20k || break
+		pr="$pr $R_TIME"
+		ps="$ps $(kv stat "$R_LINE")"
+		if [ -n "$REF7_PORT" ] && lat_run pop3-login "$REF7_PORT" lat20k; then
+			rr="$rr $R_TIME"
+			rs="$rs $(kv stat "$R_LINE")"
+		fi
+	done
+	if [ -z "$pr" ]; then
+		skip 7 "login_2x${d}ms" "$label" "pop3-login failed: $(tail -n 1 "$TMP/run.err")"
+		return
+	fi
+	add figure=7 name="login_2x${d}ms" kind=rtt label="$label" target=3 \
+		rtt_ms=$(( 2 * d )) time_runs="$pr" pass_to_stat_runs="$ps"
+	if [ -n "$rr" ]; then
+		add figure=7 name="login_2x${d}ms_dovecot_pop3" kind=rtt side=dovecot_pop3 \
+			label="2x$d ms: Dovecot POP3 over imapc, PASS -> STAT's +OK" \
+			rtt_ms=$(( 2 * d )) time_runs="$rs" pass_to_ok_runs="$rr"
+	elif [ -n "$REF7_PORT" ]; then
+		skip 7 "login_2x${d}ms_dovecot_pop3" "2x$d ms: Dovecot POP3 PASS -> +OK" \
+			"pop3-login failed: $(tail -n 1 "$TMP/run.err")"
+	fi
+}
+
+# lat_timing D NAME LABEL USER POP_MODE IMAP_MODE: REPS7 repetitions of
+# direct, popbridge and (the first REF7_REPS times) Dovecot POP3; every run
+# must deliver the direct run's octets and message count. Stops early when
+# another repetition would not fit in BENCH_TIMEOUT.
+lat_timing() {
+	local d=$1 name=$2 label=$3 user=$4 pmode=$5 imode=$6
+	local pr="" ir="" rr="" rir="" wb="" wm="" dt i t0 last=0 k=0 why=""
+	label="2x$d ms: $label"
+	say "figure 7: $label"
+	for i in $(seq 1 "$REPS7"); do
+		# Another repetition only when one more as long as the last fits.
+		if [ $(( $(secs_left) - 90 )) -lt "$last" ]; then
+			[ "$k" -gt 0 ] && say "figure 7: $name stops after $k of $REPS7 repetitions (BENCH_TIMEOUT=$BENCH_TIMEOUT)"
+			why="not run: BENCH_TIMEOUT=$BENCH_TIMEOUT nearly reached"
+			break
+		fi
+		t0=$(date +%s)
+		lat_run "$imode" "$LAT_PORT" "$user" ||
+			{ why="the direct IMAP run: $(tail -n 1 "$TMP/run.err")"; break; }
+		if [ -z "$wb" ]; then
+			wb=$(kv bytes "$R_LINE")
+			wm=$(kv msgs "$R_LINE")
+		elif ! lat_same "$wb" "$wm"; then
+			why="the direct IMAP runs disagree: $R_LINE"
+			break
+		fi
+		dt=$R_TIME
+		lat_run "$pmode" "$PB7_PORT" "$user" ||
+			{ why="the popbridge run: $(tail -n 1 "$TMP/run.err")"; break; }
+		if ! lat_same "$wb" "$wm"; then
+			why="popbridge delivered bytes=$(kv bytes "$R_LINE") msgs=$(kv msgs "$R_LINE"), IMAP bytes=$wb msgs=$wm"
+			break
+		fi
+		ir="$ir $dt"
+		pr="$pr $R_TIME"
+		k=$(( k + 1 ))
+		if [ -n "$REF7_PORT" ] && [ "$i" -le "$REF7_REPS" ]; then
+			if ! lat_run "$pmode" "$REF7_PORT" "$user"; then
+				say "Dovecot POP3 over imapc failed: $(tail -n 1 "$TMP/run.err")"
+			elif ! lat_same "$wb" "$wm"; then
+				say "Dovecot POP3 delivered bytes=$(kv bytes "$R_LINE"), IMAP $wb"
+			else
+				rr="$rr $R_TIME"
+				rir="$rir $dt"
+			fi
+		fi
+		last=$(( $(date +%s) - t0 ))
+	done
+	if [ "$k" = 0 ]; then
+		skip 7 "$name" "$label" "$why"
+		return 1
+	fi
+	[ -n "$why" ] && say "figure 7: $name: $why (after $k repetitions)"
+	add figure=7 name="$name" kind=ratio label="$label" target=2.0 \
+		popbridge_runs="$pr" direct_runs="$ir" reps="$k" delay_ms="$d" \
+		bytes="$wb" msgs="$wm"
+	if [ -n "$rr" ]; then
+		add figure=7 name="${name}_dovecot_pop3" kind=reference \
+			label="$label: Dovecot POP3 over imapc" compare="$name" \
+			pop3_runs="$rr" direct_runs="$rir" delay_ms="$d"
+	elif [ -n "$REF7_PORT" ]; then
+		skip 7 "${name}_dovecot_pop3" "$label: Dovecot POP3 over imapc" "its runs failed"
+	fi
+}
+
+if want 7; then
+	T7=$(date +%s)
+	LAT_PORT=$(pb_free_port)
+	REF7_PORT=""
+	sh "$HERE/deps.sh" > "$TMP/deps7.log" 2>&1
+	if [ ! -x /usr/lib/dovecot/pop3 ]; then
+		skip 7 dovecot_pop3_imapc_lat "Dovecot POP3 over imapc through the relay" \
+			"dovecot-pop3d is not installed (and could not be: $(tail -n 1 "$TMP/deps7.log"))"
+	else
+		mkdir -p "$DR7"
+		export DOVECOT_POP3=1 DOVECOT_USERS="$USERS"
+		export DOVECOT_EXTRA_CONF="mail_location = imapc:~/imapc
+imapc_host = 127.0.0.1
+imapc_port = $LAT_PORT
+imapc_user = %u
+imapc_password = $PW
+imapc_features = rfc822.size
+mail_max_userip_connections = 1000"
+		if dovecot_start "$DR7" 2> "$TMP/dovecot-imapc-lat.err"; then
+			REF7_PORT=$DOVECOT_POP3_PORT
+			say "Dovecot POP3 over imapc through the relay: pop3 127.0.0.1:$REF7_PORT"
+		else
+			skip 7 dovecot_pop3_imapc_lat "Dovecot POP3 over imapc through the relay" \
+				"the imapc Dovecot did not start: $(tail -n 2 "$TMP/dovecot-imapc-lat.err" | tr '\n' ' ')"
+		fi
+		unset DOVECOT_POP3 DOVECOT_EXTRA_CONF
+	fi
+	PB_UPSTREAM_EXTRA=${BENCH_READ_AHEAD:+read_ahead = $BENCH_READ_AHEAD}
+	if ! start_pb popbridge-lat plain "$LAT_PORT"; then
+		skip 7 latency "figure 7" "popbridge did not start"
+	else
+		PB7_PORT=$PB_PORT
+		PB7_PID=$PB_PID
+		first=1
+		for d in $DELAYS7; do
+			lat_start "$d" || { skip 7 "latency_2x${d}ms" "2x$d ms" "latrelay did not start"; continue; }
+			say "figure 7: latrelay 127.0.0.1:$LAT_PORT -> $IMAP_PORT, 2 x $d ms"
+			if [ "$first" = 1 ]; then
+				# Warm-up: Dovecot's caches, popbridge's UID map and the
+				# imapc index; a login each (and one direct fetch).
+				first=0
+				for u in lat20k lat1m; do
+					lat_run imap-all "$LAT_PORT" "$u" >/dev/null
+					lat_run pop3-login "$PB7_PORT" "$u" >/dev/null
+					[ -n "$REF7_PORT" ] && lat_run pop3-login "$REF7_PORT" "$u" >/dev/null
+				done
+			fi
+			lat_login "$d"
+			lat_timing "$d" "retr_seq_200x20KB_2x${d}ms" "RETR 200 x 20 KB one at a time vs UID FETCH 1:*" \
+				lat20k pop3-seq imap-all
+			lat_timing "$d" "retr_seq_20x1MB_2x${d}ms" "RETR 20 x 1 MB one at a time vs UID FETCH 1:*" \
+				lat1m pop3-seq imap-all
+			lat_timing "$d" "retr_pipe_200x20KB_2x${d}ms" "RETR 200 x 20 KB pipelined vs UID FETCH 1:*" \
+				lat20k pop3-pipe imap-all
+			lat_timing "$d" "retr_pipe_20x1MB_2x${d}ms" "RETR 20 x 1 MB pipelined vs UID FETCH 1:*" \
+				lat1m pop3-pipe imap-all
+			lat_timing "$d" "top0_pipe_200_2x${d}ms" "TOP n 0 x 200 pipelined vs UID FETCH 1:* BODY.PEEK[HEADER]" \
+				lat20k pop3-top-pipe imap-hdr
+		done
+		pb_stop_pid "$PB7_PID"
+	fi
+	unset PB_UPSTREAM_EXTRA
+	[ -n "$LAT_PID" ] && pb_stop_pid "$LAT_PID" 5
+	[ -n "$REF7_PORT" ] && dovecot_stop "$DR7"
+	say "figure 7 took $(( $(date +%s) - T7 )) s"
 fi
 
 # --- figure 4: idle sessions ----------------------------------------------------

@@ -40,7 +40,7 @@ LIB=$ROOT/tests/lib
 . "$LIB/dovecot.sh"
 
 TARGET=${POP3_TARGET:-popbridge}
-ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy daemon neomutt servers upstream accounts}
+ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy daemon neomutt servers window upstream accounts}
 export PYTHONDONTWRITEBYTECODE=1
 export PYTHONUNBUFFERED=1
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-240}
@@ -260,6 +260,10 @@ want neomutt && run_py neomutt test_neomutt.py
 # instance (tests/lib/imapservers.py; tests/lib/servers-deps.sh installs
 # them). Four servers side by side: a longer limit than the other scripts.
 want servers && SCRIPT_TIMEOUT=${SERVERS_TIMEOUT:-420} run_py servers test_servers.py
+# The fetch window over a slow link: its own Dovecot behind the latency
+# relay (tests/bench/latrelay.c), byte-exact transfers with the window
+# open, aborts, upstream cuts and expunges inside it, bounded memory.
+want window && run_py window test_window.py
 want accounts && run_py accounts test_accounts.py   # accounts, device passwords (own Dovecots)
 
 # ---------------------------------------------------------------------------
@@ -331,7 +335,7 @@ if [ "$TARGET" != dovecot ]; then
 		fi
 	done
 	# shellcheck disable=SC2086
-	san=$(grep -h -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)' $logs 2>/dev/null | head -n 8)
+	san=$(python3 "$LIB/pbtest.py" sanitizer $logs | head -n 8)
 	if [ -z "$san" ]; then
 		pass "no sanitizer reports in popbridge's logs"
 	else
@@ -339,27 +343,8 @@ if [ "$TARGET" != dovecot ]; then
 	fi
 	# Secrets: every password in clear, in IMAP-quoted form, and the AUTH
 	# PLAIN tokens the cases sent.
-	leaks=$(python3 - "$DA/users" $logs <<'EOF'
-import base64, sys
-secrets = set()
-for line in open(sys.argv[1], encoding="utf-8"):
-    user, _, pw = line.rstrip("\n").partition(":")
-    pw = pw[len("{PLAIN}"):] if pw.startswith("{PLAIN}") else pw
-    if len(pw) < 6:
-        continue  # "demo" is too short to search for
-    secrets.add(pw.encode())
-    secrets.add(pw.replace("\\", "\\\\").replace('"', '\\"').encode())
-    secrets.add(base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode()))
-for path in sys.argv[2:]:
-    try:
-        data = open(path, "rb").read()
-    except OSError:
-        continue
-    for s in sorted(secrets):
-        if s in data:
-            print("%s contains %r" % (path.rsplit("/", 1)[-1], s.decode("latin-1")))
-EOF
-)
+	# shellcheck disable=SC2086
+	leaks=$(python3 "$LIB/pbtest.py" leaks "$DA/users" $logs)
 	if [ -z "$leaks" ]; then
 		pass "no passwords or AUTH tokens in popbridge's debug logs"
 	else

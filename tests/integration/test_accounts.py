@@ -3,12 +3,12 @@
 
     POPBRIDGE=/abs/build/asan/popbridge python3 tests/integration/test_accounts.py
 
-Self-contained like test_neomutt.py: two private Dovecots (pbtest.Dovecot),
-A with the users "office", "other" and "scanner" (the last one an IMAP
-user whose name is also an account's pop3_user: it must never pass
-through), B with "home" and STARTTLS (a test CA's certificate); one
-popbridge (the binary under test, plain POP3 on 127.0.0.1, [upstream] tls =
-none, auth_fail_delay = 1) with two accounts:
+Self-contained: two private Dovecots (pbtest.Dovecot), A with the users
+"office", "other" and "scanner" (the last one an IMAP user whose name is
+also an account's pop3_user: it must never pass through), B with "home"
+and STARTTLS (a test CA's certificate); one popbridge (pbtest.Popbridge:
+plain POP3 on 127.0.0.1, [upstream] tls = none, auth_fail_delay = 1, the
+state directory left for passwd to create) with two accounts:
 
     [account office-scanner]  pop3_user = scanner, upstream_user = office,
                               [upstream] (Dovecot A) inherited
@@ -47,10 +47,8 @@ backslash). Then:
     neither; and the end-of-run checks (exit 0 on SIGTERM, no sanitizer
     report).
 
-Output as in run.sh: "ok - NAME" / "not ok - NAME" plus indented
-diagnostics, last line "N passed, M failed"; exit status 1 when anything
-failed. Environment: POPBRIDGE (default build/asan/popbridge), TARGET
-(run.sh's; anything but "popbridge" skips), TEST_TMP, KEEP_TMP=1.
+Output and environment: tests/lib/pbtest.py (script_main), as every
+integration script.
 """
 
 import base64
@@ -59,7 +57,6 @@ import hashlib
 import os
 import random
 import re
-import shutil
 import signal
 import stat
 import subprocess
@@ -71,19 +68,13 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, HERE)
 
 import corpus  # noqa: E402
-import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
 import testca  # noqa: E402
 from pbtest import HOST  # noqa: E402
 from pop3wire import Pop3  # noqa: E402
 
-try:  # the harness's own reporter, wherever it lives
-    from pbtest import Report  # noqa: E402
-except ImportError:
-    from common import Report  # noqa: E402
-
 POPBRIDGE = pbtest.default_popbridge()
-R = Report(max_lines=24, width=300)
+R = pbtest.Report(max_lines=24, width=300)
 
 UPSTREAM_PW = {"office": "Office-app-pw-71c9", "other": "Other-pw-5d21",
                "scanner": "Scanner-imap-pw-88aa", "home": "Home-app-pw-3b0e"}
@@ -111,41 +102,27 @@ STATE = ""
 
 # -- processes ------------------------------------------------------------------
 
-class Popbridge(pbtest.Popbridge):
-    name = "accounts"
-
-    def __init__(self, d):
-        self.port = pbtest.free_port()
-        self.log = os.path.join(d, "popbridge.log")
-
-    def start(self):
-        self.spawn(POPBRIDGE, CONF)
-        why = pbtest.wait_greeting(self.proc, self.port)
-        if why:
-            raise RuntimeError("popbridge %s: %s" % (why, " | ".join(self.tail(8))))
+def accounts_text(refuse=False, late=False):
+    text = ("[accounts]\nunknown_users = %s\n\n"
+            "[account office-scanner]\n"
+            "pop3_user = scanner\n"
+            "upstream_user = office\n\n"
+            "[account home]\n"
+            "upstream_user = home\n"
+            "host = 127.0.0.1\n"
+            "port = %d\n"
+            "tls = starttls\n"
+            "ca_file = %s\n"
+            "on_delete = keep\n" % ("refuse" if refuse else "passthrough", DV_B.port,
+                                     CA.cert))
+    if late:
+        text += "\n[account late]\npop3_user = late-dev\nupstream_user = other\n"
+    return text
 
 
 def write_conf(refuse=False, late=False):
-    text = pbtest.plain_conf(PB.port, DV_A.port, STATE)
-    text = text.replace("auth_fail_delay = 0", "auth_fail_delay = %d" % DELAY)
-    text += ("\n[accounts]\nunknown_users = %s\n\n"
-             "[account office-scanner]\n"
-             "pop3_user = scanner\n"
-             "upstream_user = office\n\n"
-             "[account home]\n"
-             "upstream_user = home\n"
-             "host = 127.0.0.1\n"
-             "port = %d\n"
-             "tls = starttls\n"
-             "ca_file = %s\n"
-             "on_delete = keep\n" % ("refuse" if refuse else "passthrough", DV_B.port,
-                                      CA.cert))
-    if late:
-        text += "\n[account late]\npop3_user = late-dev\nupstream_user = other\n"
-    tmp = CONF + ".new"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, CONF)
+    PB.extra = accounts_text(refuse, late)
+    PB.write_conf()
 
 
 def passwd(*args, lines=(), timeout=60):
@@ -208,39 +185,10 @@ def session(user, pw):
     return pbtest.Pop3Session(PB, user, pw, timeout=20)
 
 
-class Mailbox:
-    """What POP3 must deliver for an IMAP mailbox: RETR bytes in UID order."""
-
-    def __init__(self, port, user):
-        conn = imapfetch.connect(port, user, UPSTREAM_PW[user])
-        try:
-            rows = imapfetch.fetch_all(conn, "INBOX", sections=("",))
-        finally:
-            conn.logout()
-        self.raw = [d for _, d in rows]
-        exp = [imapfetch.pop3_expected(d) for d in self.raw]
-        self.retr = [e for e, _ in exp]
-        self.size = [s for _, s in exp]
-        self.names = [msg_name(d) for d in self.raw]
-
-    def __len__(self):
-        return len(self.raw)
-
-
-def msg_name(data):
-    m = re.search(rb"^X-Corpus-Name: (\S+)", data, re.M)
-    return m.group(1).decode() if m else "?"
-
-
-def first_diff(a, b, ctx=24):
-    if a == b:
-        return "equal"
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return ("lengths %d vs %d, first difference at offset %d: got %r, want %r"
-            % (len(a), len(b), i, a[max(0, i - 8):i + ctx], b[max(0, i - 8):i + ctx]))
+def Mailbox(port, user):
+    """What POP3 must deliver for an IMAP mailbox (RETR bytes in UID
+    order)."""
+    return pbtest.Expected.imap(port, user, UPSTREAM_PW[user], sections=("",))
 
 
 def check_session(user, pw, box):
@@ -256,120 +204,36 @@ def check_session(user, pw, box):
         for i in range(1, min(n, len(box)) + 1):
             got = s.retr(i)
             if got != box.retr[i - 1]:
-                probs.append("RETR %d (%s): %s" % (i, box.names[i - 1],
-                                                  first_diff(got, box.retr[i - 1])))
+                probs.append("RETR %s: %s" % (box.label(i),
+                                             pbtest.first_diff(got, box.retr[i - 1])))
         s.quit_ok()
     return probs
 
 
 # -- fetchmail and mpop -----------------------------------------------------------
 
-DELIVER = """#!/bin/sh
-# MDA for the tests: each message into the next numbered file of $1.
-dir=$1
-n=$(ls "$dir" | wc -l)
-exec cat > "$dir/$(printf %04d $((n + 1))).eml"
-"""
-
-
-def mda_dir(name):
-    d = os.path.join(TMP, name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(os.path.join(d, "out"))
-    script = os.path.join(d, "deliver.sh")
-    with open(script, "w") as f:
-        f.write(DELIVER)
-    os.chmod(script, 0o755)
-    return d, script, os.path.join(d, "out")
-
-
-def delivered(out):
-    res = []
-    for n in sorted(os.listdir(out)):
-        with open(os.path.join(out, n), "rb") as f:
-            res.append(f.read())
-    return res
-
-
-def rc_string(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def tail(b, n=4):
-    return " | ".join(b.decode("utf-8", "replace").strip().splitlines()[-n:])
-
-
-def compare(box, got, want_fn, who):
+def client_fetch(client, label, user, pw, box):
+    """One run of fetchmail or mpop as device label: everything in box,
+    byte for byte (as each client hands a message to its MDA)."""
+    if client == "fetchmail":
+        c = pbtest.Fetchmail(TMP, "fetchmail-" + label, PB.port, user, pw, timeout=60)
+        want = pbtest.fetchmail_want
+    else:
+        c = pbtest.Mpop(TMP, "mpop-" + label, PB.port, user, pw)
+        want = pbtest.mpop_want
+    run = c.run()
     probs = []
-    if len(got) != len(box):
-        probs.append("%s delivered %d messages, the mailbox has %d" % (who, len(got), len(box)))
-    for i, g in enumerate(got[:len(box)]):
-        w = want_fn(box.retr[i])
-        if g != w:
-            probs.append("%s message %d (%s): %s" % (who, i + 1, box.names[i], first_diff(g, w)))
-    return probs
-
-
-def fetchmail_run(label, user, pw, box):
-    d, script, out = mda_dir("fetchmail-" + label)
-    home = os.path.join(d, "home")
-    os.makedirs(home, mode=0o700)
-    rc = os.path.join(d, "fetchmailrc")
-    with open(rc, "w") as f:
-        f.write("set no bouncemail\nset invisible\n"
-                "poll %s service %d protocol pop3 uidl auth password timeout 60\n"
-                "  user %s there with password %s is \"root\" here\n"
-                "  keep\n  no rewrite\n  no mimedecode\n  no stripcr\n"
-                "  no dropstatus\n  no dropdelivered\n  sslproto ''\n"
-                "  mda %s\n" % (HOST, PB.port, rc_string(user), rc_string(pw),
-                                rc_string("%s %s" % (script, out))))
-    os.chmod(rc, 0o600)
-    env = dict(os.environ, FETCHMAILHOME=home, HOME=home)
-    p = subprocess.run(["fetchmail", "-f", rc, "-N", "-d0", "--nosyslog",
-                        "--idfile", os.path.join(d, "fetchids"),
-                        "--pidfile", os.path.join(d, "pid")],
-                       env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=FETCH_WAIT)
-    probs = []
-    if p.returncode != 0:
-        probs.append("fetchmail exit %d: %s" % (p.returncode, tail(p.stderr + p.stdout)))
-
-    def want(e):
-        # fetchmail ends a header block that lacks its blank line; none here.
-        return e
-    return probs + compare(box, delivered(out), want, "fetchmail")
-
-
-def mpop_run(label, user, pw, box):
-    d, script, out = mda_dir("mpop-" + label)
-    pwfile = os.path.join(d, "pw")
-    with open(pwfile, "w") as f:
-        f.write(pw)
-    os.chmod(pwfile, 0o600)
-    p = subprocess.run(["mpop", "--host=%s" % HOST, "--port=%d" % PB.port,
-                        "--auth=user", "--user=%s" % user,
-                        "--passwordeval=cat %s" % pwfile, "--tls=off", "--timeout=60",
-                        "--uidls-file=%s" % os.path.join(d, "uidls"),
-                        "--delivery=mda,%s %s" % (script, out),
-                        "--received-header=off", "--keep=on", "--only-new=on", "-q"],
-                       env=dict(os.environ, HOME=d), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=FETCH_WAIT)
-    probs = []
-    if p.returncode != 0:
-        probs.append("mpop exit %d: %s" % (p.returncode, tail(p.stderr + p.stdout)))
-    return probs + compare(box, delivered(out), lambda e: e.replace(b"\r\n", b"\n"), "mpop")
+    if run.rc != 0:
+        probs.append("%s exit %d: %s" % (client, run.rc, " | ".join(pbtest.tail(run.output))))
+    return probs + pbtest.compare_deliveries(box, run.new, want, client)
 
 
 # -- logs -------------------------------------------------------------------------
 
-def dovecot_log(dv):
-    return os.path.join(dv.dir, "dovecot.log")
-
-
 def dovecot_logins(dv, off):
     """Lines of Dovecot's log after off that show an IMAP login or a login
     attempt (imap-login, auth)."""
-    text = pbtest.read_text(dovecot_log(dv), off)
+    text = dv.log_text(off)
     return [ln for ln in text.splitlines()
             if "imap-login:" in ln or "auth:" in ln or "auth-worker" in ln]
 
@@ -389,8 +253,8 @@ def wrong_password_never_upstream(user, pw, auth_plain=False):
     """-ERR [AUTH] after auth_fail_delay, and neither Dovecot nor
     popbridge's log shows any IMAP for that session."""
     probs = []
-    off_a = pbtest.file_size(dovecot_log(DV_A))
-    off_b = pbtest.file_size(dovecot_log(DV_B))
+    off_a = DV_A.log_offset()
+    off_b = DV_B.log_offset()
     off = PB.offset()
     r, secs = login_reply(user, pw, auth_plain)
     if not (isinstance(r, bytes) and r.startswith(b"-ERR [AUTH]")):
@@ -508,8 +372,7 @@ def clients_fetch(label, client):
     box = Mailbox(DV_A.port, "office")
     if len(box) != len(OFFICE_MSGS):
         return ["office's mailbox has %d messages, want %d" % (len(box), len(OFFICE_MSGS))]
-    run = fetchmail_run if client == "fetchmail" else mpop_run
-    return run(label, "scanner", DEVICE_PW[label], box)
+    return client_fetch(client, label, "scanner", DEVICE_PW[label], box)
 
 
 def login_forms():
@@ -823,16 +686,11 @@ def state_dir_clean():
     return probs
 
 
-def log_clean():
-    with open(PB.log, "rb") as f:
-        log = f.read()
-    return ["the log contains %r" % s[:40] for s in all_secrets() if s in log]
-
-
 # -- the run ------------------------------------------------------------------------
 
 def cases(tmp):
-    global CA, DV_A, DV_B, PB, CONF, STATE
+    global TMP, CA, DV_A, DV_B, PB, CONF, STATE
+    TMP = tmp
     DV_A = pbtest.Dovecot(os.path.join(tmp, "dovecot-a"),
                           users={u: UPSTREAM_PW[u] for u in ("office", "other", "scanner")})
     # B offers STARTTLS with a certificate of a private CA, which only the
@@ -840,22 +698,18 @@ def cases(tmp):
     CA = testca.TestCA(os.path.join(tmp, "pki"))
     cert = CA.issue("dovecot-b", cn="localhost", san="IP:127.0.0.1,DNS:localhost")
     DV_B = pbtest.Dovecot(os.path.join(tmp, "dovecot-b"), users={"home": UPSTREAM_PW["home"]},
-                          extra="ssl = yes\nssl_cert = <%s\nssl_key = <%s\n"
-                          % (cert.cert, cert.key))
+                          ssl=(cert.cert, cert.key))
     DV_A.start()
     DV_B.start()
     msgs = corpus.messages()
     for dv, user, names in ((DV_A, "office", OFFICE_MSGS), (DV_B, "home", HOME_MSGS),
                             (DV_A, "other", ("plain",)), (DV_A, "scanner", ("plain",))):
-        conn = corpus.connect(dv.port, user, UPSTREAM_PW[user])
-        try:
-            corpus.append(conn, "INBOX", [m for m in msgs if m[0] in names])
-        finally:
-            conn.logout()
-    PB = Popbridge(tmp)
-    CONF = os.path.join(tmp, "popbridge.ini")
-    STATE = os.path.join(tmp, "state")
-    write_conf()
+        dv.append(user, [m for m in msgs if m[0] in names])
+    # The state directory is passwd's to create (mode 0700).
+    PB = pbtest.Popbridge("accounts", DV_A.port, limits={"auth_fail_delay": DELAY},
+                          make_state=False, extra=accounts_text())
+    CONF = PB.conf
+    STATE = PB.state
 
     R.case("passwd: two devices and the upstream secret of office-scanner, a "
            "--generate'd device of home; exit 0, messages on stderr only", setup_passwords)
@@ -900,39 +754,14 @@ def cases(tmp):
 
 
 def main():
-    rc = pbtest.skip_for_target("ok - accounts cases skipped for TARGET=%s")
-    if rc is not None:
-        return rc
-    rc = pbtest.missing_binary("test_accounts.py", POPBRIDGE)
-    if rc is not None:
-        return rc
-    for tool in ("fetchmail", "mpop"):
-        if shutil.which(tool) is None:
-            print("not ok - %s is installed (tests/lib/deps.sh)" % tool)
-            print("0 passed, 1 failed")
-            return 1
-
     def body(tmp):
-        global TMP
-        TMP = tmp
         cases(tmp)
         if PB is not None and PB.proc is not None:
             pbtest.finish_checks(R, PB)
-            leaks = log_clean()
-            if leaks:
-                R.fail("no device or upstream password in the accounts popbridge log", leaks)
-            else:
-                R.ok("no device or upstream password in the accounts popbridge log")
+            pbtest.final_checks(R, [PB], leaks="no device or upstream password in the "
+                                "accounts popbridge log", secrets=sorted(all_secrets()))
 
-    def cleanup():
-        if PB is not None:
-            PB.kill()
-        for dv in (DV_A, DV_B):
-            if dv is not None:
-                dv.stop()
-
-    return pbtest.script_main(R, "accounts cases", "test_accounts.py", POPBRIDGE,
-                              "popbridge-accounts.", body, cleanup)
+    return pbtest.script_main(R, "accounts cases", body, tools=("fetchmail", "mpop"))
 
 
 if __name__ == "__main__":

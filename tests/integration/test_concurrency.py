@@ -2,15 +2,19 @@
 """Two sessions at once: a slow reader of the 5 MB message (alice) must not
 hold up another session's full STAT/UIDL/LIST/RETR cycle (erin)."""
 
+import os
+import sys
 import threading
 import time
 
-from common import Expected, Report, first_diff, login, pop3, users
-import imapfetch
-from pop3wire import is_ok
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-R = Report()
-U = users()
+import imapfetch  # noqa: E402
+import pbtest  # noqa: E402
+from pbtest import IMAP_PORT, Expected, first_diff, is_ok, login, pop3, users  # noqa: E402
+
+R = pbtest.Report()
+U = {}              # run.sh's users and their passwords
 SLOW_CHUNK = 16384
 SLOW_PAUSE = 0.025      # ~650 KB/s: the 5 MB message takes about 8 s
 
@@ -83,8 +87,8 @@ def full_cycle(E):
 
 
 def concurrent():
-    EA = Expected("alice", U["alice"])
-    EE = Expected("erin", U["erin"])
+    EA = Expected.imap(IMAP_PORT, "alice", U["alice"])
+    EE = Expected.imap(IMAP_PORT, "erin", U["erin"])
     big = EA.names.index("big-attachment") + 1
     state = {}
     started = threading.Event()
@@ -116,5 +120,13 @@ def concurrent():
     return probs
 
 
-R.case("slow 5 MB RETR does not block another session's full cycle", concurrent)
-R.exit()
+def main():
+    def body(tmp):
+        U.update(users())
+        R.case("slow 5 MB RETR does not block another session's full cycle", concurrent)
+
+    return pbtest.script_main(R, "concurrency cases", body, own_popbridge=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

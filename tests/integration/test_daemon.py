@@ -37,13 +37,9 @@ directory:
 
 At the end: no sanitizer report in any popbridge output.
 
-Output as in run.sh: "ok - NAME" / "not ok - NAME" plus indented
-diagnostics, and a last line "N passed, M failed"; exit status 1 when
-anything failed. Environment: POPBRIDGE (default build/asan/popbridge),
-TARGET (run.sh's; anything but "popbridge" skips), TEST_TMP (scratch
-directory; a private one otherwise), KEEP_TMP=1 (keep that private one),
-ONLY_CASE=substring (run only the cases whose name contains it).
-Needs root for cases 1 and 2 (they say "skipped" otherwise).
+Output and environment: tests/lib/pbtest.py (script_main), as every
+integration script. Needs root for cases 1 and 2 (they say "skipped"
+otherwise).
 """
 
 import os
@@ -58,49 +54,25 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-LIB = os.path.join(ROOT, "tests", "lib")
-sys.path.insert(0, LIB)
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from common import Report, first_diff  # noqa: E402
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
-from pop3wire import Pop3, Pop3Closed  # noqa: E402
 import pbtest  # noqa: E402
-from pbtest import (HOST, REPLY_WAIT, SANITIZER, cmd, free_port, is_ok,  # noqa: E402
-                    note, show)
+from pbtest import (HOST, REPLY_WAIT, Dovecot, Expected, cmd, first_diff, free_port,  # noqa: E402
+                    is_ok, note, show)
+from pop3wire import Pop3Closed  # noqa: E402
 
-START_WAIT = 30.0           # popbridge greets within this
+START_WAIT = 30             # popbridge greets within this
 EXIT_WAIT = 15.0            # a popbridge that must refuse to start exits within this
 GRACE = 5                   # [limits] shutdown_grace in case 5
-POPBRIDGE = os.environ.get("POPBRIDGE") or os.path.join(ROOT, "build", "asan", "popbridge")
-ONLY = os.environ.get("ONLY_CASE", "")
 N_MSGS = 3                  # plain messages per user
 
 
-class DaemonReport(Report):
-    """Report with room for log excerpts."""
-
-    def fail(self, name, diag=()):
-        self.failed += 1
-        print("not ok - %s" % name, flush=True)
-        lines = []
-        for d in diag:
-            lines.extend(str(d).splitlines())
-        for d in lines[:24]:
-            print("    %s" % d[:300], flush=True)
-        if len(lines) > 24:
-            print("    ... (%d more lines)" % (len(lines) - 24), flush=True)
-
-
-R = DaemonReport()
-TMP = ""
+R = pbtest.Report()
 DOVECOT = None
 PASSWORDS = {}
-INSTANCES = []              # every popbridge started (Popbridge objects)
-OUTPUTS = []                # every file popbridge wrote its output to
+CLI_OUTPUTS = []            # what popbridge printed on stderr when run by run_cli
 
 
 def privileged_port():
@@ -125,40 +97,11 @@ def privileged_port():
     return None
 
 
-# -- Dovecot (tests/lib/dovecot.sh) --------------------------------------------------
-
-class Dovecot(pbtest.Dovecot):
-    """pbtest's, that also stops a Dovecot whose start failed or was
-    interrupted once dovecot.pid was written."""
-
-    def _pid_file(self):
-        return os.path.join(self.dir, "dovecot.pid")
-
-    def start(self):
-        try:
-            super().start()
-        finally:
-            if self.pid is None and os.path.exists(self._pid_file()):
-                with open(self._pid_file()) as f:
-                    self.pid = int(f.read().strip() or 0) or None
-
-    def stop(self):
-        if self.pid is None and os.path.exists(self._pid_file()):
-            try:
-                self._bash('dovecot_stop "$PB_DIR"', self.stop_wait)
-            except subprocess.TimeoutExpired:
-                pass
-            return
-        super().stop()
-
-
-def imap(user):
-    return imapfetch.connect(DOVECOT.port, user, PASSWORDS[user], timeout=20)
-
+# -- Dovecot ------------------------------------------------------------------------
 
 def imap_state(user):
     """{uid: flags} of user's INBOX."""
-    conn = imap(user)
+    conn = DOVECOT.imap(user, timeout=20)
     try:
         # \Recent belongs to whichever session sees a message first.
         return {u: sorted(f for f in v["flags"] if f != "\\Recent")
@@ -168,128 +111,26 @@ def imap_state(user):
 
 
 def expected(user):
-    """[(uid, retr bytes, list size)] of user's INBOX in UID order."""
-    conn = imap(user)
-    try:
-        rows = imapfetch.fetch_all(conn, "INBOX")
-    finally:
-        conn.logout()
-    out = []
-    for uid, data in rows:
-        e, size = imapfetch.pop3_expected(data)
-        out.append((uid, e, size))
-    return out
+    """user's INBOX as POP3 must present it."""
+    return Expected.imap(DOVECOT.port, user, PASSWORDS[user], sections=("",))
 
 
 # -- popbridge ----------------------------------------------------------------------
 
-def conf_text(port, state, level="info", limits=None, user=None, extra=""):
-    limits = dict({"auth_fail_delay": 0, "idle_timeout": 60}, **(limits or {}))
-    text = """[listen]
-pop3 = 127.0.0.1:%d
-pop3s =
-
-[upstream]
-host = 127.0.0.1
-port = %d
-tls = none
-timeout = 10
-
-[state]
-dir = %s
-
-[limits]
-%s
-[log]
-level = %s
-""" % (port, DOVECOT.port if DOVECOT else 143, state,
-       "".join("%s = %s\n" % kv for kv in limits.items()), level)
-    if user is not None:
-        text += "\n[process]\nuser = %s\n" % user
-    return text + extra
-
-
-class Popbridge(pbtest.Popbridge):
-    log_flags = re.M
-
-    def __init__(self, name, state=None, level="info", limits=None, user=None,
-                 make_state=0o700, port=None):
-        """state: the state directory (default TMP/NAME-state), created
-        here with mode make_state unless that is None."""
-        self.name = name
-        self.port = port or free_port()
-        self.state = state or os.path.join(TMP, "%s-state" % name)
-        if make_state is not None:
-            os.makedirs(self.state, exist_ok=True)
-            os.chmod(self.state, make_state)
-        self.log = os.path.join(TMP, "%s.log" % name)
-        self.conf = os.path.join(TMP, "%s.ini" % name)
-        self.level = level
-        self.limits = limits
-        self.user = user
-        self.proc = None
-        self.write_conf()
-
-    def write_conf(self, extra=""):
-        with open(self.conf, "w") as f:
-            f.write(conf_text(self.port, self.state, self.level, self.limits,
-                              self.user, extra))
-
-    def spawn(self):
-        """Appends to its log (a second start of the same name), and dies
-        with this script (cleared by the kernel when popbridge switches
-        user; the finally in main() covers that)."""
-        super().spawn(POPBRIDGE, self.conf, append=True)
-        INSTANCES.append(self)
-        OUTPUTS.append(self.log)
-
-    def start(self):
-        """Starts it and waits for a greeting; None, or what went wrong."""
-        self.spawn()
-        why = pbtest.wait_greeting(self.proc, self.port, secs=START_WAIT)
-        if why == "exited":
-            return "exited with status %s: %s" % (self.proc.returncode,
-                                                  " | ".join(self.tail(5)))
-        if why:
-            return "does not greet on port %d within %d s" % (self.port, START_WAIT)
-        return None
-
-    def run_to_exit(self, timeout=EXIT_WAIT):
-        """For a popbridge that must refuse to start: (status, output);
-        status is a string when it was still running after timeout."""
-        self.spawn()
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            rc = "still running %g s after start (stopped)" % timeout
-        return rc, self.text()
-
-    def wait_exit(self, timeout):
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+def popbridge(name, level="info", limits=None, make_state=0o700, **kw):
+    """A popbridge of these cases (pbtest.Popbridge): level info, limits
+    without shutdown_grace unless given, the state directory (default
+    NAME-state) made with mode make_state (None: not made)."""
+    return pbtest.Popbridge(name, DOVECOT.port if DOVECOT else 143, level=level,
+                            limits=dict({"shutdown_grace": None}, **(limits or {})),
+                            make_state=make_state, **kw)
 
 
 # -- POP3 helpers -------------------------------------------------------------------
 
 def login(pb, user):
     """A logged-in session; raises AssertionError when that fails."""
-    try:
-        p = Pop3(HOST, pb.port, timeout=REPLY_WAIT)
-    except OSError as e:
-        raise AssertionError("connect to popbridge on port %d: %s" % (pb.port, e))
-    if not is_ok(p.greeting):
-        p.close()
-        raise AssertionError("greeting %s" % show(p.greeting))
-    r = cmd(p, b"USER " + user.encode())
-    if is_ok(r):
-        r = cmd(p, b"PASS " + PASSWORDS[user].encode())
-    if not is_ok(r):
-        p.close()
-        raise AssertionError("login as %s -> %s" % (user, show(r)))
-    return p
+    return pbtest.login(user, PASSWORDS[user], pb.port)
 
 
 def retr(p, n, want):
@@ -383,12 +224,6 @@ def need_root():
     return None
 
 
-def case(name, fn):
-    if ONLY and ONLY not in name:
-        return
-    R.case(name, fn)
-
-
 # -- 1: root and the state directory --------------------------------------------------
 
 def refuses_open_state_dir(mode):
@@ -396,7 +231,7 @@ def refuses_open_state_dir(mode):
         if need_root():
             note(need_root())
             return []
-        pb = Popbridge("c1-mode%o" % mode, make_state=mode)
+        pb = popbridge("c1-mode%o" % mode, make_state=mode)
         rc, out = pb.run_to_exit()
         probs = []
         if rc == 0 or not isinstance(rc, int):
@@ -416,8 +251,8 @@ def starts_with_private_state_dir():
     if need_root():
         note(need_root())
         return []
-    pb = Popbridge("c1-mode700", make_state=0o700)
-    err = pb.start()
+    pb = popbridge("c1-mode700", make_state=0o700)
+    err = pb.try_start(START_WAIT)
     if err:
         return ["popbridge: %s" % err]
     probs = []
@@ -444,8 +279,8 @@ def drops_to_nobody():
     port = privileged_port()
     if port is None:
         note("no free privileged port; case 2 listens on an ordinary one")
-    pb = Popbridge("c2-nobody", user="nobody", make_state=0o700, port=port)
-    err = pb.start()
+    pb = popbridge("c2-nobody", user="nobody", make_state=0o700, port=port)
+    err = pb.try_start(START_WAIT)
     if err:
         return ["popbridge: %s" % err]
     probs = []
@@ -466,10 +301,10 @@ def drops_to_nobody():
         probs.append(str(e))
     else:
         r = cmd(p, b"STAT")
-        w = b"+OK %d %d\r\n" % (len(want), sum(s for _, _, s in want))
+        w = b"+OK %d %d\r\n" % (len(want), sum(want.size))
         if r != w:
             probs.append("STAT -> %s, want %r" % (show(r), w))
-        probs += retr(p, 1, want[0][1])
+        probs += retr(p, 1, want.retr[0])
         r = cmd(p, b"QUIT")
         if not is_ok(r):
             probs.append("QUIT -> %s" % show(r))
@@ -502,7 +337,7 @@ def unknown_user_refused():
     if need_root():
         note(need_root())
         return []
-    pb = Popbridge("c2-nouser", user="no-such-user-xyz", make_state=0o700)
+    pb = popbridge("c2-nouser", user="no-such-user-xyz", make_state=0o700)
     rc, out = pb.run_to_exit()
     probs = []
     if rc == 0 or not isinstance(rc, int):
@@ -519,18 +354,18 @@ def unknown_user_refused():
 
 def run_cli(args, timeout=15):
     try:
-        r = subprocess.run([POPBRIDGE] + args, stdin=subprocess.DEVNULL,
+        r = subprocess.run([pbtest.default_popbridge()] + args, stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         raise AssertionError("popbridge %s still running after %d s" % (" ".join(args), timeout))
-    OUTPUTS.append(r.stderr)
+    CLI_OUTPUTS.append(r.stderr)
     return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
 
 
 CHECK_CONFIGS = {
     "empty": "",
-    "daemon": None,   # conf_text() of a test instance
+    "daemon": None,   # the configuration of a test instance
     "rich": """[listen]
 pop3 = 127.0.0.1:1110, [::1]:1110
 pop3s =
@@ -574,10 +409,11 @@ def check_config_roundtrip():
     probs = []
     for name, text in CHECK_CONFIGS.items():
         if text is None:
-            text = conf_text(free_port(), os.path.join(TMP, "c3-state"), "debug",
-                             {"shutdown_grace": GRACE})
-        f1 = os.path.join(TMP, "c3-%s.ini" % name)
-        f2 = os.path.join(TMP, "c3-%s.printed.ini" % name)
+            text = popbridge("c3-conf", level="debug", limits={"shutdown_grace": GRACE},
+                             state=os.path.join(pbtest.SCRATCH, "c3-state"),
+                             make_state=None).conf_text()
+        f1 = os.path.join(pbtest.SCRATCH, "c3-%s.ini" % name)
+        f2 = os.path.join(pbtest.SCRATCH, "c3-%s.printed.ini" % name)
         with open(f1, "w") as f:
             f.write(text)
         rc, out1, err = run_cli(["-c", f1, "--check-config"])
@@ -606,7 +442,7 @@ def check_config_roundtrip():
 
 
 def check_config_bad_file():
-    path = os.path.join(TMP, "c3-bad.ini")
+    path = os.path.join(pbtest.SCRATCH, "c3-bad.ini")
     with open(path, "w") as f:
         f.write("[listen]\npop3 = 127.0.0.1:%d\nno_such_key = 1\n\n[log]\nlevel = info\n"
                 % free_port())
@@ -646,8 +482,8 @@ def version_and_help():
 # -- 4: SIGHUP ------------------------------------------------------------------------
 
 def sighup_reload():
-    pb = Popbridge("c4-hup", level="info")
-    err = pb.start()
+    pb = popbridge("c4-hup", level="info")
+    err = pb.try_start(START_WAIT)
     if err:
         return ["popbridge: %s" % err]
     probs = []
@@ -711,9 +547,9 @@ def sighup_session_keeps_its_config():
     """A session keeps the configuration it started with: on_delete = keep
     at login, expunge after a SIGHUP; its DELE + QUIT deletes nothing, and
     QUIT answers at once (it used to wait for the idle timeout)."""
-    pb = Popbridge("c4-keep", level="info")
+    pb = popbridge("c4-keep", level="info")
     pb.write_conf(extra="\n[maildrop]\non_delete = keep\n")
-    err = pb.start()
+    err = pb.try_start(START_WAIT)
     if err:
         return ["popbridge: %s" % err]
     probs = []
@@ -755,9 +591,9 @@ def sighup_session_keeps_its_config():
 def sigterm_graceful_quit():
     user = "carol"
     want = expected(user)
-    uids = [u for u, _, _ in want]
-    pb = Popbridge("c5-quit", limits={"shutdown_grace": GRACE})
-    err = pb.start()
+    uids = want.uids
+    pb = popbridge("c5-quit", limits={"shutdown_grace": GRACE})
+    err = pb.try_start(START_WAIT)
     if err:
         return ["popbridge: %s" % err]
     probs = []
@@ -775,12 +611,12 @@ def sigterm_graceful_quit():
         if got:
             probs.append("after SIGTERM: %s" % got)
         # The open session goes on.
-        rest = want[1:]
+        rest = want.size[1:]
         r = cmd(p, b"STAT")
-        w = b"+OK %d %d\r\n" % (len(rest), sum(s for _, _, s in rest))
+        w = b"+OK %d %d\r\n" % (len(rest), sum(rest))
         if r != w:
             probs.append("STAT after SIGTERM -> %s, want %r" % (show(r), w))
-        probs += ["after SIGTERM: " + x for x in retr(p, 2, want[1][1])]
+        probs += ["after SIGTERM: " + x for x in retr(p, 2, want.retr[1])]
         r = cmd(p, b"QUIT")
         if not is_ok(r):
             probs.append("QUIT after SIGTERM -> %s" % show(r))
@@ -806,8 +642,8 @@ def sigterm_grace_expires():
     user = "dave"
     want = expected(user)
     before = imap_state(user)
-    pb = Popbridge("c5-grace", limits={"shutdown_grace": GRACE})
-    err = pb.start()
+    pb = popbridge("c5-grace", limits={"shutdown_grace": GRACE})
+    err = pb.try_start(START_WAIT)
     if err:
         return ["popbridge: %s" % err]
     probs = []
@@ -870,14 +706,14 @@ def missing_state_dir_created(user=None, name="c6-missing"):
         if user and need_root():
             note(need_root())
             return []
-        parent = os.path.join(TMP, name)
+        parent = os.path.join(pbtest.SCRATCH, name)
         os.makedirs(parent, exist_ok=True)
         os.chmod(parent, 0o755)
         state = os.path.join(parent, "state")
         if os.path.lexists(state):
             shutil.rmtree(state)
-        pb = Popbridge(name, state=state, user=user, make_state=None)
-        err = pb.start()
+        pb = popbridge(name, state=state, user=user, make_state=None)
+        err = pb.try_start(START_WAIT)
         probs = []
         if err:
             return ["popbridge: %s" % err]
@@ -904,10 +740,10 @@ def missing_state_dir_created(user=None, name="c6-missing"):
 
 
 def state_dir_is_file():
-    path = os.path.join(TMP, "c6-file-state")
+    path = os.path.join(pbtest.SCRATCH, "c6-file-state")
     with open(path, "w") as f:
         f.write("not a directory\n")
-    pb = Popbridge("c6-file", state=path, make_state=None)
+    pb = popbridge("c6-file", state=path, make_state=None)
     rc, out = pb.run_to_exit()
     probs = []
     if rc == 0 or not isinstance(rc, int):
@@ -931,9 +767,9 @@ def nobody_keeps_root_maps():
     if need_root():
         note(need_root())
         return []
-    state = os.path.join(TMP, "c7-shared-state")
-    pb = Popbridge("c7-root", state=state)
-    err = pb.start()
+    state = os.path.join(pbtest.SCRATCH, "c7-shared-state")
+    pb = popbridge("c7-root", state=state)
+    err = pb.try_start(START_WAIT)
     if err:
         return ["popbridge as root: %s" % err]
     probs = ["as root: " + x for x in short_session(pb, "alice")]
@@ -943,8 +779,8 @@ def nobody_keeps_root_maps():
     maps = sorted(n for n in os.listdir(state) if not n.startswith("."))
     if not maps:
         return probs + ["no UID map written as root"]
-    pb = Popbridge("c7-nobody", state=state, user="nobody", make_state=None)
-    err = pb.start()
+    pb = popbridge("c7-nobody", state=state, user="nobody", make_state=None)
+    err = pb.try_start(START_WAIT)
     if err:
         return probs + ["popbridge as nobody: %s" % err]
     want = expected("alice")
@@ -953,7 +789,7 @@ def nobody_keeps_root_maps():
     except AssertionError as e:
         probs.append("as nobody, after root wrote the map: %s" % e)
     else:
-        probs += ["as nobody: " + x for x in retr(p, 1, want[0][1])]
+        probs += ["as nobody: " + x for x in retr(p, 1, want.retr[0])]
         r = cmd(p, b"QUIT")
         if not is_ok(r):
             probs.append("as nobody: QUIT -> %s" % show(r))
@@ -976,12 +812,12 @@ def nobody_cannot_write_state_dir():
     if need_root():
         note(need_root())
         return []
-    state = os.path.join(TMP, "c8-other-state")
+    state = os.path.join(pbtest.SCRATCH, "c8-other-state")
     os.makedirs(state, exist_ok=True)
     os.chmod(state, 0o700)
     os.chown(state, 4242, 4242)
-    pb = Popbridge("c8-nobody", state=state, user="nobody", make_state=None)
-    err = pb.start()
+    pb = popbridge("c8-nobody", state=state, user="nobody", make_state=None)
+    err = pb.try_start(START_WAIT)
     if err:
         errs = error_lines(pb.text())
         if pb.proc.poll() not in (None, 0) and any(state in ln for ln in errs):
@@ -1004,13 +840,13 @@ def sighup_missing_state_dir():
     """SIGHUP naming a [state] dir that does not exist yet: popbridge
     must create it as at start, or refuse the reload and keep the old
     one; either way new sessions still log in."""
-    pb = Popbridge("c9-hup-state")
-    err = pb.start()
+    pb = popbridge("c9-hup-state")
+    err = pb.try_start(START_WAIT)
     if err:
         return ["popbridge: %s" % err]
     probs = []
     try:
-        parent = os.path.join(TMP, "c9-new")
+        parent = os.path.join(pbtest.SCRATCH, "c9-new")
         os.makedirs(parent, exist_ok=True)
         pb.state = os.path.join(parent, "state")
         pb.write_conf()
@@ -1034,103 +870,70 @@ def sighup_missing_state_dir():
 
 def setup():
     global DOVECOT, PASSWORDS
-    DOVECOT = Dovecot(os.path.join(TMP, "dovecot"))
-    DOVECOT.start()
+    DOVECOT = Dovecot(os.path.join(pbtest.SCRATCH, "dovecot")).start()
     PASSWORDS = DOVECOT.passwords()
-    note("dovecot: imap 127.0.0.1:%d; scratch %s" % (DOVECOT.port, TMP))
+    note("dovecot: imap 127.0.0.1:%d; scratch %s" % (DOVECOT.port, pbtest.SCRATCH))
     for seed, user in enumerate(("alice", "bob", "carol", "dave", "erin")):
-        conn = corpus.connect(DOVECOT.port, user, PASSWORDS[user])
-        try:
-            corpus.append(conn, "INBOX", corpus.generated(N_MSGS, 2000 + 500 * seed,
-                                                          seed=seed, prefix=user))
-        finally:
-            conn.logout()
+        DOVECOT.append(user, corpus.generated(N_MSGS, 2000 + 500 * seed, seed=seed,
+                                              prefix=user))
 
 
 def cases():
-    case("root, no [process] user, state dir 0777: exits non-zero naming the dir",
-         refuses_open_state_dir(0o777))
-    case("root, no [process] user, state dir 0775: exits non-zero naming the dir",
-         refuses_open_state_dir(0o775))
-    case("root, no [process] user, state dir 0700: starts, warns to set [process] user",
-         starts_with_private_state_dir)
-    case("[process] user = nobody: uid/gid dropped, socket accepts, RETR, map 0600 nobody's",
-         drops_to_nobody)
-    case("[process] user = no-such-user-xyz: exits non-zero with a clear reason",
-         unknown_user_refused)
-    case("--check-config output loads again and prints the same", check_config_roundtrip)
-    case("unknown key on line 3: exit 1, one line FILE:3: [listen] no_such_key: ...",
-         check_config_bad_file)
-    case("--version and --help exit 0", version_and_help)
-    case("SIGHUP: info -> debug applies to new sessions; a broken file is refused, "
-         "old config kept, still serving", sighup_reload)
-    case("SIGHUP: a running session keeps its configuration (on_delete = keep stays "
-         "keep; QUIT answers at once)", sighup_session_keeps_its_config)
-    case("SIGTERM: new connections refused, the open session finishes, QUIT deletes, exit 0",
-         sigterm_graceful_quit)
-    case("SIGTERM: a session without QUIT is closed after shutdown_grace, nothing "
-         "deleted, exit 0", sigterm_grace_expires)
-    case("missing state directory is created with mode 0700", missing_state_dir_created())
-    case("missing state directory with [process] user = nobody: created 0700, nobody's",
-         missing_state_dir_created("nobody", "c6-missing-nobody"))
-    case("state directory that is a regular file: exits non-zero with a clear reason",
-         state_dir_is_file)
-    case("[process] user = nobody on a state dir root used before: old UID maps usable",
-         nobody_keeps_root_maps)
-    case("[process] user = nobody, state dir nobody cannot write: refused at start or "
-         "logins work", nobody_cannot_write_state_dir)
-    case("SIGHUP naming a missing [state] dir: created or reload refused; logins work",
-         sighup_missing_state_dir)
+    R.case("root, no [process] user, state dir 0777: exits non-zero naming the dir",
+           refuses_open_state_dir(0o777))
+    R.case("root, no [process] user, state dir 0775: exits non-zero naming the dir",
+           refuses_open_state_dir(0o775))
+    R.case("root, no [process] user, state dir 0700: starts, warns to set [process] user",
+           starts_with_private_state_dir)
+    R.case("[process] user = nobody: uid/gid dropped, socket accepts, RETR, map 0600 nobody's",
+           drops_to_nobody)
+    R.case("[process] user = no-such-user-xyz: exits non-zero with a clear reason",
+           unknown_user_refused)
+    R.case("--check-config output loads again and prints the same", check_config_roundtrip)
+    R.case("unknown key on line 3: exit 1, one line FILE:3: [listen] no_such_key: ...",
+           check_config_bad_file)
+    R.case("--version and --help exit 0", version_and_help)
+    R.case("SIGHUP: info -> debug applies to new sessions; a broken file is refused, "
+           "old config kept, still serving", sighup_reload)
+    R.case("SIGHUP: a running session keeps its configuration (on_delete = keep stays "
+           "keep; QUIT answers at once)", sighup_session_keeps_its_config)
+    R.case("SIGTERM: new connections refused, the open session finishes, QUIT deletes, exit 0",
+           sigterm_graceful_quit)
+    R.case("SIGTERM: a session without QUIT is closed after shutdown_grace, nothing "
+           "deleted, exit 0", sigterm_grace_expires)
+    R.case("missing state directory is created with mode 0700", missing_state_dir_created())
+    R.case("missing state directory with [process] user = nobody: created 0700, nobody's",
+           missing_state_dir_created("nobody", "c6-missing-nobody"))
+    R.case("state directory that is a regular file: exits non-zero with a clear reason",
+           state_dir_is_file)
+    R.case("[process] user = nobody on a state dir root used before: old UID maps usable",
+           nobody_keeps_root_maps)
+    R.case("[process] user = nobody, state dir nobody cannot write: refused at start or "
+           "logins work", nobody_cannot_write_state_dir)
+    R.case("SIGHUP naming a missing [state] dir: created or reload refused; logins work",
+           sighup_missing_state_dir)
 
 
 def finish():
     san = []
-    for o in OUTPUTS:
-        if isinstance(o, bytes):
-            text = o.decode("utf-8", "replace")
-        else:
-            try:
-                with open(o, "rb") as f:
-                    text = f.read().decode("utf-8", "replace")
-            except OSError:
-                continue
-        san += [ln for ln in text.splitlines() if SANITIZER.search(ln)]
-    if san:
-        R.fail("no sanitizer reports in popbridge's output", san[:10])
-    else:
-        R.ok("no sanitizer reports in popbridge's output")
-
-
-def run():
-    try:
-        setup()
-    except Exception as e:
-        R.fail("private Dovecot starts with the test mail", ["%s: %s" % (type(e).__name__, e)])
-    else:
-        cases()
-        finish()
+    for text in [pb.text() for pb in pbtest.popbridges()] + [
+            o.decode("utf-8", "replace") for o in CLI_OUTPUTS]:
+        san += pbtest.sanitizer_lines(text)
+    R.check("no sanitizer reports in popbridge's output", san[:10])
 
 
 def main():
-    global TMP
-    rc = pbtest.skip_for_target("ok - daemon cases skipped for TARGET=%s")
-    if rc is None:
-        rc = pbtest.missing_binary("test_daemon.py", POPBRIDGE)
-    if rc is not None:
-        return rc
-    # SIGINT too, even when started with it ignored
-    pbtest.catch_signals(signal.SIGHUP, signal.SIGINT)
-    pbtest.become_subreaper()
-    TMP, own_tmp = pbtest.scratch_dir("popbridge-daemon.")   # nobody (case 2) traverses it
-    try:
-        pbtest.run_guarded(R, "daemon cases", run)
-    finally:
-        for pb in INSTANCES:
-            pb.kill()
-        if DOVECOT is not None:
-            DOVECOT.stop()
-        pbtest.remove_scratch(TMP, own_tmp)
-    return pbtest.summary(R)
+    def body(tmp):
+        try:
+            setup()
+        except Exception as e:
+            R.fail("private Dovecot starts with the test mail",
+                   ["%s: %s" % (type(e).__name__, e)])
+        else:
+            cases()
+            finish()
+
+    return pbtest.script_main(R, "daemon cases", body)
 
 
 if __name__ == "__main__":

@@ -5,19 +5,23 @@ Each case uses its own user (bob, carol, dave, snap) and appends its own
 messages first, so no case depends on another's deletions.
 """
 
+import os
 import poplib
 import socket
+import sys
 import time
 
-from common import (Report, HOST, IMAP_PORT, POP3_PORT, TIMEOUT, first_diff,
-                    login, users)
-import corpus
-import imapfetch
-from pop3wire import is_err, is_ok
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+import corpus  # noqa: E402
+import imapfetch  # noqa: E402
+import pbtest  # noqa: E402
+from pbtest import (CASE_TIMEOUT, HOST, IMAP_PORT, POP3_PORT, first_diff, is_err,  # noqa: E402
+                    is_ok, login, users)
 
 poplib._MAXLINE = 1 << 20
-R = Report()
-U = users()
+R = pbtest.Report()
+U = {}              # run.sh's users and their passwords
 SMALL = ["plain", "dot-lines", "latin1-8bit", "no-final-crlf", "body-dot", "crlf-mix"]
 
 
@@ -78,7 +82,7 @@ def dele_quit():
     assert len(before) == len(uids), "POP3 lists %d messages, IMAP has %d" % (
         len(before), len(uids))
     probs = []
-    c = poplib.POP3(HOST, POP3_PORT, timeout=TIMEOUT)
+    c = poplib.POP3(HOST, POP3_PORT, timeout=CASE_TIMEOUT)
     c.user(user)
     c.pass_(U[user])
     count, size = c.stat()
@@ -282,11 +286,19 @@ def expunged_mid_session():
     return probs
 
 
-R.case("DELE 2 msgs + QUIT expunges exactly those; the rest keep their UIDLs", dele_quit)
-R.case("DELE then dropped connection removes nothing", dele_drop)
-R.case("DELE, RSET, QUIT removes nothing", dele_rset_quit)
-R.case("a message another client flagged \\Deleted survives our UPDATE", foreign_deleted)
-R.case("maildrop is a snapshot: new mail shows up in the next session", snapshot)
-R.case("message expunged upstream mid-session: RETR -ERR, session goes on",
-       expunged_mid_session)
-R.exit()
+def main():
+    def body(tmp):
+        U.update(users())
+        R.case("DELE 2 msgs + QUIT expunges exactly those; the rest keep their UIDLs", dele_quit)
+        R.case("DELE then dropped connection removes nothing", dele_drop)
+        R.case("DELE, RSET, QUIT removes nothing", dele_rset_quit)
+        R.case("a message another client flagged \\Deleted survives our UPDATE", foreign_deleted)
+        R.case("maildrop is a snapshot: new mail shows up in the next session", snapshot)
+        R.case("message expunged upstream mid-session: RETR -ERR, session goes on",
+               expunged_mid_session)
+
+    return pbtest.script_main(R, "delete cases", body, own_popbridge=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

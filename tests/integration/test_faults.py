@@ -17,36 +17,27 @@ directory, log appended) so that the cases after it still say something
 of their own. At the end: popbridge exits 0 on SIGTERM and its log holds
 no sanitizer report and no secret.
 
-Output as in run.sh: "ok - NAME" / "not ok - NAME" plus indented
-diagnostics, and a last line "N passed, M failed"; exit status 1 when
-anything failed. Environment: POPBRIDGE (required), TARGET (run.sh's;
-anything but "popbridge" skips these cases), TEST_TMP (scratch
-directory; a private one otherwise), KEEP_TMP=1 (keep that private one),
-ONLY_CASE=substring (run only the cases whose name contains it).
+Output and environment: tests/lib/pbtest.py (script_main), as every
+integration script.
 """
 
 import base64
 import os
 import re
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import time
-import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from common import Report, first_diff  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
 import testca  # noqa: E402
 from imapfault import CAPS_FULL, Fault, FaultPeer, _msg  # noqa: E402
-from pbtest import HOST, REPLY_WAIT, cmd, free_port, read_line, show  # noqa: E402
-from pop3wire import Pop3, Pop3Closed  # noqa: E402
+from pbtest import (REPLY_WAIT, Client, cmd, first_diff, is_err, is_ok, is_temp,  # noqa: E402
+                    multi, read_line, show, user_pass, want_temp)
+from pop3wire import Pop3Closed  # noqa: E402
 
 UPSTREAM_TIMEOUT = 2        # [upstream] timeout in popbridge's config
 USER, PW = b"alice", b"Alice-pw-1"
@@ -54,19 +45,11 @@ QUOTE_PW = b'p a"s\\s'                      # needs escaping when quoted
 EIGHTBIT_PW = "pässwörd-ß".encode("utf-8")   # needs a literal
 SECRETS = [PW, QUOTE_PW, EIGHTBIT_PW]
 
-POPBRIDGE = os.environ.get("POPBRIDGE", "")
-ONLY = os.environ.get("ONLY_CASE", "")   # not ONLY: run.sh uses that for groups
 
-
-R = Report(max_lines=24)
+R = pbtest.Report()
 PEER = None
-PB = None           # the popbridge process
-PB_PORT = 0
-PB_SPORT = 0        # pop3s
-PB_LOG = ""
-TMP = ""
-CA = None           # testca.TestCA; CERT: popbridge's pop3s certificate
-CERT = None
+PB = None           # the popbridge (pbtest.Popbridge)
+CTX = None          # an ssl.SSLContext trusting the test CA
 
 MSGS = None         # [(uid, bytes)] of the scripted mailbox
 EXP = None          # [(retr bytes, list size)] per POP3 message number
@@ -76,55 +59,6 @@ def caps_without(*names):
     return [c for c in CAPS_FULL if c not in names]
 
 
-# -- popbridge --------------------------------------------------------------------
-
-def start_popbridge(imap_port, append=False):
-    """popbridge in front of the peer (plain POP3 and pop3s); append: a
-    restart after a crash, the log goes on."""
-    global PB, PB_PORT, PB_SPORT, PB_LOG
-    PB_PORT = free_port()
-    PB_SPORT = free_port((PB_PORT,))
-    state = os.path.join(TMP, "state")
-    os.makedirs(state, exist_ok=True)
-    conf = os.path.join(TMP, "faults.ini")
-    with open(conf, "w") as f:
-        f.write("""[listen]
-pop3 = 127.0.0.1:%d
-pop3s = 127.0.0.1:%d
-cert = %s
-key = %s
-
-[upstream]
-host = 127.0.0.1
-port = %d
-tls = none
-timeout = %d
-
-[state]
-dir = %s
-
-[limits]
-auth_fail_delay = 0
-idle_timeout = 30
-shutdown_grace = 5
-
-[log]
-level = debug
-""" % (PB_PORT, PB_SPORT, CERT.chain, CERT.key, imap_port, UPSTREAM_TIMEOUT, state))
-    PB_LOG = os.path.join(TMP, "popbridge-faults.log")
-    PB = pbtest.spawn(POPBRIDGE, conf, PB_LOG, append=append)
-    why = pbtest.wait_greeting(PB, PB_PORT)
-    if why == "exited":
-        return "popbridge exited with status %s" % PB.returncode
-    if why:
-        return "popbridge does not greet on port %d within 30 s" % PB_PORT
-    return None
-
-
-def log_offset():
-    return pbtest.file_size(PB_LOG)
-
-
 INTERESTING = re.compile(r"upstream|imap[<>]|pop3>|transfer|update|warn|error|"
                          r"ERROR|runtime error|fail", re.I)
 
@@ -132,58 +66,29 @@ INTERESTING = re.compile(r"upstream|imap[<>]|pop3>|transfer|update|warn|error|"
 def log_lines(offset, limit=6):
     """popbridge's log lines since offset that say something about the
     upstream, trimmed to the last `limit`."""
-    data = pbtest.read_text(PB_LOG, offset)
-    lines = [ln for ln in data.splitlines() if INTERESTING.search(ln)]
-    return lines[-limit:]
+    return PB.tail(limit, offset, INTERESTING)
 
 
 # -- POP3 helpers -------------------------------------------------------------------
 
 def pop3():
-    return Pop3(HOST, PB_PORT, timeout=REPLY_WAIT)
-
-
-class Pop3s(Pop3):
-    """pop3wire.Pop3 over implicit TLS (RFC 8314), checked against the
-    test CA."""
-
-    def __init__(self, port, timeout=REPLY_WAIT):
-        raw = socket.create_connection((HOST, port), timeout=timeout)
-        ctx = ssl.create_default_context(cafile=CA.cert)
-        self.sock = ctx.wrap_socket(raw, server_hostname=HOST)
-        self.buf = b""
-        self.greeting = self.line()
+    return Client(PB.port, timeout=REPLY_WAIT)
 
 
 def connect(transport):
-    """A fresh POP3 session: transport "pop3" (plain) or "pop3s" (TLS)."""
-    return pop3() if transport == "pop3" else Pop3s(PB_SPORT)
-
-
-def is_temp(r):
-    return (isinstance(r, bytes) and r.startswith(b"-ERR [SYS/TEMP]")
-            and b"wait" in r.lower())
-
-
-def want_temp(what, r):
-    if is_temp(r):
-        return []
-    if isinstance(r, bytes) and r.startswith(b"-ERR [SYS/TEMP]"):
-        return ["%s -> %s: the text lacks 'wait' (fetchmail reads it)" % (what, show(r))]
-    return ["%s -> %s, want -ERR [SYS/TEMP] ... wait ..." % (what, show(r))]
+    """A fresh POP3 session: transport "pop3" (plain) or "pop3s" (implicit
+    TLS, checked against the test CA)."""
+    return pop3() if transport == "pop3" else Client(PB.sport, tls=CTX)
 
 
 def login(p, user=USER, password=PW):
-    r = cmd(p, b"USER " + user)
-    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
-        return r
-    return cmd(p, b"PASS " + password)
+    return user_pass(p, user, password)
 
 
 def session_basics(p):
     """Logs in; STAT must show the whole scripted mailbox."""
     r = login(p)
-    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+    if not is_ok(r):
         raise AssertionError("login -> %s" % show(r))
     r = cmd(p, b"STAT")
     want = b"+OK %d %d\r\n" % (len(EXP), sum(s for _, s in EXP))
@@ -196,24 +101,17 @@ def logged_in():
     """A POP3 session past PASS; raises AssertionError when login fails."""
     p = pop3()
     r = login(p)
-    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+    if not is_ok(r):
         p.close()
         raise AssertionError("login before the fault -> %s" % show(r))
     return p
-
-
-def multi(p, timeout=REPLY_WAIT):
-    """(un-stuffed body, problems) of a multi-line response."""
-    p.sock.settimeout(timeout)
-    _, data, problems = p.multi()
-    return data, problems
 
 
 def retr_ok(p, n, what=None):
     """RETR n must deliver exactly the expected bytes."""
     what = what or "RETR %d" % n
     r = cmd(p, b"RETR %d" % n)
-    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+    if not is_ok(r):
         return ["%s -> %s" % (what, show(r))]
     try:
         data, problems = multi(p)
@@ -232,7 +130,7 @@ def quit_after_fault(p):
     the DELEs were carried out."""
     r = cmd(p, b"QUIT", timeout=UPSTREAM_TIMEOUT + 6)
     p.close()
-    if isinstance(r, bytes) and r.startswith(b"+OK"):
+    if is_ok(r):
         return ["QUIT after the fault -> %r: the session went on and QUIT "
                 "claims success" % r]
     return []
@@ -273,7 +171,7 @@ def read_broken_transfer(p, n, prefix_check=True, allow_temp=False):
     r = cmd(p, b"RETR %d" % n)
     if allow_temp and is_temp(r):
         return quit_after_fault(p)
-    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+    if not is_ok(r):
         return ["RETR %d -> %s, want +OK and a broken-off transfer%s"
                 % (n, show(r), " (or -ERR [SYS/TEMP] ... wait)" if allow_temp else "")]
     got, closed = drain(p, UPSTREAM_TIMEOUT + 8)
@@ -322,14 +220,14 @@ def good_session():
         probs += session_basics(p)
         probs += retr_ok(p, 2)
         r = cmd(p, b"UIDL")
-        if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        if not is_ok(r):
             probs.append("UIDL -> %s" % show(r))
         else:
             data, _ = multi(p)
             if len(data.splitlines()) != len(EXP):
                 probs.append("UIDL listed %d lines" % len(data.splitlines()))
         r = cmd(p, b"QUIT")
-        if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        if not is_ok(r):
             probs.append("QUIT -> %s" % show(r))
     except (Pop3Closed, socket.timeout, OSError, AssertionError) as e:
         probs.append("%s: %s" % (type(e).__name__, e))
@@ -345,43 +243,47 @@ def masked(line):
     return m.group(1) + " ..." if m else line
 
 
-def case(name, body, plan=(), good=True, expect_fired=True, **peer_opts):
-    if ONLY and ONLY not in name:
-        return
+class FaultCase:
+    """Report.case's watch for a fault case: the peer gets the plan first;
+    afterwards faults that never fired and what the peer noticed are
+    problems, a failure shows what popbridge sent upstream and logged, a
+    normal session through the well-behaved peer must work (good), and a
+    popbridge that died is a problem and is started again."""
 
-    def run():
-        off = log_offset()
-        PEER.reset(plan=plan, **peer_opts)
-        t0 = time.time()
-        try:
-            probs = list(body() or [])
-        except AssertionError as e:
-            probs = [str(e) or "assertion failed"]
-        except Exception as e:
-            tb = traceback.format_exc().strip().splitlines()
-            probs = ["%s: %s" % (type(e).__name__, e)] + tb[-3:]
-        if expect_fired:
+    def __init__(self, plan, good, expect_fired, peer_opts):
+        self.plan, self.good, self.expect_fired = plan, good, expect_fired
+        self.peer_opts = peer_opts
+
+    def begin(self):
+        self.off = PB.offset()
+        self.t0 = time.time()
+        PEER.reset(plan=self.plan, **self.peer_opts)
+
+    def end(self, probs):
+        if self.expect_fired:
             for f in PEER.unfired():
                 probs.append("the fault never fired: %r (popbridge did not get "
                              "that far)" % f)
         probs += ["peer noticed: %s" % v for v in PEER.violations()]
         if probs:
-            probs.append("(%.1fs) popbridge sent upstream:" % (time.time() - t0))
+            probs.append("(%.1fs) popbridge sent upstream:" % (time.time() - self.t0))
             probs += ["  " + masked(t) for t in PEER.transcript(8)]
-            probs += ["  log: " + ln for ln in log_lines(off)]
-        if good and PB.poll() is None:
+            probs += ["  log: " + ln for ln in log_lines(self.off)]
+        if self.good and PB.alive():
             probs += good_session()
-        if PB.poll() is not None:
-            probs.append("popbridge died (status %s); log: %s"
-                         % (PB.returncode, log_lines(off, 10)))
+        if not PB.alive():
+            probs.append("popbridge died (%s); log: %s"
+                         % (PB.exit_text(), log_lines(self.off, 10)))
             # The cases after this one must not all fail for it.
             PEER.reset()
-            err = start_popbridge(PEER.port, append=True)
+            err = PB.try_start()
             probs.append("popbridge restarted for the next cases" if err is None
                          else "popbridge does not start again: %s" % err)
         return probs
 
-    R.case(name, run)
+
+def case(name, body, plan=(), good=True, expect_fired=True, **peer_opts):
+    R.case(name, body, watch=FaultCase(plan, good, expect_fired, peer_opts))
 
 
 # -- bodies ------------------------------------------------------------------------
@@ -398,7 +300,7 @@ def login_fails(kind="temp"):
             if not (isinstance(r, bytes) and r.startswith(b"-ERR [AUTH]")):
                 probs.append("PASS -> %s, want -ERR [AUTH]" % show(r))
         else:
-            if not (isinstance(r, bytes) and r.startswith(b"-ERR")):
+            if not is_err(r):
                 probs.append("PASS -> %s, want -ERR" % show(r))
         if isinstance(r, bytes):
             cmd(p, b"QUIT", timeout=3)
@@ -422,7 +324,7 @@ def retr_fails(n=2, top=None):
         p = logged_in()
         probs = []
         r = cmd(p, b"DELE 1")
-        if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        if not is_ok(r):
             probs.append("DELE 1 -> %s" % show(r))
         r = cmd(p, b"RETR %d" % n if top is None else b"TOP %d %d" % (n, top))
         probs += want_temp("RETR %d" % n if top is None else "TOP %d %d" % (n, top), r)
@@ -436,7 +338,7 @@ def retr_broken(n, prefix_check=True, allow_temp=False):
         p = logged_in()
         probs = []
         r = cmd(p, b"DELE 1")
-        if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        if not is_ok(r):
             probs.append("DELE 1 -> %s" % show(r))
         probs += read_broken_transfer(p, n, prefix_check, allow_temp)
         return probs + no_mutations() + mailbox_unchanged()
@@ -447,7 +349,7 @@ def top_broken(n, lines):
     def body():
         p = logged_in()
         r = cmd(p, b"TOP %d %d" % (n, lines))
-        if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        if not is_ok(r):
             return ["TOP %d %d -> %s, want +OK and a broken-off transfer" % (n, lines, show(r))]
         got, closed = drain(p, UPSTREAM_TIMEOUT + 8)
         p.close()
@@ -469,7 +371,7 @@ def update_fails(expect_store=True, flagged_ok=False):
         probs = []
         for k in (1, 3):
             r = cmd(p, b"DELE %d" % k)
-            if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+            if not is_ok(r):
                 probs.append("DELE %d -> %s" % (k, show(r)))
         r = cmd(p, b"QUIT", timeout=UPSTREAM_TIMEOUT + 8)
         probs += want_temp("QUIT", r)
@@ -506,10 +408,10 @@ def fallback_move():
     probs = []
     for k in (1, 3):
         r = cmd(p, b"DELE %d" % k)
-        if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        if not is_ok(r):
             probs.append("DELE %d -> %s" % (k, show(r)))
     r = cmd(p, b"QUIT")
-    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+    if not is_ok(r):
         probs.append("QUIT -> %s" % show(r))
     p.close()
     muts = PEER.mutations()
@@ -534,10 +436,10 @@ def fallback_flags_only():
     probs = []
     for k in (1, 3):
         r = cmd(p, b"DELE %d" % k)
-        if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        if not is_ok(r):
             probs.append("DELE %d -> %s" % (k, show(r)))
     r = cmd(p, b"QUIT")
-    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+    if not is_ok(r):
         probs.append("QUIT -> %s" % show(r))
     p.close()
     muts = PEER.mutations()
@@ -571,7 +473,7 @@ def auth_continuation():
     cmd(p, b"QUIT", timeout=3)
     p.close()
     probs = []
-    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+    if not is_ok(r):
         probs.append("PASS -> %s" % show(r))
     auths = PEER.commands("AUTHENTICATE")
     if len(auths) != 1:
@@ -598,7 +500,7 @@ def login_cmd(password, want_form):
         cmd(p, b"QUIT", timeout=3)
         p.close()
         probs = []
-        if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        if not is_ok(r):
             probs.append("PASS -> %s" % show(r))
         logins = PEER.commands("LOGIN")
         if PEER.commands("AUTHENTICATE"):
@@ -640,7 +542,7 @@ def logindisabled():
         cmd(p, b"QUIT", timeout=3)
     p.close()
     probs = []
-    if not (isinstance(r, bytes) and r.startswith(b"-ERR")):
+    if not is_err(r):
         probs.append("PASS -> %s, want -ERR" % show(r))
     sent = PEER.commands("LOGIN", "AUTHENTICATE")
     if sent:
@@ -654,7 +556,7 @@ def normal_session(extra=None):
         p = pop3()
         probs = session_basics(p)
         r = cmd(p, b"LIST")
-        if isinstance(r, bytes) and r.startswith(b"+OK"):
+        if is_ok(r):
             data, _ = multi(p)
             want = b"".join(b"%d %d\r\n" % (i + 1, s) for i, (_, s) in enumerate(EXP))
             if data != want:
@@ -665,7 +567,7 @@ def normal_session(extra=None):
         if extra:
             probs += extra(p)
         r = cmd(p, b"QUIT")
-        if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        if not is_ok(r):
             probs.append("QUIT -> %s" % show(r))
         p.close()
         return probs + no_mutations("in a read-only session")
@@ -677,9 +579,9 @@ def after_expunge(p):
     RETR 4 still gets UID 9, RETR 3 gets -ERR, the session goes on."""
     probs = retr_ok(p, 4, "RETR 4 after '* 3 EXPUNGE'")
     r = cmd(p, b"RETR 3")
-    if not (isinstance(r, bytes) and r.startswith(b"-ERR")):
+    if not is_err(r):
         probs.append("RETR 3 (expunged upstream) -> %s, want -ERR" % show(r))
-        if isinstance(r, bytes) and r.startswith(b"+OK"):
+        if is_ok(r):
             multi(p)
     probs += retr_ok(p, 5, "RETR 5 after '* 3 EXPUNGE'")
     return probs
@@ -709,7 +611,7 @@ def others_served_meanwhile():
     if took > UPSTREAM_TIMEOUT * 0.75:
         probs.append("the second session took %.1fs: it waited for the stuck one" % took)
     r = read_line(p1)           # USER's +OK
-    if isinstance(r, bytes) and r.startswith(b"+OK"):
+    if is_ok(r):
         r = read_line(p1)       # PASS's answer
     probs += want_temp("PASS (first session, upstream silent at SELECT)", r)
     p1.close()
@@ -721,14 +623,14 @@ def wrong_uid_only():
     p = logged_in()
     probs = []
     r = cmd(p, b"RETR 2")
-    if isinstance(r, bytes) and r.startswith(b"+OK"):
+    if is_ok(r):
         try:
             data, _ = multi(p)
             probs.append("RETR 2 -> +OK and %d octets (%s) instead of -ERR" % (
                 len(data), "the body of UID 8" if data == EXP[2][0] else "other data"))
         except (Pop3Closed, socket.timeout, OSError):
             probs.append("RETR 2 -> +OK, then the transfer broke off")
-    elif not (isinstance(r, bytes) and r.startswith(b"-ERR")):
+    elif not is_err(r):
         probs.append("RETR 2 -> %s, want -ERR" % show(r))
     else:
         probs += retr_ok(p, 1, "RETR 1 after the wrong answer")
@@ -744,14 +646,14 @@ def wrong_uid_after_literal():
     p = logged_in()
     probs = []
     r = cmd(p, b"RETR 2")
-    if isinstance(r, bytes) and r.startswith(b"+OK"):
+    if is_ok(r):
         got, _ = drain(p, UPSTREAM_TIMEOUT + 6, stop_at_end=True)
         j = terminator_at(got)
         if j >= 0:
             other = imapfetch.dotstuff(EXP[2][0])[:-3]
             probs.append("RETR 2 delivered a complete message of %d octets: %s" % (
                 j, "the body of UID 8" if got[:j] == other else "other data"))
-    elif not (isinstance(r, bytes) and r.startswith(b"-ERR")):
+    elif not is_err(r):
         probs.append("RETR 2 -> %s, want -ERR" % show(r))
     cmd(p, b"QUIT", timeout=5)
     p.close()
@@ -774,7 +676,7 @@ def ahead_then(check):
         p = logged_in()
         probs = retr_ok(p, 1, "RETR 1 (before the fault)")
         r = cmd(p, b"DELE 1")
-        if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+        if not is_ok(r):
             probs.append("DELE 1 -> %s" % show(r))
         probs += check(p)
         return probs + no_mutations() + mailbox_unchanged()
@@ -789,7 +691,7 @@ def ahead_retr_temp(p):
 def ahead_retr_refused(p):
     r = cmd(p, b"RETR 2")
     probs = []
-    if not (isinstance(r, bytes) and r.startswith(b"-ERR")):
+    if not is_err(r):
         probs.append("RETR 2 -> %s, want -ERR (another UID's body)" % show(r))
     else:
         probs += retr_ok(p, 3, "RETR 3 after the wrong answer")
@@ -850,7 +752,7 @@ def ahead_waits():
 # must be right either way, so those cases do not insist that the fault
 # fires.
 
-TOP_CHUNK = 16 * 1024       # include/session.h SESSION_TOP_CHUNK_MIN
+TOP_CHUNK = 16 * 1024       # src/pop3/session_priv.h SESSION_TOP_CHUNK_MIN
 ZTEXT = ([b"." + b"y" * 8189, b"z" * 8190])     # 2 lines, 16,384 octets with CRLFs
 ZERO_LABEL = {"quoted": '""', "literal": "{0}", "nil": "NIL", "missing": "no value"}
 # where: (what the client sends, fault key, nth, what is asked, message number)
@@ -922,7 +824,7 @@ def zero_read(p, what, want):
 
 def zero_retr_ok(p, n, what):
     r = cmd(p, b"RETR %d" % n)
-    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+    if not is_ok(r):
         return ["%s -> %s" % (what, show(r))]
     return zero_read(p, what, ZEXP[n - 1][0])
 
@@ -939,7 +841,7 @@ def zero_session(transport):
     """A logged-in session on transport whose STAT matches the mailbox."""
     p = connect(transport)
     r = login(p)
-    if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+    if not is_ok(r):
         p.close()
         raise AssertionError("%s login -> %s" % (transport, show(r)))
     r = cmd(p, b"STAT")
@@ -969,22 +871,22 @@ def zero_case(transport, where, form):
                         and b"no longer on the server" in r):
                     probs.append("%s -> %s, want -ERR ... no longer on the server "
                                  "(NIL: the message was expunged)" % (what, show(r)))
-                    if isinstance(r, bytes) and r.startswith(b"+OK"):
+                    if is_ok(r):
                         drain(p, 2, stop_at_end=True)
-            elif not (isinstance(r, bytes) and r.startswith(b"+OK")):
+            elif not is_ok(r):
                 probs.append("%s -> %s, want +OK and %s" % (
                     what, show(r), "the empty message" if key == "FETCH_BODY"
                     else "the header block"))
             else:
                 probs += zero_read(p, what, zero_want(where))
-            if probs and (r is None or PB.poll() is not None):
+            if probs and (r is None or not PB.alive()):
                 return probs + ["(the session is gone: nothing more to check in it)"]
             if where in ("retr", "ahead") and not gone:
                 probs += zero_list(p, n, "after RETR")
             # The session goes on: another message, whole, then QUIT.
             probs += zero_retr_ok(p, 5, "RETR 5 after %s" % what)
             r = cmd(p, b"QUIT")
-            if not (isinstance(r, bytes) and r.startswith(b"+OK")):
+            if not is_ok(r):
                 probs.append("QUIT -> %s" % show(r))
         except (Pop3Closed, socket.timeout, OSError) as e:
             probs.append("%s: %s" % (type(e).__name__, e))
@@ -997,7 +899,7 @@ def zero_case(transport, where, form):
                 pbtest.note("%s: popbridge did not ask for the empty part (%s)"
                             % (what, "; ".join(c.text for c in asked) or "no FETCH_TEXT"))
         probs += no_mutations("in a read-only session")
-        if PB.poll() is None and not probs:
+        if PB.alive() and not probs:
             # The next client on the same transport.
             try:
                 q = zero_session(transport)
@@ -1236,84 +1138,41 @@ def cases():
 def finish():
     """popbridge is alive, stops with status 0 on SIGTERM, and its log has
     no sanitizer report and no secret."""
-    if PB.poll() is None:
-        R.ok("popbridge is still running after the fault cases")
-    else:
-        R.fail("popbridge is still running after the fault cases",
-               ["exit status %s" % PB.returncode] + log_lines(0, 10))
-    if PB.poll() is None:
-        PB.send_signal(signal.SIGTERM)
-        try:
-            rc = PB.wait(20)
-            if rc == 0:
-                R.ok("popbridge exits 0 on SIGTERM")
-            else:
-                R.fail("popbridge exits 0 on SIGTERM", ["exit status %s" % rc]
-                       + log_lines(0, 8))
-        except subprocess.TimeoutExpired:
-            R.fail("popbridge exits 0 on SIGTERM", ["still running 20 s after SIGTERM"])
-            PB.kill()
-            PB.wait(5)
-    with open(PB_LOG, "rb") as f:
-        log = f.read()
-    text = log.decode("utf-8", "replace")
-    san = [ln for ln in text.splitlines() if pbtest.SANITIZER.search(ln)]
-    if san:
-        R.fail("no sanitizer reports in popbridge's log", san[:10])
-    else:
-        R.ok("no sanitizer reports in popbridge's log")
-    leaks = []
-    for s in SECRETS:
-        for x in pbtest.secret_forms(USER, s):
-            if x in log:
-                leaks.append("the log contains %r" % x)
-    if leaks:
-        R.fail("no passwords or AUTH tokens in popbridge's debug log", leaks)
-    else:
-        R.ok("no passwords or AUTH tokens in popbridge's debug log")
+    pbtest.final_checks(R, [PB], running="popbridge is still running after the fault cases",
+                        sigterm="popbridge exits 0 on SIGTERM",
+                        sanitizer="no sanitizer reports in popbridge's log",
+                        leaks="no passwords or AUTH tokens in popbridge's debug log",
+                        secrets=[x for s in SECRETS for x in pbtest.secret_forms(USER, s)])
 
 
 def main():
-    global PEER, TMP, MSGS, EXP
-    target = os.environ.get("TARGET", "popbridge")
-    if target != "popbridge":
-        # run.sh's harness checks (Dovecot's own POP3 server, refpop3.py)
-        # model the Dovecot-backed cases, not upstream faults.
-        print("# fault cases skipped for TARGET=%s" % target)
-        return 0
-    rc = pbtest.missing_binary("test_faults.py", POPBRIDGE)
-    if rc is not None:
-        return rc
-    pbtest.catch_signals()                        # run the cleanup below
-    TMP, own_tmp = pbtest.scratch_dir("popbridge-faults.", chmod=False)
-    PEER = FaultPeer()
-    PEER.start()
-    MSGS = PEER.base_messages
-    EXP = [imapfetch.pop3_expected(d) for _, d in MSGS]
-    print("# imapfault peer on 127.0.0.1:%d; scratch %s" % (PEER.port, TMP), flush=True)
-
-    def body():
-        global CA, CERT
-        CA = testca.TestCA(os.path.join(TMP, "pki"))
-        CERT = CA.issue("pop3s", cn="popbridge-faults", san="IP:127.0.0.1,DNS:localhost")
-        err = start_popbridge(PEER.port)
+    def body(tmp):
+        global PEER, MSGS, EXP, CTX, PB
+        PEER = FaultPeer()
+        PEER.start()
+        MSGS = PEER.base_messages
+        EXP = [imapfetch.pop3_expected(d) for _, d in MSGS]
+        pbtest.note("imapfault peer on 127.0.0.1:%d; scratch %s" % (PEER.port, tmp))
+        ca = testca.TestCA(os.path.join(tmp, "pki"))
+        cert = ca.issue("pop3s", cn="popbridge-faults", san="IP:127.0.0.1,DNS:localhost")
+        CTX = ssl.create_default_context(cafile=ca.cert)
+        PB = pbtest.Popbridge("faults", PEER.port, pop3s=True, cert=cert.chain, key=cert.key,
+                              upstream={"timeout": UPSTREAM_TIMEOUT},
+                              limits={"idle_timeout": 30})
+        err = PB.try_start()
         if err:
             R.fail("popbridge starts in front of the fault peer", [err] + log_lines(0, 10))
-        else:
-            print("# popbridge (%s) on 127.0.0.1:%d, pop3s %d" % (POPBRIDGE, PB_PORT,
-                                                                PB_SPORT), flush=True)
-            cases()
-            finish()
+            return
+        pbtest.note("popbridge (%s) on 127.0.0.1:%d, pop3s %d" % (PB.binary, PB.port, PB.sport))
+        cases()
+        finish()
 
-    try:
-        pbtest.run_guarded(R, "fault cases", body, crash_lines=None)
-    finally:
-        if PB is not None and PB.poll() is None:
-            PB.kill()
-            PB.wait(5)
-        PEER.stop()
-        pbtest.remove_scratch(TMP, own_tmp)
-    return pbtest.summary(R)
+    def cleanup():
+        if PEER is not None:
+            PEER.stop()
+
+    return pbtest.script_main(R, "fault cases", body, cleanup,
+                              why="the scripted peer is their upstream, not Dovecot")
 
 
 if __name__ == "__main__":

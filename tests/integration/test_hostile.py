@@ -23,13 +23,9 @@ connection to each popbridge, the release build's RSS and open file
 descriptors back near their baseline, each popbridge exits 0 on SIGTERM,
 and the logs hold no sanitizer report and no raw control byte.
 
-Output as in run.sh: "ok - NAME" / "not ok - NAME" plus indented
-diagnostics, "# ..." lines with the numbers measured, and a last line
-"N passed, M failed"; exit status 1 when anything failed.
-Environment: POPBRIDGE (default build/asan/popbridge), POPBRIDGE_RELEASE
-(default build/popbridge), TARGET (run.sh's; anything but "popbridge"
-skips), TEST_TMP (scratch directory; a private one otherwise), KEEP_TMP=1
-(keep that private one), ONLY_CASE=substring (run only matching cases).
+Output and environment: tests/lib/pbtest.py (script_main), as every
+integration script ("# ..." lines give the numbers measured); also
+POPBRIDGE_RELEASE (default build/popbridge).
 """
 
 import base64
@@ -41,25 +37,19 @@ import socket
 import sys
 import threading
 import time
-import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-LIB = os.path.join(ROOT, "tests", "lib")
-sys.path.insert(0, LIB)
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from common import Report, first_diff  # noqa: E402
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
-from pbtest import (HOST, REPLY_WAIT, Dovecot, cmd, free_port, is_err, is_ok,  # noqa: E402
-                    note, read_line, show, want_temp)
-from pop3wire import Pop3, Pop3Closed  # noqa: E402
+from pbtest import (HOST, Client, Dovecot, Expected, Popbridge, cmd,  # noqa: E402
+                    first_diff, is_err, is_ok, multi, note, read_line, show, user_pass,
+                    wait_close, want_temp)
+from pop3wire import Pop3Closed  # noqa: E402
 
-POPBRIDGE = pbtest.default_popbridge()
-POPBRIDGE_REL = os.environ.get("POPBRIDGE_RELEASE") or os.path.join(ROOT, "build", "popbridge")
-ONLY = os.environ.get("ONLY_CASE", "")
+POPBRIDGE_REL = os.environ.get("POPBRIDGE_RELEASE") or os.path.join(pbtest.ROOT, "build",
+                                                                    "popbridge")
 
 # The limits instance.
 L_MAX_SESSIONS = 5
@@ -77,127 +67,25 @@ RSS_LONG_LINES_KB = 1024       # 50 x 100 KB lines buffered would be ~5000
 RSS_RETR_KB = 2048             # a 5 MB message buffered would be ~5000+
 RSS_PIPELINE_KB = 2048
 RSS_BASELINE_KB = 4096         # "back near its baseline"
+# what a failure shows of the case's popbridge log
+LOG_RE = r"session=|refused|warn|error|ERROR|runtime|flood|SUMMARY"
 
 
-R = Report(max_lines=30)
-TMP = ""
+R = pbtest.Report()
 DOVECOT = None
 L = H = REL = None
-INSTANCES = []
 USERS = {}
-EXP = {}            # user -> [(retr bytes, list size)] in POP3 order
+EXP = {}            # user -> Expected
 
-
-# -- popbridge ---------------------------------------------------------------------
-
-class Popbridge(pbtest.Popbridge):
-    def __init__(self, name, binary, limits, level="debug"):
-        self.name = name
-        self.binary = binary
-        self.limits = limits
-        self.level = level
-        self.proc = None
-        self.port = free_port()
-        self.log = os.path.join(TMP, "%s.log" % name)
-        self.conf = os.path.join(TMP, "%s.ini" % name)
-
-    def start(self, imap_port):
-        state = os.path.join(TMP, "%s-state" % self.name)
-        os.makedirs(state, exist_ok=True)
-        limits = "".join("%s = %s\n" % kv for kv in self.limits.items())
-        with open(self.conf, "w") as f:
-            f.write("""[listen]
-pop3 = 127.0.0.1:%d
-pop3s =
-
-[upstream]
-host = 127.0.0.1
-port = %d
-tls = none
-timeout = 10
-
-[state]
-dir = %s
-
-[limits]
-%s
-[log]
-level = %s
-""" % (self.port, imap_port, state, limits, self.level))
-        self.spawn(self.binary, self.conf)
-        INSTANCES.append(self)
-        why = pbtest.wait_greeting(self.proc, self.port)
-        if why == "exited":
-            return "exited with status %s: %s" % (self.proc.returncode,
-                                                  " | ".join(self.tail(5)))
-        if why:
-            return "does not greet on port %d within 30 s" % self.port
-        return None
-
-    def session_of(self, off, client, timeout=5):
-        m = self.wait_log(off, r"session=(\d+) connect client=%s\b" % re.escape(client),
-                          timeout)
-        return m.group(1) if m else None
-
-    def rss_kb(self):
-        try:
-            with open("/proc/%d/status" % self.proc.pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return -1
-
-    def fds(self):
-        try:
-            return len(os.listdir("/proc/%d/fd" % self.proc.pid))
-        except OSError:
-            return -1
 
 # -- POP3 clients ------------------------------------------------------------------
 
-class Client(Pop3):
-    """pop3wire.Pop3 from a chosen 127.0.0.x source address."""
-
-    def __init__(self, port, src=None, timeout=REPLY_WAIT, rcvbuf=None, greet=True):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if src:
-            self.sock.bind((src, 0))
-        self.sock.settimeout(timeout)
-        self.sock.connect((HOST, port))
-        self.buf = b""
-        self.greeting = self.line() if greet else None
-
-
-def wait_close(p, timeout):
-    """(bytes received, closed?, seconds) until the server closes."""
-    got, p.buf = p.buf, b""
-    return pbtest.drain_until_close(p.sock, timeout, got)
-
-
 def login(p, user, password=None):
-    r = cmd(p, b"USER " + user.encode())
-    if not is_ok(r):
-        return r
-    return cmd(p, b"PASS " + (password if password is not None else USERS[user]).encode())
+    return user_pass(p, user, password if password is not None else USERS[user])
 
 
 def logged_in(port, user, src=None, **kw):
-    p = Client(port, src=src, **kw)
-    r = login(p, user)
-    if not is_ok(r):
-        p.close()
-        raise AssertionError("login as %s from %s -> %s" % (user, src or HOST, show(r)))
-    return p
-
-
-def multi(p, timeout=REPLY_WAIT):
-    p.sock.settimeout(timeout)
-    _, data, problems = p.multi()
-    return data, problems
+    return pbtest.login(user, USERS[user], port, src=src, **kw)
 
 
 def send_nonblocking(sock, data, secs):
@@ -224,21 +112,8 @@ def send_nonblocking(sock, data, secs):
 
 # -- expectations ------------------------------------------------------------------
 
-def imap_conn(user):
-    return imapfetch.connect(DOVECOT.port, user, USERS[user])
-
-
-def expected(user):
-    conn = imap_conn(user)
-    try:
-        rows = imapfetch.fetch_all(conn, "INBOX")
-    finally:
-        conn.logout()
-    return [imapfetch.pop3_expected(d) for _, d in rows]
-
-
 def mailbox_state(user):
-    conn = imap_conn(user)
+    conn = DOVECOT.imap(user)
     try:
         return imapfetch.info(conn, "INBOX")
     finally:
@@ -253,7 +128,7 @@ def full_session(port, user, src=None, every=True):
     p = logged_in(port, user, src=src, timeout=60)
     try:
         r = cmd(p, b"STAT")
-        want = b"+OK %d %d\r\n" % (len(exp), sum(s for _, s in exp))
+        want = b"+OK %d %d\r\n" % (len(exp), sum(exp.size))
         if r != want:
             probs.append("STAT -> %s, want %r" % (show(r), want))
         r = cmd(p, b"LIST")
@@ -262,7 +137,7 @@ def full_session(port, user, src=None, every=True):
         else:
             data, pr = multi(p)
             probs += ["LIST: " + x for x in pr]
-            want = b"".join(b"%d %d\r\n" % (i + 1, s) for i, (_, s) in enumerate(exp))
+            want = b"".join(b"%d %d\r\n" % (i + 1, s) for i, s in enumerate(exp.size))
             if data != want:
                 probs.append("LIST: %s" % first_diff(data, want))
         r = cmd(p, b"UIDL")
@@ -281,9 +156,9 @@ def full_session(port, user, src=None, every=True):
                 break
             raw, data, pr = p.multi()
             probs += ["RETR %d: %s" % (n, x) for x in pr]
-            if raw != imapfetch.dotstuff(exp[n - 1][0]):
+            if raw != imapfetch.dotstuff(exp.retr[n - 1]):
                 probs.append("RETR %d is not byte-exact on the wire: %s"
-                             % (n, first_diff(raw, imapfetch.dotstuff(exp[n - 1][0]))))
+                             % (n, first_diff(raw, imapfetch.dotstuff(exp.retr[n - 1]))))
         r = cmd(p, b"QUIT")
         if not is_ok(r):
             probs.append("QUIT -> %s" % show(r))
@@ -297,28 +172,7 @@ def full_session(port, user, src=None, every=True):
 # -- the case runner ---------------------------------------------------------------
 
 def case(name, pb, body):
-    if ONLY and ONLY not in name:
-        return
-
-    def run():
-        off = pb.offset() if pb else 0
-        t0 = time.time()
-        try:
-            probs = list(body() or [])
-        except AssertionError as e:
-            probs = [str(e) or "assertion failed"]
-        except Exception as e:
-            tb = traceback.format_exc().strip().splitlines()
-            probs = ["%s: %s" % (type(e).__name__, e)] + tb[-4:]
-        if pb is not None and not pb.alive():
-            probs.append("popbridge %s died (status %s)" % (pb.name, pb.proc.returncode))
-        if probs and pb is not None:
-            probs.append("(%.1fs) %s log:" % (time.time() - t0, pb.name))
-            probs += ["  " + ln for ln in pb.tail(10, off, r"session=|refused|warn|error|"
-                                                  r"ERROR|runtime|flood|SUMMARY")]
-        return probs
-
-    R.case(name, run)
+    R.case(name, body, watch=pbtest.Watch([pb], LOG_RE))
 
 
 # == limits (ASan, max_sessions 5, max_per_ip 3, idle 2 s, auth delay 1 s) ==============
@@ -678,7 +532,7 @@ def t_long_line_authorization():
         else:
             r = cmd(c, b"STAT")
             exp = EXP["alice"]
-            want = b"+OK %d %d\r\n" % (len(exp), sum(s for _, s in exp))
+            want = b"+OK %d %d\r\n" % (len(exp), sum(exp.size))
             if r != want:
                 probs.append("STAT -> %s, want %r" % (show(r), want))
     finally:
@@ -702,7 +556,7 @@ def t_long_line_transaction():
             note("100 KB line in TRANSACTION: %r, then the connection was cut" % first)
             return probs
         exp = EXP["alice"]
-        want = b"+OK %d %d\r\n" % (len(exp), sum(s for _, s in exp))
+        want = b"+OK %d %d\r\n" % (len(exp), sum(exp.size))
         if r != want:
             probs.append("STAT after the long line -> %s, want %r" % (show(r), want))
         r = cmd(c, b"QUIT")
@@ -765,7 +619,7 @@ def t_slow_reader_not_idle():
     """A client that reads a big RETR slowly but steadily is not idle."""
     probs = []
     exp = EXP["alice"]
-    big = max(range(len(exp)), key=lambda i: exp[i][1]) + 1
+    big = max(range(len(exp)), key=lambda i: exp.size[i]) + 1
     off = L.offset()
     c = logged_in(L.port, "alice", src="127.0.0.17", rcvbuf=8192)
     got = 0
@@ -844,7 +698,7 @@ def t_garbage_nul():
                     return probs
         r = cmd(c, b"STAT")
         exp = EXP["alice"]
-        want = b"+OK %d %d\r\n" % (len(exp), sum(s for _, s in exp))
+        want = b"+OK %d %d\r\n" % (len(exp), sum(exp.size))
         if r != want:
             probs.append("STAT after the garbage -> %s, want %r (nothing deleted)"
                          % (show(r), want))
@@ -900,7 +754,7 @@ def t_pipelined_10000():
     probs = []
     exp = EXP["alice"]
     n = len(exp)
-    stat = b"+OK %d %d\r\n" % (n, sum(s for _, s in exp))
+    stat = b"+OK %d %d\r\n" % (n, sum(exp.size))
     cmds, want = [], []
     for i in range(N_PIPELINED):
         k = i % 3
@@ -913,7 +767,7 @@ def t_pipelined_10000():
         else:
             m = 1 + (i // 3) % n
             cmds.append(b"LIST %d\r\n" % m)
-            want.append(b"+OK %d %d\r\n" % (m, exp[m - 1][1]))
+            want.append(b"+OK %d %d\r\n" % (m, exp.size[m - 1]))
     payload = b"".join(cmds)
     c = logged_in(H.port, "alice", src="127.0.0.45", timeout=60)
     err = {}
@@ -1134,7 +988,7 @@ def t_rel_long_lines():
 def t_rel_retr_never_reads():
     probs = []
     exp = EXP["alice"]
-    big = max(range(len(exp)), key=lambda i: exp[i][1]) + 1
+    big = max(range(len(exp)), key=lambda i: exp.size[i]) + 1
     c = logged_in(REL.port, "alice", src="127.0.0.62", rcvbuf=4096)
     try:
         r = cmd(c, b"STAT")
@@ -1154,13 +1008,13 @@ def t_rel_retr_never_reads():
             queued = 0
         c.sock.setblocking(True)
         note("RETR %d (%d octets) x 20, never read: RSS %d kB -> peak %d kB (+%d kB); "
-             "%d octets waiting in the client's socket" % (big, exp[big - 1][1], r1, peak,
+             "%d octets waiting in the client's socket" % (big, exp.size[big - 1], r1, peak,
                                                          peak - r1, queued))
         if queued == 0:
             probs.append("no data reached the client: the transfer never started")
         if peak - r1 > RSS_RETR_KB:
             probs.append("RSS grew by %d kB while a client did not read a %d-octet RETR "
-                         "(limit %d kB)" % (peak - r1, exp[big - 1][1], RSS_RETR_KB))
+                         "(limit %d kB)" % (peak - r1, exp.size[big - 1], RSS_RETR_KB))
         t1 = time.time()
         probs += ["meanwhile: " + x for x in full_session(REL.port, "alice",
                                                           src="127.0.0.63", every=False)]
@@ -1242,40 +1096,27 @@ def t_rel_back_to_baseline():
 
 # == the end ======================================================================================
 
-def finish(pb):
-    pbtest.finish_checks(R, pb)
-
-
 def setup():
-    global DOVECOT, USERS, L, H, REL
-    DOVECOT = Dovecot(os.path.join(TMP, "dovecot"))
-    DOVECOT.start()
+    global DOVECOT, L, H, REL
+    DOVECOT = Dovecot(os.path.join(pbtest.SCRATCH, "dovecot")).start()
     USERS.update(DOVECOT.passwords())
     note("dovecot: imap 127.0.0.1:%d" % DOVECOT.port)
-    conn = corpus.connect(DOVECOT.port, "alice", USERS["alice"])
-    try:
-        corpus.append(conn, "INBOX", corpus.messages())
-    finally:
-        conn.logout()
-    conn = corpus.connect(DOVECOT.port, "bob", USERS["bob"])
-    try:
-        corpus.append(conn, "INBOX", corpus.generated(4, 3000, prefix="bob"))
-    finally:
-        conn.logout()
+    DOVECOT.append("alice", corpus.messages())
+    DOVECOT.append("bob", corpus.generated(4, 3000, prefix="bob"))
     for u in ("alice", "bob"):
-        EXP[u] = expected(u)
-    L = Popbridge("limits", POPBRIDGE, {
+        EXP[u] = Expected.imap(DOVECOT.port, u, USERS[u], sections=("",))
+    L = Popbridge("limits", DOVECOT.port, limits={
         "max_sessions": L_MAX_SESSIONS, "max_per_ip": L_MAX_PER_IP,
         "idle_timeout": L_IDLE, "auth_fail_delay": L_AUTH_DELAY, "shutdown_grace": 2})
-    H = Popbridge("hostile", POPBRIDGE, {
+    H = Popbridge("hostile", DOVECOT.port, limits={
         "max_sessions": 200, "max_per_ip": H_MAX_PER_IP, "idle_timeout": 60,
         "auth_fail_delay": 0, "shutdown_grace": 2})
-    REL = Popbridge("release", POPBRIDGE_REL, {
+    REL = Popbridge("release", DOVECOT.port, binary=POPBRIDGE_REL, limits={
         "max_sessions": 300, "max_per_ip": 100, "idle_timeout": 60,
         "auth_fail_delay": 0, "shutdown_grace": 2}, level="info")
     ok = True
     for pb in (L, H, REL):
-        err = pb.start(DOVECOT.port)
+        err = pb.try_start()
         if err:
             R.fail("popbridge %s (%s) starts" % (pb.name, pb.binary), [err])
             ok = False
@@ -1346,22 +1187,13 @@ def cases():
 
 def main():
     def body(tmp):
-        global TMP
-        TMP = tmp
         if setup():
             cases()
             for pb in (L, H, REL):
                 if pb is not None and pb.proc is not None:
-                    finish(pb)
+                    pbtest.finish_checks(R, pb)
 
-    def cleanup():
-        for pb in INSTANCES:
-            pb.kill()
-        if DOVECOT is not None:
-            DOVECOT.stop()
-
-    return pbtest.script_main(R, "hostile-client cases", "test_hostile.py", POPBRIDGE, "popbridge-hostile.", body,
-                              cleanup)
+    return pbtest.script_main(R, "hostile-client cases", body)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,8 @@ Each wait is bounded (a fetch: 60 s); the tmux server is killed at the
 end, whatever happened. When neomutt or tmux is missing it is installed
 (tests/lib/deps.sh); if that fails, one "ok - ... # SKIP" line says so.
 
-Output as in run.sh: "ok - NAME" / "not ok - NAME" plus indented
-diagnostics, last line "N passed, M failed"; exit status 1 when anything
-failed. Environment: POPBRIDGE (default build/asan/popbridge), TARGET
-(run.sh's; anything but "popbridge" skips), TEST_TMP, KEEP_TMP=1.
+Output and environment: tests/lib/pbtest.py (script_main), as every
+integration script.
 """
 
 import email.utils
@@ -46,23 +44,17 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from common import Report  # noqa: E402
 import pbtest  # noqa: E402
 from pbtest import HOST, cmd, show  # noqa: E402
-from pop3wire import Pop3  # noqa: E402
 
-POPBRIDGE = pbtest.default_popbridge()
 USER, PW = "nm", "Nm-pw-3c81"
 USER0, PW0 = "nm0", "Nm0-pw-77d2"
 FETCH_WAIT = 60             # one <fetch-mail>, from the key to the session's end
 START_WAIT = 20             # NeoMutt's index on the screen
 
-R = Report(max_lines=30)
-TMP = ""
+R = pbtest.Report()
 DV = None
 PB = None
 TMUX = None
@@ -70,29 +62,10 @@ TMUX = None
 
 # -- processes ------------------------------------------------------------------
 
-class Popbridge(pbtest.Popbridge):
-    name = "neomutt"
-
-    def __init__(self, d, imap_port):
-        self.port = pbtest.free_port()
-        self.log = os.path.join(d, "popbridge.log")
-        self.conf = os.path.join(d, "popbridge.ini")
-        state = os.path.join(d, "state")
-        os.makedirs(state, exist_ok=True)
-        with open(self.conf, "w") as f:
-            f.write(pbtest.plain_conf(self.port, imap_port, state))
-
-    def start(self):
-        self.spawn(POPBRIDGE, self.conf)
-        why = pbtest.wait_greeting(self.proc, self.port)
-        if why:
-            raise RuntimeError("popbridge %s: %s" % (why, " | ".join(self.tail(8))))
-
-    def session_ends(self, off):
-        """[(session id, user, retrieved)] of the sessions that ended
-        since off."""
-        return [(m.group(1), m.group(2), int(m.group(3))) for m in re.finditer(
-            r"session=(\S+) end [^\n]*?user=(\S+) [^\n]*?retrieved=(\d+)", self.text(off))]
+def session_ends(pb, off):
+    """[(session id, user, retrieved)] of the sessions that ended since off."""
+    return [(m.group(1), m.group(2), int(m.group(3))) for m in re.finditer(
+        r"session=(\S+) end [^\n]*?user=(\S+) [^\n]*?retrieved=(\d+)", pb.text(off))]
 
 
 class Tmux:
@@ -243,7 +216,7 @@ def fetch(step, maildir, want_new, expect_last=True):
     deadline = time.time() + FETCH_WAIT
     ends = []
     while time.time() < deadline:
-        ends = [e for e in PB.session_ends(off) if e[1] == USER]
+        ends = [e for e in session_ends(PB, off) if e[1] == USER]
         if ends:
             break
         time.sleep(0.2)
@@ -279,12 +252,7 @@ def fetch(step, maildir, want_new, expect_last=True):
 # -- LAST over raw POP3 -----------------------------------------------------------
 
 def session(user, pw):
-    p = Pop3(HOST, PB.port, timeout=10)
-    r = p.login(user, pw)
-    if not pbtest.is_ok(r):
-        p.close()
-        raise AssertionError("login as %s -> %s" % (user, show(r)))
-    return p
+    return pbtest.login(user, pw, PB.port)
 
 
 def want_last(p, n, when):
@@ -339,7 +307,7 @@ def have_tools():
     else why not."""
     if shutil.which("neomutt") and shutil.which("tmux"):
         return None
-    deps = os.path.join(HERE, "..", "lib", "deps.sh")
+    deps = os.path.join(pbtest.LIB, "deps.sh")
     try:
         p = subprocess.run(["sh", deps, "neomutt", "neomutt", "tmux"],
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -361,8 +329,7 @@ def cases(tmp):
     DV.start()
     deliver(USER, PW, [(1, "first"), (2, "second"), (3, "third")])
     deliver(USER0, PW0, [(11, "zero one"), (12, "zero two"), (13, "zero three")])
-    PB = Popbridge(tmp, DV.port)
-    PB.start()
+    PB = pbtest.Popbridge("neomutt", DV.port).start()
     pbtest.note("dovecot imap 127.0.0.1:%d, popbridge pop3 127.0.0.1:%d" % (DV.port, PB.port))
     maildir = os.path.join(tmp, "Maildir")
     for sub in ("cur", "new", "tmp"):
@@ -391,21 +358,11 @@ def cases(tmp):
 
 
 def main():
-    rc = pbtest.skip_for_target("ok - neomutt cases skipped for TARGET=%s")
-    if rc is not None:
-        return rc
-    rc = pbtest.missing_binary("test_neomutt.py", POPBRIDGE)
-    if rc is not None:
-        return rc
-    why = have_tools()
-    if why:
-        print("ok - neomutt with pop_last = yes fetches only new mail # SKIP %s" % why)
-        print("1 passed, 0 failed")
-        return 0
-
     def body(tmp):
-        global TMP
-        TMP = tmp
+        why = have_tools()
+        if why:
+            R.ok("neomutt with pop_last = yes fetches only new mail # SKIP %s" % why)
+            return
         try:
             cases(tmp)
         finally:
@@ -413,25 +370,16 @@ def main():
                 TMUX.stop()
         if PB is not None and PB.proc is not None:
             pbtest.finish_checks(R, PB)
-            with open(PB.log, "rb") as f:
-                log = f.read()
-            leaks = ["the log contains %r" % x for u, pw in ((USER, PW), (USER0, PW0))
-                     for x in pbtest.secret_forms(u.encode(), pw.encode()) if x in log]
-            if leaks:
-                R.fail("no passwords or AUTH tokens in the neomutt popbridge log", leaks)
-            else:
-                R.ok("no passwords or AUTH tokens in the neomutt popbridge log")
+            pbtest.final_checks(
+                R, [PB], leaks="no passwords or AUTH tokens in the neomutt popbridge log",
+                secrets=[x for u, pw in ((USER, PW), (USER0, PW0))
+                         for x in pbtest.secret_forms(u.encode(), pw.encode())])
 
     def cleanup():
         if TMUX is not None:
             TMUX.stop()
-        if PB is not None:
-            PB.kill()
-        if DV is not None:
-            DV.stop()
 
-    return pbtest.script_main(R, "neomutt cases", "test_neomutt.py", POPBRIDGE,
-                              "popbridge-neomutt.", body, cleanup)
+    return pbtest.script_main(R, "neomutt cases", body, cleanup)
 
 
 if __name__ == "__main__":

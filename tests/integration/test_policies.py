@@ -39,13 +39,9 @@ Cases (what is checked over IMAP is read from a separate connection):
   sizes        after RETR, LIST gives the exact size, in that session, the
                next one and after a restart (and the map marks it exact)
 
-Output: "ok - NAME" / "not ok - NAME" plus indented diagnostics, "# ..."
-notes, and a last line "N passed, M failed"; exit status 1 when anything
-failed. Environment: POPBRIDGE (default build/asan/popbridge), TARGET
-(run.sh's; anything but "popbridge" skips), TEST_TMP (scratch directory;
-a private one otherwise), KEEP_TMP=1 (keep that private one),
-ONLY_CASE=substring (only the cases whose name contains it),
-CRASH_ITERATIONS (default 30), CRASH_SECONDS (time budget, default 60).
+Output and environment: tests/lib/pbtest.py (script_main), as every
+integration script; also CRASH_ITERATIONS (default 30), CRASH_SECONDS
+(time budget, default 60), CRASH_SEED.
 """
 
 import datetime
@@ -54,7 +50,6 @@ import imaplib
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import stat
@@ -62,24 +57,16 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-LIB = os.path.join(ROOT, "tests", "lib")
-sys.path.insert(0, LIB)
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from common import Report, first_diff  # noqa: E402
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
-from pbtest import HOST, free_port, note  # noqa: E402
+from pbtest import (Dovecot, Fetchmail, Mpop, Popbridge, expect, first_diff, note,  # noqa: E402
+                    pw_of, sent, show_box, tail, uidl_problems)
 from pop3wire import Pop3Closed  # noqa: E402
 
-POPBRIDGE = pbtest.default_popbridge()
-DOVECOT_SH = os.path.join(LIB, "dovecot.sh")
-ONLY = os.environ.get("ONLY_CASE", "")
 REPLY_WAIT = 15.0           # longest wait for one POP3 reply
 CLIENT_TIMEOUT = 60         # fetchmail / mpop run
 CRASH_ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "30"))
@@ -102,175 +89,22 @@ def caps_conf(*drop):
     return "imap_capability = " + " ".join(c for c in DOVECOT_CAPS if c not in drop)
 
 
-def pw_of(user):
-    return "%s-Pw-%s" % (user.capitalize(), hashlib.sha256(user.encode()).hexdigest()[:6])
-
-
 MAIN_USERS = ["fold", "snow", "snowe", "sdate", "dexp", "dtrash", "dseen", "dkeep", "msy",
               "msn", "mapa", "mapb", "rbuv", "rbrn", "crash", "size", "rahead", "raoff"]
 
 
-R = Report(max_lines=30, width=400)
-TMP = ""
-DOVECOTS = []
-PBS = []
+R = pbtest.Report()
+DV = DV_NOUIDPLUS = DV_NOMOVE = None
 
 
-# -- processes -----------------------------------------------------------------
-
-class Dovecot:
-    """A private Dovecot started by tests/lib/dovecot.sh."""
-
-    def __init__(self, name, users, extra=""):
-        self.name = name
-        self.dir = os.path.join(TMP, name)
-        self.users = {u: pw_of(u) for u in users}
-        self.extra = extra
-        self.port = None
-        self.conf = os.path.join(self.dir, "dovecot.conf")
-        DOVECOTS.append(self)
-
-    def _bash(self, script, env=None, timeout=60):
-        return subprocess.run(["bash", "-c", script, DOVECOT_SH, self.dir], env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout)
-
-    def start(self):
-        os.makedirs(self.dir, exist_ok=True)
-        env = dict(os.environ)
-        env.pop("DOVECOT_POP3", None)
-        env["DOVECOT_USERS"] = "\n".join("%s:%s" % kv for kv in self.users.items())
-        env["DOVECOT_EXTRA_CONF"] = self.extra
-        p = self._bash('. "$0" && dovecot_start "$1" && echo "PORT=$DOVECOT_IMAP_PORT"', env)
-        m = re.search(rb"PORT=(\d+)", p.stdout)
-        if p.returncode != 0 or not m:
-            raise RuntimeError("Dovecot %s does not start: %s" % (
-                self.name, (p.stdout + p.stderr).decode("utf-8", "replace")[-800:]))
-        self.port = int(m.group(1))
-
-    def stop(self):
-        try:
-            self._bash('. "$0" && dovecot_stop "$1"', timeout=30)
-        except Exception as e:  # noqa: BLE001 - cleanup goes on
-            print("# stopping Dovecot %s: %s" % (self.name, e), file=sys.stderr)
-
-    def imap(self, user):
-        return imapfetch.connect(self.port, user, self.users[user], timeout=20)
-
-    def maildir(self, user):
-        return os.path.join(self.dir, "mail", user, "Maildir")
-
-    def doveadm(self, *args):
-        p = subprocess.run(["doveadm", "-c", self.conf] + list(args), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-        if p.returncode != 0:
-            raise AssertionError("doveadm %s: exit %d %s" % (
-                " ".join(args), p.returncode, p.stderr.decode("utf-8", "replace")[-300:]))
-        return p.stdout.decode("utf-8", "replace")
-
-    def log_tail(self, n=8):
-        try:
-            with open(os.path.join(self.dir, "dovecot.log"), "rb") as f:
-                return f.read().decode("utf-8", "replace").splitlines()[-n:]
-        except OSError:
-            return []
+def dovecot(name, users, extra=None):
+    """A private Dovecot whose users have the passwords pw_of gives."""
+    return Dovecot(os.path.join(pbtest.SCRATCH, name), {u: pw_of(u) for u in users}, extra)
 
 
-class PopBridge(pbtest.Popbridge):
-    """One popbridge process (restartable) with its own config, state
-    directory and log (appended to across restarts)."""
-
-    def __init__(self, name, dovecot, maildrop="", state=None, upstream=""):
-        self.name = name
-        self.dv = dovecot
-        self.maildrop = maildrop
-        self.upstream = upstream
-        self.state = state or os.path.join(TMP, name + "-state")
-        os.makedirs(self.state, exist_ok=True)
-        self.conf = os.path.join(TMP, name + ".ini")
-        self.log = os.path.join(TMP, name + ".log")
-        self.port = free_port()
-        self.proc = None
-        self.start_offset = 0
-        self.term_status = []       # exit status after each SIGTERM
-        PBS.append(self)
-
-    def write_conf(self):
-        with open(self.conf, "w") as f:
-            f.write("""[listen]
-pop3 = 127.0.0.1:%d
-pop3s =
-
-[upstream]
-host = 127.0.0.1
-port = %d
-tls = none
-timeout = 10
-%s
-
-[maildrop]
-%s
-
-[state]
-dir = %s
-
-[limits]
-auth_fail_delay = 0
-idle_timeout = 60
-shutdown_grace = 5
-
-[log]
-level = debug
-""" % (self.port, self.dv.port, self.upstream, self.maildrop, self.state))
-
-    def start(self, timeout=30):
-        self.write_conf()
-        self.start_offset = self.offset()
-        self.spawn(POPBRIDGE, self.conf, append=True)
-        why = pbtest.wait_greeting(self.proc, self.port, secs=timeout, step=0.05)
-        if why == "exited":
-            raise AssertionError("popbridge %s exited with status %s at start-up:\n%s" % (
-                self.name, self.proc.returncode, "\n".join(self.tail(10))))
-        if why:
-            raise AssertionError("popbridge %s does not greet on port %d within %ds" % (
-                self.name, self.port, timeout))
-
-    def ensure(self):
-        if not self.alive():
-            self.start()
-
-    def stop(self):
-        """SIGTERM; returns the exit status (None if it had to be killed)."""
-        if not self.alive():
-            return None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            rc = "still running 20 s after SIGTERM"
-        self.term_status.append(rc)
-        return rc
-
-    def restart(self):
-        rc = self.stop()
-        if rc != 0:
-            raise AssertionError("popbridge %s: exit status %r on SIGTERM" % (self.name, rc))
-        self.start()
-
-    def kill9(self):
-        if self.alive():
-            self.proc.kill()
-
-
-# -- POP3 ------------------------------------------------------------------------
-
-class Session(pbtest.Pop3Session):
-    """A logged-in POP3 session, by default with the user's own password."""
-
-    def __init__(self, pb, user, pw=None):
-        super().__init__(pb, user, pw if pw is not None else pw_of(user), REPLY_WAIT)
+def Session(pb, user):
+    """A logged-in POP3 session with the user's own password."""
+    return pbtest.Pop3Session(pb, user, pw_of(user), REPLY_WAIT)
 
 
 # -- messages and IMAP --------------------------------------------------------------
@@ -359,111 +193,23 @@ def uidvalidity(dv, user, folder="INBOX"):
         conn.logout()
 
 
-def show_box(box):
-    return ", ".join("%d:%s%s" % (u, t, "[" + " ".join(sorted(f)) + "]" if f else "")
-                     for u, (t, f) in sorted(box.items())) or "(empty)"
-
-
-def expect(cond, probs, text):
-    if not cond:
-        probs.append(text)
-    return cond
-
-
-def uidl_problems(uidls, what="UIDL"):
-    probs = []
-    if len(set(uidls)) != len(uidls):
-        probs.append("%s: repeated values in %s" % (what, uidls))
-    for u in uidls:
-        if not (1 <= len(u) <= 70) or any(not (0x21 <= ord(c) <= 0x7e) for c in u):
-            probs.append("%s: %r is not 1-70 printable characters" % (what, u))
-    return probs
-
-
 # -- real clients ------------------------------------------------------------------------
 
-DELIVER = """#!/bin/sh
-# MDA for the tests: each message into the next numbered file of $1.
-dir=$1
-n=$(ls "$dir" | wc -l)
-exec cat > "$dir/$(printf %04d $((n + 1))).eml"
-"""
-
-
-def _run(argv, env):
-    return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=CLIENT_TIMEOUT, env=env)
-
-
-def _tail(b, n=5):
-    return b.decode("utf-8", "replace").strip().splitlines()[-n:]
-
-
-class Client:
-    """fetchmail or mpop with keep + UIDL tracking and an MDA into out/."""
+class RealClient:
+    """fetchmail or mpop (keep, UIDL) for user through pb; expect() runs it."""
 
     def __init__(self, kind, name, pb, user):
-        self.kind, self.pb, self.user, self.pw = kind, pb, user, pw_of(user)
-        self.d = os.path.join(TMP, "%s-%s" % (kind, name))
-        shutil.rmtree(self.d, ignore_errors=True)
-        self.out = os.path.join(self.d, "out")
-        os.makedirs(self.out)
-        self.script = os.path.join(self.d, "deliver.sh")
-        with open(self.script, "w") as f:
-            f.write(DELIVER)
-        os.chmod(self.script, 0o755)
-        self.runs = 0
-
-    def _fetchmail(self):
-        home = os.path.join(self.d, "home")
-        os.makedirs(home, mode=0o700, exist_ok=True)
-        rc = os.path.join(self.d, "fetchmailrc")
-        q = lambda s: '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'  # noqa: E731
-        with open(rc, "w") as f:
-            f.write("set no bouncemail\nset invisible\n"
-                    "poll %s service %d protocol pop3 uidl auth password timeout 30\n"
-                    "  user %s there with password %s is \"root\" here\n"
-                    "  keep\n  no rewrite\n  no mimedecode\n  no stripcr\n"
-                    "  sslproto ''\n  mda %s\n"
-                    % (HOST, self.pb.port, q(self.user), q(self.pw),
-                       q("%s %s" % (self.script, self.out))))
-        os.chmod(rc, 0o600)
-        env = dict(os.environ, FETCHMAILHOME=home, HOME=home)
-        return _run(["fetchmail", "-f", rc, "-N", "-d0", "--nosyslog",
-                     "--idfile", os.path.join(self.d, "fetchids"),
-                     "--pidfile", os.path.join(self.d, "pid")], env)
-
-    def _mpop(self):
-        pwfile = os.path.join(self.d, "pw")
-        with open(pwfile, "w") as f:
-            f.write(self.pw)
-        os.chmod(pwfile, 0o600)
-        env = dict(os.environ, HOME=self.d)
-        return _run(["mpop", "--host=%s" % HOST, "--port=%d" % self.pb.port,
-                     "--auth=user", "--user=%s" % self.user,
-                     "--passwordeval=cat %s" % pwfile, "--tls=off", "--timeout=30",
-                     "--uidls-file=%s" % os.path.join(self.d, "uidls"),
-                     "--delivery=mda,%s %s" % (self.script, self.out),
-                     "--received-header=off", "--keep=on", "--only-new=on", "-q"], env)
-
-    def run(self):
-        """(exit status, [tags of the messages delivered by this run], output tail)"""
-        before = set(os.listdir(self.out))
-        p = self._fetchmail() if self.kind == "fetchmail" else self._mpop()
-        self.runs += 1
-        with open(os.path.join(self.d, "run%d.log" % self.runs), "wb") as f:
-            f.write(p.stdout + p.stderr)
-        new = sorted(set(os.listdir(self.out)) - before)
-        tags = []
-        for n in new:
-            with open(os.path.join(self.out, n), "rb") as f:
-                tags.append(tag_of(f.read()))
-        return p.returncode, tags, _tail(p.stdout + p.stderr)
+        cls = Fetchmail if kind == "fetchmail" else Mpop
+        self.kind = kind
+        self.c = cls(pbtest.SCRATCH, "%s-%s" % (kind, name), pb.port, user, pw_of(user),
+                     timeout=30, run_timeout=CLIENT_TIMEOUT)
 
     def expect(self, want_tags, what):
         """Runs once; problems unless exactly want_tags were delivered (in
         that order) with the exit status that goes with it."""
-        rc, tags, out = self.run()
+        rc, new, output = self.c.run()
+        tags = [tag_of(d) for d in new]
+        out = tail(output, 5)
         probs = []
         if self.kind == "fetchmail":
             want_rc = 0 if want_tags else 1      # 1: no new mail
@@ -477,7 +223,7 @@ class Client:
         return probs
 
 
-# -- the UID map file (format of src/uidmap.c, version 1) ------------------------------
+# -- the UID map file (format of src/store/uidmap_file.c, version 1) ------------------------------
 
 def map_files(state):
     """Regular map files in the state directory (no dot files)."""
@@ -546,7 +292,7 @@ def case_folders():
     junk = add(dv, user, ["junk-1", "junk-2"], "Junk")
     inbox = add(dv, user, ["inbox-1", "inbox-2", "inbox-3"])
     note("folders: INBOX UIDs %s, Junk UIDs %s (overlapping on purpose)" % (inbox, junk))
-    pb = PopBridge("folders", dv, "folders = INBOX, Junk")
+    pb = Popbridge("folders", dv.port, maildrop={"folders": "INBOX, Junk"})
     pb.start()
     order = ["inbox-1", "inbox-2", "inbox-3", "junk-1", "junk-2"]
     with Session(pb, user) as s:
@@ -575,7 +321,7 @@ def case_folders():
     expect(tags == ["inbox-1", "inbox-2", "inbox-3", "junk-2"], probs,
            "next session order %s" % tags)
     # a real client sees the same maildrop, in the same order
-    probs += Client("mpop", "folders", pb, user).expect(
+    probs += RealClient("mpop", "folders", pb, user).expect(
         ["inbox-1", "inbox-2", "inbox-3", "junk-2"], "over INBOX + Junk")
     return probs
 
@@ -584,7 +330,7 @@ def case_since_now():
     dv, user = DV, "snow"
     probs = []
     add(dv, user, ["old-1", "old-2"])
-    pb = PopBridge("since-now", dv, "since = now")
+    pb = Popbridge("since-now", dv.port, maildrop={"since": "now"})
     pb.start()
     with Session(pb, user) as s:
         n, _ = s.stat()
@@ -608,7 +354,7 @@ def case_since_now():
     if tags == ["new-1", "new-2"]:
         expect(u2[0] == u1[0], probs, "UIDL of new-1 changed across the restart: %s -> %s"
                % (u1[0], u2[0]))
-    probs += Client("fetchmail", "since-now", pb, user).expect(["new-1", "new-2"], "first run")
+    probs += RealClient("fetchmail", "since-now", pb, user).expect(["new-1", "new-2"], "first run")
     return probs
 
 
@@ -616,7 +362,7 @@ def case_since_now_empty():
     """A new account without mail: the first login sees an empty INBOX."""
     dv, user = DV, "snowe"
     probs = []
-    pb = PopBridge("since-now-empty", dv, "since = now")
+    pb = Popbridge("since-now-empty", dv.port, maildrop={"since": "now"})
     pb.start()
     with Session(pb, user) as s:
         n, _ = s.stat()
@@ -645,7 +391,7 @@ def case_since_date():
             append(conn, "INBOX", mkmsg(tag), when)
     finally:
         conn.logout()
-    pb = PopBridge("since-date", dv, "since = %s" % SINCE_DATE)
+    pb = Popbridge("since-date", dv.port, maildrop={"since": SINCE_DATE})
     pb.start()
     with Session(pb, user) as s:
         tags = [tag_of(s.retr(i)) for i in range(1, s.stat()[0] + 1)]
@@ -670,22 +416,13 @@ def case_since_date():
 
 # -- cases: on_delete, mark_seen ---------------------------------------------------------
 
-SENT_RE = r"imap> \S+ "
-
-
-def sent(pb, offset, regex):
-    """IMAP commands popbridge logged (debug) since offset matching regex."""
-    return [ln for ln in pb.text(offset).splitlines()
-            if re.search(SENT_RE, ln) and re.search(regex, ln.split("imap> ", 1)[1])]
-
-
 def on_delete_case(how):
     dv = DV
     user = {"expunge": "dexp", "trash": "dtrash", "seen": "dseen", "keep": "dkeep"}[how]
     probs = []
     tags = ["%s-%d" % (how, i) for i in range(1, 5)]
     uids = add(dv, user, tags)
-    pb = PopBridge("delete-" + how, dv, "on_delete = %s" % how)
+    pb = Popbridge("delete-" + how, dv.port, maildrop={"on_delete": how})
     pb.start()
     before = mailbox(dv, user)
     with Session(pb, user) as s:
@@ -782,7 +519,7 @@ def case_read_ahead():
         uids = [append(conn, "INBOX", d) for d in data]
     finally:
         conn.logout()
-    pb = PopBridge("read-ahead", dv, upstream="read_ahead = 1")
+    pb = Popbridge("read-ahead", dv.port, upstream={"read_ahead": 1})
     pb.start()
 
     def retr(s, n):
@@ -824,7 +561,7 @@ def case_read_ahead():
         uids = [append(conn, "INBOX", d) for d in data[:3]]
     finally:
         conn.logout()
-    pb = PopBridge("read-ahead-off", dv, upstream="read_ahead = 0")
+    pb = Popbridge("read-ahead-off", dv.port, upstream={"read_ahead": 0})
     pb.start()
     with Session(pb, "raoff") as s:
         off = pb.offset()
@@ -842,7 +579,7 @@ def case_mark_seen_yes():
     probs = []
     tags = ["msy-%d" % i for i in range(1, 6)]
     uids = add(dv, user, tags)
-    pb = PopBridge("mark-seen-yes", dv, "mark_seen = yes")
+    pb = Popbridge("mark-seen-yes", dv.port, maildrop={"mark_seen": "yes"})
     pb.start()
     with Session(pb, user) as s:
         s.retr(1)
@@ -884,7 +621,7 @@ def case_mark_seen_no():
     probs = []
     tags = ["msn-%d" % i for i in range(1, 4)]
     add(dv, user, tags)
-    pb = PopBridge("mark-seen-no", dv, "mark_seen = no")
+    pb = Popbridge("mark-seen-no", dv.port, maildrop={"mark_seen": "no"})
     pb.start()
     with Session(pb, user) as s:
         for i in (1, 2, 3):
@@ -950,7 +687,8 @@ def fallback_case(dv, user, with_move):
     probs = probe_capabilities(dv, ("UIDPLUS",) if with_move else ("UIDPLUS", "MOVE"))
     tags = ["%s-%d" % (user, i) for i in range(1, 6)]
     uids = add(dv, user, tags)
-    pb = PopBridge("no-uidplus" if with_move else "no-uidplus-no-move", dv, "on_delete = expunge")
+    pb = Popbridge("no-uidplus" if with_move else "no-uidplus-no-move", dv.port,
+                   maildrop={"on_delete": "expunge"})
     pb.start()
     before = mailbox(dv, user)
     with Session(pb, user) as s:
@@ -1029,7 +767,7 @@ def fallback_once(with_move):
 def case_map_files():
     dv = DV
     probs = []
-    pb = PopBridge("map-files", dv)
+    pb = Popbridge("map-files", dv.port)
     pb.start()
     for user in ("mapa", "mapb"):
         add(dv, user, ["%s-1" % user])
@@ -1071,17 +809,6 @@ def msgid_uidls(pb, user):
     return out
 
 
-def rebuild_renumber(dv, user):
-    """New UIDVALIDITY and new UIDs: dovecot-uidlist and the indexes go."""
-    md = dv.maildir(user)
-    removed = []
-    for n in os.listdir(md):
-        if n.startswith(("dovecot-uidlist", "dovecot.index", "dovecot.list.index")):
-            os.unlink(os.path.join(md, n))
-            removed.append(n)
-    return removed
-
-
 def rebuild_case(variant):
     dv = DV
     user = {"uid-validity": "rbuv", "renumber": "rbrn"}[variant]
@@ -1097,10 +824,10 @@ def rebuild_case(variant):
     finally:
         conn.logout()
     tags = [t for i, t in enumerate(tags) if i not in (0, 3)]
-    pb = PopBridge("rebuild-" + variant, dv)
+    pb = Popbridge("rebuild-" + variant, dv.port)
     pb.start()
-    fm = Client("fetchmail", "rebuild-" + variant, pb, user)
-    mp = Client("mpop", "rebuild-" + variant, pb, user)
+    fm = RealClient("fetchmail", "rebuild-" + variant, pb, user)
+    mp = RealClient("mpop", "rebuild-" + variant, pb, user)
     probs += fm.expect(tags, "before the rebuild")
     probs += mp.expect(tags, "before the rebuild")
     ids0 = msgid_uidls(pb, user)
@@ -1109,7 +836,7 @@ def rebuild_case(variant):
     if variant == "uid-validity":
         dv.doveadm("mailbox", "update", "--uid-validity", str(v0 + 1000), "-u", user, "INBOX")
     else:
-        rebuild_renumber(dv, user)
+        dv.renumber(user)
     v1, box1 = uidvalidity(dv, user), mailbox(dv, user)
     if v1 == v0:
         return probs + ["the rebuild did not change UIDVALIDITY (%d)" % v0]
@@ -1145,7 +872,7 @@ def case_crash():
     dv, user = DV, "crash"
     rnd = random.Random(int(os.environ.get("CRASH_SEED", "4")))
     probs = []
-    pb = PopBridge("crash", dv)
+    pb = Popbridge("crash", dv.port)
     conn = dv.imap(user)
     uidl_of = {}          # uid -> UIDL, over the whole run
     owner = {}            # UIDL -> uid
@@ -1226,7 +953,7 @@ def case_crash():
         stats["in_session"] += in_session.is_set()
         phases[phase[0]] = phases.get(phase[0], 0) + 1
         killed.set()
-        pb.kill9()
+        pb.kill(wait=False)
 
     prev_off = 0
     try:
@@ -1242,7 +969,7 @@ def case_crash():
             prev_off = off
             if h:
                 probs += ["after restart %d:" % it] + h
-                pb.kill9()
+                pb.kill(wait=False)
                 pb.proc.wait(10)
                 break
             killed.clear()
@@ -1320,7 +1047,7 @@ def case_sizes():
             if meta[u]["size"] != exp[i][1]]
     note("sizes: RFC822.SIZE differs from the exact size for %s" % (diff or "no message "
          "(Dovecot gets it right; LIST must then agree both before and after RETR)"))
-    pb = PopBridge("sizes", dv)
+    pb = Popbridge("sizes", dv.port)
     pb.start()
     with Session(pb, user) as s:
         for i in range(len(uids)):
@@ -1363,62 +1090,22 @@ def case_sizes():
 
 # -- the end --------------------------------------------------------------------------------------
 
-SAN_RE = pbtest.SANITIZER
-
-
 def finish():
-    bad = []
-    for pb in PBS:
-        if pb.alive():
-            pb.stop()
-        for rc in pb.term_status:
-            if rc != 0:
-                bad.append("%s: exit status %r on SIGTERM" % (pb.name, rc))
-    if bad:
-        R.fail("every popbridge exits 0 on SIGTERM", bad)
-    else:
-        R.ok("every popbridge exits 0 on SIGTERM")
-    san, corrupt, leaks = [], [], []
+    pbs = pbtest.popbridges()
+    pbtest.final_checks(R, pbs, sigterm="every popbridge exits 0 on SIGTERM",
+                        sanitizer="no sanitizer reports in popbridge's logs")
+    corrupt = []
+    for pb in pbs:
+        corrupt += ["%s: %s" % (pb.name, ln) for ln in pb.tail(5, 0, CORRUPT_RE)]
+    R.check("no map called corrupt or unsaved in popbridge's logs", corrupt)
     secrets = set()
-    for dv in DOVECOTS:
+    for dv in (DV, DV_NOUIDPLUS, DV_NOMOVE):
         secrets.update(dv.users.values())
-    for pb in PBS:
-        text = pb.text()
-        san += ["%s: %s" % (pb.name, ln) for ln in text.splitlines() if SAN_RE.search(ln)][:5]
-        corrupt += ["%s: %s" % (pb.name, ln) for ln in text.splitlines() if CORRUPT_RE.search(ln)][:5]
-        leaks += ["%s contains the password of a user" % pb.name for s in secrets if s in text][:1]
-    for name, lines in (("no sanitizer reports in popbridge's logs", san),
-                        ("no map called corrupt or unsaved in popbridge's logs", corrupt),
-                        ("no passwords in popbridge's debug logs", leaks)):
-        if lines:
-            R.fail(name, lines)
-        else:
-            R.ok(name)
+    pbtest.final_checks(R, pbs, leaks="no passwords in popbridge's debug logs", secrets=secrets)
 
 
+# what a failure shows of the logs of the popbridges the case started
 LOG_RE = r"warn|error|fail|rebuilt|UIDPLUS|imap> \S+ (UID (STORE|EXPUNGE|MOVE|COPY)|EXPUNGE)|<[0-4]>"
-
-
-def run_case(name, fn):
-    """Like Report.case, and a failure shows the last interesting lines of
-    the logs of the popbridge processes the case started."""
-    t0 = time.time()
-    n0 = len(PBS)
-    try:
-        problems = fn()
-    except AssertionError as e:
-        problems = [str(e) or "assertion failed"]
-    except Exception as e:  # noqa: BLE001 - a crash in a case is that case's failure
-        tb = traceback.format_exc().strip().splitlines()
-        problems = ["%s: %s" % (type(e).__name__, e)] + tb[-4:]
-    if not problems:
-        R.ok(name)
-        return
-    problems = list(problems) + ["(%.1fs)" % (time.time() - t0)]
-    for pb in PBS[n0:]:
-        problems.append("log %s (last matching lines):" % pb.log)
-        problems += ["  " + ln for ln in pb.tail(6, 0, LOG_RE)]
-    R.fail(name, problems)
 
 
 def cases():
@@ -1460,58 +1147,29 @@ def cases():
     ]
 
 
-DV = DV_NOUIDPLUS = DV_NOMOVE = None
-
-
 def main():
-    global TMP
-    rc = pbtest.skip_for_target("ok - policy cases skipped: they need popbridge's "
-                                "configuration (TARGET=%s)")
-    if rc is not None:
-        return rc
-    if not os.access(POPBRIDGE, os.X_OK):
-        print("not ok - popbridge binary %r is executable" % POPBRIDGE)
-        print("0 passed, 1 failed")
-        return 1
-    for tool in ("fetchmail", "mpop", "doveadm", "bash"):
-        if shutil.which(tool) is None:
-            print("not ok - %s is installed (make deps)" % tool)
-            print("0 passed, 1 failed")
-            return 1
-    pbtest.catch_signals()
-    TMP, own_tmp = pbtest.scratch_dir("pb-pol.")
-    print("# popbridge %s; scratch %s" % (POPBRIDGE, TMP), flush=True)
-
-    def body():
+    def body(tmp):
         global DV, DV_NOUIDPLUS, DV_NOMOVE
-        DV = Dovecot("dv", MAIN_USERS)
-        DV_NOUIDPLUS = Dovecot("dv-nup", ["nup", "probe"], caps_conf("UIDPLUS", "QRESYNC"))
-        DV_NOMOVE = Dovecot("dv-nmv", ["nmv", "probe"], caps_conf("UIDPLUS", "MOVE", "QRESYNC"))
+        pbtest.note("popbridge %s; scratch %s" % (pbtest.default_popbridge(), tmp))
+        DV = dovecot("dv", MAIN_USERS)
+        DV_NOUIDPLUS = dovecot("dv-nup", ["nup", "probe"], caps_conf("UIDPLUS", "QRESYNC"))
+        DV_NOMOVE = dovecot("dv-nmv", ["nmv", "probe"], caps_conf("UIDPLUS", "MOVE", "QRESYNC"))
         try:
-            for dv in DOVECOTS:
+            for dv in (DV, DV_NOUIDPLUS, DV_NOMOVE):
                 dv.start()
         except Exception as e:  # noqa: BLE001
             R.fail("the Dovecot instances start", [str(e)])
-        else:
-            note("Dovecot: imap 127.0.0.1:%d, without UIDPLUS :%d, without UIDPLUS+MOVE :%d"
-                 % (DV.port, DV_NOUIDPLUS.port, DV_NOMOVE.port))
-            for name, fn in cases():
-                if ONLY and ONLY not in name:
-                    continue
-                run_case(name, fn)
-            finish()
+            return
+        note("Dovecot: imap 127.0.0.1:%d, without UIDPLUS :%d, without UIDPLUS+MOVE :%d"
+             % (DV.port, DV_NOUIDPLUS.port, DV_NOMOVE.port))
+        watch = pbtest.Watch(new=True, died=False, pattern=LOG_RE, lines=6)
+        for name, fn in cases():
+            R.case(name, fn, watch=watch)
+        finish()
 
-    try:
-        pbtest.run_guarded(R, "policy cases", body, crash_lines=None)
-    finally:
-        for pb in PBS:
-            if pb.alive():
-                pb.proc.kill()
-                pb.proc.wait(5)
-        for dv in DOVECOTS:
-            dv.stop()
-        pbtest.remove_scratch(TMP, own_tmp)
-    return pbtest.summary(R)
+    return pbtest.script_main(R, "policy cases", body,
+                              tools=("fetchmail", "mpop", "doveadm", "bash"),
+                              why="they need popbridge's configuration")
 
 
 if __name__ == "__main__":

@@ -26,48 +26,27 @@ import base64
 import os
 import poplib
 import re
+import sys
 import time
 
-from common import (Expected, Report, HOST, IMAP_PORT, POP3_PORT, TIMEOUT, env,
-                    first_diff, login, pop3, users, wait_port_closed_by_peer)
-import imapfetch
-from pop3wire import is_err, is_ok
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+import imapfetch  # noqa: E402
+import pbtest  # noqa: E402
+from pbtest import (CASE_TIMEOUT, HOST, IMAP_PORT, POP3_PORT, Expected, first_diff,  # noqa: E402
+                    is_err, is_ok, login, need, parse_capa, pop3, uidl_problems, users,
+                    wait_port_closed_by_peer)
 
 # poplib refuses lines over 2048 octets (poplib._MAXLINE); the corpus has
 # lines of 20,000 and 65,537 octets, which are legal POP3.
 poplib._MAXLINE = 1 << 20
 
-R = Report()
-U = users()
-DOVECOT_DIR = env("DOVECOT_DIR")
-USER, PW = "alice", U["alice"]
-QUSER, QPW = "quote", U["quote"]
-assert QPW == 'p a"s\\s', "the quote user's password is %r" % QPW
-
-try:
-    E = Expected(USER, PW)
-    if len(E) < 10:
-        raise RuntimeError("alice has only %d messages over IMAP" % len(E))
-except Exception as e:  # nothing below makes sense without it
-    R.fail("read alice's corpus over IMAP", [repr(e)])
-    R.exit()
-N = len(E)
-UIDS_BEFORE = list(E.uids)
-
-
-def need(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
-
-def parse_capa(body):
-    caps = {}
-    for line in body.split(b"\r\n"):
-        if not line:
-            continue
-        words = line.decode("latin-1").split()
-        caps[words[0].upper()] = [w.upper() for w in words[1:]]
-    return caps
+R = pbtest.Report()
+USER, QUSER = "alice", "quote"
+PW = QPW = ""       # their passwords (run.sh's Dovecot)
+E = None            # alice's maildrop (Expected)
+N = 0
+UIDS_BEFORE = []
 
 
 def multi_ok(p, command):
@@ -149,8 +128,9 @@ def capa_after_login():
         p.close()
 
 
-def poplib_session(user=USER, password=PW):
-    c = poplib.POP3(HOST, POP3_PORT, timeout=TIMEOUT)
+def poplib_session(user=None, password=None):
+    user, password = user or USER, password or PW
+    c = poplib.POP3(HOST, POP3_PORT, timeout=CASE_TIMEOUT)
     c.user(user)
     c.pass_(password)
     return c
@@ -275,13 +255,7 @@ def check_uidls(pairs):
     probs = []
     if [k for k, _ in pairs] != list(range(1, N + 1)):
         probs.append("UIDL numbers %r, want 1..%d" % ([k for k, _ in pairs], N))
-    vals = [v for _, v in pairs]
-    if len(set(vals)) != len(vals):
-        probs.append("UIDL values not unique: %r" % vals)
-    for k, v in pairs:
-        if not (1 <= len(v) <= 70) or any(b < 0x21 or b > 0x7E for b in v):
-            probs.append("UIDL %d = %r: not 1-70 chars of 0x21-0x7E" % (k, v))
-    return probs
+    return probs + uidl_problems([v for _, v in pairs])
 
 
 SESSION_UIDLS = []
@@ -318,7 +292,8 @@ def uidl_stable():
          "UIDLs differ between sessions:\n%r\n%r\n%r" % (SESSION_UIDLS[0], pairs, third))
 
 
-def stat_is(p, count=N):
+def stat_is(p, count=None):
+    count = N if count is None else count
     r = p.cmd("STAT")
     need(r.strip() == b"+OK %d %d" % (count, sum(E.size[:count])),
          "STAT after login -> %r" % r)
@@ -439,7 +414,7 @@ def quote_user_near_miss():
 
 def alice_logins():
     """How many upstream logins as alice Dovecot has logged so far."""
-    path = os.path.join(DOVECOT_DIR, "dovecot.log")
+    path = os.path.join(os.environ["DOVECOT_DIR"], "dovecot.log")
     with open(path, "rb") as f:
         return len(re.findall(rb"Login: user=<%s>" % USER.encode(), f.read()))
 
@@ -686,38 +661,58 @@ def untouched():
     need(not seen, "UIDs %r got \\Seen upstream" % seen)
 
 
-R.case("greeting is +OK, CRLF, no APOP timestamp", greeting)
-R.case("CAPA before login: USER UIDL TOP PIPELINING RESP-CODES AUTH-RESP-CODE SASL PLAIN",
-       capa_before_login)
-R.case("CAPA without a certificate does not offer STLS", capa_no_stls)
-R.case("CAPA after login", capa_after_login)
-R.case("poplib USER/PASS + STAT count and size", poplib_stat)
-R.case("poplib LIST and LIST n sizes", poplib_list)
-R.case("poplib RETR of every message equals IMAP BODY[]", poplib_retr)
-R.case("RETR on the wire is dotstuff(IMAP BODY[]) + .CRLF; LIST size rule", raw_retr)
-R.case("LIST/STAT exact after RETR", sizes_after_retr)
-R.case("TOP n 0 is the header block", top, 0)
-R.case("TOP n 3 is the header block and 3 body lines", top, 3)
-R.case("UIDL unique, 1-70 printable chars, UIDL n agrees", uidl_format)
-R.case("UIDL stable across sessions", uidl_stable)
-R.case("AUTH PLAIN with initial response", auth_plain_ir)
-R.case("AUTH PLAIN without initial response", auth_plain_no_ir)
-R.case("AUTH PLAIN cancelled with *", auth_plain_cancel)
-R.case("AUTH PLAIN bad password -> -ERR [AUTH]", auth_plain_bad)
-R.case("bare AUTH lists PLAIN", bare_auth)
-R.case("USER/PASS bad password -> -ERR [AUTH], retry works", user_pass_bad)
-R.case("unknown user -> -ERR [AUTH]", unknown_user)
-R.case("password with space, quote, backslash: USER/PASS (poplib)", quote_user_pass)
-R.case("password with space, quote, backslash: AUTH PLAIN", quote_user_auth)
-R.case("near-miss passwords of the quote user are refused", quote_user_near_miss)
-R.case("credentials cannot inject IMAP syntax", injection)
-R.case("APOP -> -ERR", apop)
-R.case("LAST -> +OK highest retrieved; RSET forgets this session's", last)
-R.case("RETR 0 / past the end / junk -> -ERR, session goes on", bad_numbers)
-R.case("TRANSACTION commands before login -> -ERR", before_login)
-R.case("pipelined commands answered in order", pipelining)
-R.case("command line over 255 octets -> -ERR, session goes on", long_command)
-R.case("QUIT in AUTHORIZATION closes", quit_authorization)
-R.case("QUIT in TRANSACTION closes", quit_transaction)
-R.case("read-only sessions leave the mailbox and \\Seen untouched", untouched)
-R.exit()
+def main():
+    def body(tmp):
+        global PW, QPW, E, N, UIDS_BEFORE
+        U = users()
+        PW, QPW = U[USER], U[QUSER]
+        need(QPW == 'p a"s\\s', "the quote user's password is %r" % QPW)
+        try:
+            E = Expected.imap(IMAP_PORT, USER, PW)
+            if len(E) < 10:
+                raise RuntimeError("alice has only %d messages over IMAP" % len(E))
+        except Exception as e:  # nothing below makes sense without it
+            R.fail("read alice's corpus over IMAP", [repr(e)])
+            return
+        N = len(E)
+        UIDS_BEFORE = list(E.uids)
+        R.case("greeting is +OK, CRLF, no APOP timestamp", greeting)
+        R.case("CAPA before login: USER UIDL TOP PIPELINING RESP-CODES AUTH-RESP-CODE SASL PLAIN",
+               capa_before_login)
+        R.case("CAPA without a certificate does not offer STLS", capa_no_stls)
+        R.case("CAPA after login", capa_after_login)
+        R.case("poplib USER/PASS + STAT count and size", poplib_stat)
+        R.case("poplib LIST and LIST n sizes", poplib_list)
+        R.case("poplib RETR of every message equals IMAP BODY[]", poplib_retr)
+        R.case("RETR on the wire is dotstuff(IMAP BODY[]) + .CRLF; LIST size rule", raw_retr)
+        R.case("LIST/STAT exact after RETR", sizes_after_retr)
+        R.case("TOP n 0 is the header block", top, 0)
+        R.case("TOP n 3 is the header block and 3 body lines", top, 3)
+        R.case("UIDL unique, 1-70 printable chars, UIDL n agrees", uidl_format)
+        R.case("UIDL stable across sessions", uidl_stable)
+        R.case("AUTH PLAIN with initial response", auth_plain_ir)
+        R.case("AUTH PLAIN without initial response", auth_plain_no_ir)
+        R.case("AUTH PLAIN cancelled with *", auth_plain_cancel)
+        R.case("AUTH PLAIN bad password -> -ERR [AUTH]", auth_plain_bad)
+        R.case("bare AUTH lists PLAIN", bare_auth)
+        R.case("USER/PASS bad password -> -ERR [AUTH], retry works", user_pass_bad)
+        R.case("unknown user -> -ERR [AUTH]", unknown_user)
+        R.case("password with space, quote, backslash: USER/PASS (poplib)", quote_user_pass)
+        R.case("password with space, quote, backslash: AUTH PLAIN", quote_user_auth)
+        R.case("near-miss passwords of the quote user are refused", quote_user_near_miss)
+        R.case("credentials cannot inject IMAP syntax", injection)
+        R.case("APOP -> -ERR", apop)
+        R.case("LAST -> +OK highest retrieved; RSET forgets this session's", last)
+        R.case("RETR 0 / past the end / junk -> -ERR, session goes on", bad_numbers)
+        R.case("TRANSACTION commands before login -> -ERR", before_login)
+        R.case("pipelined commands answered in order", pipelining)
+        R.case("command line over 255 octets -> -ERR, session goes on", long_command)
+        R.case("QUIT in AUTHORIZATION closes", quit_authorization)
+        R.case("QUIT in TRANSACTION closes", quit_transaction)
+        R.case("read-only sessions leave the mailbox and \\Seen untouched", untouched)
+
+    return pbtest.script_main(R, "pop3 cases", body, own_popbridge=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

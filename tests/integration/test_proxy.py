@@ -24,11 +24,8 @@ proxy's address, pop3s takes the header before the TLS handshake; and
 the closing log line of a session (key=value, parsed here) has counts
 that match what the client did.
 
-Output as in run.sh: "ok - NAME" / "not ok - NAME" plus indented
-diagnostics, "# ..." notes (suggestions for the log line among them), and
-a last line "N passed, M failed"; exit status 1 when anything failed.
-Environment: POPBRIDGE (default build/asan/popbridge), TARGET (anything
-but "popbridge" skips), TEST_TMP, KEEP_TMP=1, ONLY_CASE=substring.
+Output and environment: tests/lib/pbtest.py (script_main), as every
+integration script ("# ..." notes give suggestions for the log line).
 """
 
 import os
@@ -40,97 +37,27 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-LIB = os.path.join(ROOT, "tests", "lib")
-sys.path.insert(0, LIB)
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from common import Report, first_diff  # noqa: E402
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
-from pbtest import (HOST, REPLY_WAIT, Dovecot, cmd, drain_until_close, free_port,  # noqa: E402
-                    is_err, is_ok, note, read_line, show, want_temp)
+from pbtest import (HOST, REPLY_WAIT, Client, Dovecot, Expected, Popbridge, cmd,  # noqa: E402
+                    drain_until_close, first_diff, is_err, is_ok, note, read_line, show,
+                    user_pass, want_temp)
 from pop3wire import Pop3, Pop3Closed  # noqa: E402
 
-POPBRIDGE = pbtest.default_popbridge()
-ONLY = os.environ.get("ONLY_CASE", "")
 PROXY_TIMEOUT = 10          # SESSION_PROXY_TIMEOUT_MS, etc/popbridge.ini.5
+# what a failure shows of the logs of the case's popbridges
+LOG_RE = r"session=\d+ (connect|client|end)|refused|warn|error|ERROR|runtime|SUMMARY|<4>|<3>"
 
 
-R = Report(max_lines=30)
-TMP = ""
+R = pbtest.Report()
 DOVECOT = None
 MAIN = OTHER = CIDR = OFF = None
-INSTANCES = []
 USERS = {}
 CERT = KEY = None
-
-
-# -- popbridge --------------------------------------------------------------------------
-
-class Popbridge(pbtest.Popbridge):
-    def __init__(self, name, listen, limits, probe_src, tls=False):
-        self.name = name
-        self.listen = listen
-        self.limits = limits
-        self.probe_src = probe_src
-        self.tls = tls
-        self.proc = None
-        self.port = free_port()
-        self.tls_port = free_port({self.port}) if tls else None
-        self.log = os.path.join(TMP, "%s.log" % name)
-        self.conf = os.path.join(TMP, "%s.ini" % name)
-
-    def start(self, imap_port):
-        state = os.path.join(TMP, "%s-state" % self.name)
-        os.makedirs(state, exist_ok=True)
-        listen = "pop3 = 127.0.0.1:%d\n" % self.port
-        if self.tls:
-            listen += "pop3s = 127.0.0.1:%d\ncert = %s\nkey = %s\n" % (self.tls_port, CERT, KEY)
-        else:
-            listen += "pop3s =\n"
-        listen += "".join("%s = %s\n" % kv for kv in self.listen.items())
-        limits = "".join("%s = %s\n" % kv for kv in self.limits.items())
-        with open(self.conf, "w") as f:
-            f.write("""[listen]
-%s
-[upstream]
-host = 127.0.0.1
-port = %d
-tls = none
-timeout = 10
-
-[state]
-dir = %s
-
-[limits]
-%s
-[log]
-level = debug
-""" % (listen, imap_port, state, limits))
-        self.spawn(POPBRIDGE, self.conf)
-        INSTANCES.append(self)
-        why = pbtest.wait_greeting(self.proc, self.port, src=self.probe_src)
-        if why == "exited":
-            return "exited with status %s: %s" % (self.proc.returncode,
-                                                  " | ".join(self.tail(5)))
-        if why:
-            return "does not greet %s on port %d within 30 s" % (self.probe_src, self.port)
-        return None
-
-    def via(self, off, real, proxy="127.0.0.1", timeout=5):
-        """The session id whose log says 'client=REAL via proxy PROXY'."""
-        m = self.wait_log(off, r"session=(\d+) client=%s via proxy %s\b"
-                          % (re.escape(real), re.escape(proxy)), timeout)
-        return m.group(1) if m else None
-
-    def lines_of(self, sid, off=0):
-        return [ln for ln in self.text(off).splitlines()
-                if re.search(r"session=%s\b" % sid, ln)]
 
 
 # -- PROXY headers (haproxy's proxy-protocol.txt) ----------------------------------------
@@ -170,30 +97,6 @@ def v2(src=None, dst=None, sport=40000, dport=110, command=1, fam=None, tlvs=b""
 
 
 # -- clients ---------------------------------------------------------------------------
-
-class Client(Pop3):
-    """pop3wire.Pop3 from a chosen source address; optionally sends a
-    PROXY header (and whatever follows it) before reading the greeting."""
-
-    def __init__(self, port, src=HOST, header=None, greet=True, timeout=REPLY_WAIT):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((src, 0))
-        self.sock.settimeout(timeout)
-        self.sock.connect((HOST, port))
-        self.buf = b""
-        self.received = 0
-        if header is not None:
-            self.sock.sendall(header)
-        self.greeting = self.line() if greet else None
-
-
-    def _fill(self, n=65536):
-        chunk = self.sock.recv(n)
-        if not chunk:
-            raise Pop3Closed("connection closed by server (buffered: %r)" % self.buf[:200])
-        self.received += len(chunk)
-        self.buf += chunk
-
 
 class TLSPop3(Pop3):
     """POP3 over TLS through memory BIOs, so that the first TLS flight can
@@ -262,27 +165,16 @@ def raw_connect(port, src=HOST, timeout=REPLY_WAIT):
 
 
 def capa(p):
-    r = cmd(p, b"CAPA")
-    if not is_ok(r):
-        raise AssertionError("CAPA -> %s" % show(r))
-    _, data, _ = p.multi()
-    return data.split(b"\r\n")
+    """The lines of the CAPA response."""
+    return pbtest.capa(p)[1].split(b"\r\n")
 
 
 def login(p, user="alice"):
-    r = cmd(p, b"USER " + user.encode())
-    if not is_ok(r):
-        return r
-    return cmd(p, b"PASS " + USERS[user].encode())
+    return user_pass(p, user, USERS[user])
 
 
 def imap_expected(user="alice"):
-    conn = imapfetch.connect(DOVECOT.port, user, USERS[user])
-    try:
-        rows = imapfetch.fetch_all(conn, "INBOX")
-    finally:
-        conn.logout()
-    return [(uid, imapfetch.pop3_expected(d)) for uid, d in rows]
+    return Expected.imap(DOVECOT.port, user, USERS[user], sections=("",))
 
 
 # -- the closing log line ------------------------------------------------------------------
@@ -319,34 +211,8 @@ def parse_end_line(line):
 # -- the case runner ------------------------------------------------------------------------
 
 def case(name, pbs, body):
-    if ONLY and ONLY not in name:
-        return
-
-    def run():
-        offs = [(pb, pb.offset()) for pb in pbs]
-        for pb in pbs:
-            pb.wait_active(0, 12)
-        t0 = time.time()
-        try:
-            probs = list(body() or [])
-        except AssertionError as e:
-            probs = [str(e) or "assertion failed"]
-        except Exception as e:
-            tb = traceback.format_exc().strip().splitlines()
-            probs = ["%s: %s" % (type(e).__name__, e)] + tb[-4:]
-        for pb in pbs:
-            if not pb.alive():
-                probs.append("popbridge %s died (status %s)" % (pb.name, pb.proc.returncode))
-        if probs:
-            probs.append("(%.1fs)" % (time.time() - t0))
-            for pb, off in offs:
-                probs.append("%s log:" % pb.name)
-                probs += ["  " + ln for ln in pb.tail(10, off, r"session=\d+ (connect|client|"
-                                                      r"end)|refused|warn|error|ERROR|"
-                                                      r"runtime|SUMMARY|<4>|<3>")]
-        return probs
-
-    R.case(name, run)
+    """A case about the popbridges pbs: it begins once they count no session."""
+    R.case(name, body, watch=pbtest.Watch(pbs, LOG_RE, settle=12))
 
 
 def proxied_ok(pb, header, real, proxy="127.0.0.1", src=None, then_quit=True):
@@ -766,7 +632,7 @@ def tls_session(pb, s, prefix=b"", real=None, full=True):
         return probs + ["login over TLS -> %s" % show(r)]
     exp = imap_expected()
     r = cmd(t, b"STAT")
-    want = b"+OK %d %d\r\n" % (len(exp), sum(e[1][1] for e in exp))
+    want = b"+OK %d %d\r\n" % (len(exp), sum(exp.size))
     if r != want:
         probs.append("STAT -> %s, want %r" % (show(r), want))
     r = cmd(t, b"RETR 1")
@@ -774,7 +640,7 @@ def tls_session(pb, s, prefix=b"", real=None, full=True):
         probs.append("RETR 1 -> %s" % show(r))
     else:
         raw, _, _ = t.multi()
-        w = imapfetch.dotstuff(exp[0][1][0])
+        w = imapfetch.dotstuff(exp.retr[0])
         if raw != w:
             probs.append("RETR 1 over TLS: %s" % first_diff(raw, w))
     r = cmd(t, b"QUIT")
@@ -785,7 +651,7 @@ def tls_session(pb, s, prefix=b"", real=None, full=True):
 
 def t_pop3s_v1():
     off = MAIN.offset()
-    s = raw_connect(MAIN.tls_port)
+    s = raw_connect(MAIN.sport)
     try:
         s.sendall(v1("198.51.100.20", dport=995))
         time.sleep(0.1)          # the header alone first, then the ClientHello
@@ -806,7 +672,7 @@ def t_pop3s_v1():
 
 def t_pop3s_v2_same_segment():
     off = MAIN.offset()
-    s = raw_connect(MAIN.tls_port)
+    s = raw_connect(MAIN.sport)
     try:
         probs = tls_session(MAIN, s, prefix=v2("198.51.100.21", dport=995))
     finally:
@@ -819,7 +685,7 @@ def t_pop3s_v2_same_segment():
 def t_pop3s_no_header():
     probs = []
     off = MAIN.offset()
-    s = raw_connect(MAIN.tls_port)
+    s = raw_connect(MAIN.sport)
     try:
         try:
             t = TLSPop3(s)
@@ -837,7 +703,7 @@ def t_pop3s_no_header():
 def t_pop3s_untrusted():
     probs = []
     off = MAIN.offset()
-    s = raw_connect(MAIN.tls_port, src="127.0.0.3")
+    s = raw_connect(MAIN.sport, src="127.0.0.3")
     try:
         probs += tls_session(MAIN, s, full=False)
     finally:
@@ -852,14 +718,14 @@ def t_pop3s_untrusted():
 
 def t_pop3s_over_limit():
     probs = []
-    s1 = raw_connect(MAIN.tls_port)
+    s1 = raw_connect(MAIN.sport)
     held = None
     try:
         s1.sendall(v1("198.51.100.22"))
         held = TLSPop3(s1)
         if not is_ok(held.greeting):
             return ["first pop3s session for 198.51.100.22 -> %s" % show(held.greeting)]
-        s2 = raw_connect(MAIN.tls_port)
+        s2 = raw_connect(MAIN.sport)
         try:
             s2.sendall(v1("198.51.100.22", sport=40001))
             try:
@@ -934,11 +800,11 @@ def logout_line(pb, connect, real):
                 return ["RETR %d -> %s" % (n, show(r))]
             raw, data, _ = p.multi()
             wire += len(r) + len(raw)
-            sizes.append(before[n - 1][1][1])
+            sizes.append(before.size[n - 1])
             m = re.match(rb"\+OK (\d+) octets", r)
-            if m and int(m.group(1)) != before[n - 1][1][1]:
+            if m and int(m.group(1)) != before.size[n - 1]:
                 probs.append("RETR %d announced %s octets, LIST size %d"
-                             % (n, m.group(1).decode(), before[n - 1][1][1]))
+                             % (n, m.group(1).decode(), before.size[n - 1]))
         r = cmd(p, b"DELE 1")
         if not is_ok(r):
             return ["DELE 1 -> %s" % show(r)]
@@ -956,9 +822,9 @@ def logout_line(pb, connect, real):
         p.close()
     elapsed_ms = (time.time() - t0) * 1000
     after = imap_expected()
-    if [u for u, _ in after] != [u for u, _ in before[1:]]:
+    if after.uids != before.uids[1:]:
         probs.append("IMAP UIDs after QUIT %s, want %s (exactly message 1 deleted)"
-                     % ([u for u, _ in after], [u for u, _ in before[1:]]))
+                     % (after.uids, before.uids[1:]))
     time.sleep(0.3)
     text = pb.text(off)
     m = re.search(r"session=(\d+) login user=alice messages=(\d+) octets=(\d+)", text)
@@ -1007,7 +873,7 @@ def logout_line(pb, connect, real):
 
 def t_logout_proxied_pop3s():
     def connect():
-        s = raw_connect(MAIN.tls_port)
+        s = raw_connect(MAIN.sport)
         s.sendall(v1("198.51.100.30"))
         return TLSPop3(s)
     return logout_line(MAIN, connect, "198.51.100.30")
@@ -1092,14 +958,10 @@ def t_off():
 
 # == setup and the end =========================================================================
 
-def finish(pb):
-    pbtest.finish_checks(R, pb)
-
-
 def make_cert():
     global CERT, KEY
-    CERT = os.path.join(TMP, "cert.pem")
-    KEY = os.path.join(TMP, "key.pem")
+    CERT = os.path.join(pbtest.SCRATCH, "cert.pem")
+    KEY = os.path.join(pbtest.SCRATCH, "key.pem")
     r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", KEY, "-out",
                         CERT, "-days", "2", "-subj", "/CN=localhost", "-addext",
@@ -1113,37 +975,36 @@ def make_cert():
 def setup():
     global DOVECOT, MAIN, OTHER, CIDR, OFF
     make_cert()
-    DOVECOT = Dovecot(os.path.join(TMP, "dovecot"))
-    DOVECOT.start()
+    DOVECOT = Dovecot(os.path.join(pbtest.SCRATCH, "dovecot")).start()
     USERS.update(DOVECOT.passwords())
     note("dovecot: imap 127.0.0.1:%d" % DOVECOT.port)
-    conn = corpus.connect(DOVECOT.port, "alice", USERS["alice"])
-    try:
-        msgs = [m for m in corpus.messages() if m[0] in ("plain", "dot-lines",
-                                                        "leading-dot", "no-final-crlf")]
-        corpus.append(conn, "INBOX", msgs + corpus.generated(6, 5000, prefix="proxy"))
-    finally:
-        conn.logout()
+    msgs = [m for m in corpus.messages() if m[0] in ("plain", "dot-lines",
+                                                    "leading-dot", "no-final-crlf")]
+    DOVECOT.append("alice", msgs + corpus.generated(6, 5000, prefix="proxy"))
     base_limits = {"idle_timeout": 30, "auth_fail_delay": 0, "shutdown_grace": 2}
-    MAIN = Popbridge("main", {"proxy_protocol": "yes", "trusted_proxies": "127.0.0.1",
-                              "allow_plaintext_auth": "loopback"},
-                     dict(base_limits, max_per_ip=1), probe_src="127.0.0.3", tls=True)
-    OTHER = Popbridge("other", {"proxy_protocol": "yes", "trusted_proxies": "127.0.0.2"},
-                      dict(base_limits, max_per_ip=5), probe_src="127.0.0.1")
-    CIDR = Popbridge("cidr", {"proxy_protocol": "yes",
-                              "trusted_proxies": "127.0.0.0/30, 10.0.0.0/8"},
-                     dict(base_limits, max_per_ip=5), probe_src="127.0.0.4")
-    OFF = Popbridge("off", {"proxy_protocol": "no", "trusted_proxies": "127.0.0.1"},
-                    dict(base_limits, max_per_ip=5), probe_src="127.0.0.1")
+    MAIN = Popbridge("main", DOVECOT.port, pop3s=True, cert=CERT, key=KEY,
+                     listen={"proxy_protocol": "yes", "trusted_proxies": "127.0.0.1",
+                             "allow_plaintext_auth": "loopback"},
+                     limits=dict(base_limits, max_per_ip=1), probe_src="127.0.0.3")
+    OTHER = Popbridge("other", DOVECOT.port,
+                      listen={"proxy_protocol": "yes", "trusted_proxies": "127.0.0.2"},
+                      limits=dict(base_limits, max_per_ip=5), probe_src="127.0.0.1")
+    CIDR = Popbridge("cidr", DOVECOT.port,
+                     listen={"proxy_protocol": "yes",
+                             "trusted_proxies": "127.0.0.0/30, 10.0.0.0/8"},
+                     limits=dict(base_limits, max_per_ip=5), probe_src="127.0.0.4")
+    OFF = Popbridge("off", DOVECOT.port,
+                    listen={"proxy_protocol": "no", "trusted_proxies": "127.0.0.1"},
+                    limits=dict(base_limits, max_per_ip=5), probe_src="127.0.0.1")
     ok = True
     for pb in (MAIN, OTHER, CIDR, OFF):
-        err = pb.start(DOVECOT.port)
+        err = pb.try_start()
         if err:
             R.fail("popbridge %s starts" % pb.name, [err])
             ok = False
         else:
             note("popbridge %s on 127.0.0.1:%d%s" % (pb.name, pb.port, " and pop3s :%d"
-                                                       % pb.tls_port if pb.tls else ""))
+                                                       % pb.sport if pb.sport else ""))
     return ok
 
 
@@ -1204,22 +1065,13 @@ def cases():
 
 def main():
     def body(tmp):
-        global TMP
-        TMP = tmp
         if setup():
             cases()
             for pb in (MAIN, OTHER, CIDR, OFF):
                 if pb is not None and pb.proc is not None:
-                    finish(pb)
+                    pbtest.finish_checks(R, pb)
 
-    def cleanup():
-        for pb in INSTANCES:
-            pb.kill()
-        if DOVECOT is not None:
-            DOVECOT.stop()
-
-    return pbtest.script_main(R, "PROXY protocol cases", "test_proxy.py", POPBRIDGE, "popbridge-proxy.", body,
-                              cleanup)
+    return pbtest.script_main(R, "PROXY protocol cases", body)
 
 
 if __name__ == "__main__":

@@ -53,47 +53,34 @@ thread of their own and print as one block when done (about a minute in
 all on an idle 2-core machine; Mailutils, whose mbox makes a 5 MB APPEND
 slow, takes longest).
 
-Output: "ok - NAME" / "not ok - NAME" plus indented diagnostics, "# ..."
-notes, a last line "N passed, M failed"; exit status 1 when anything
-failed. Environment: POPBRIDGE (default build/asan/popbridge), TARGET
-(run.sh's; anything but "popbridge" skips), TEST_TMP, KEEP_TMP=1,
-ONLY_SERVER=dovecot,cyrus,... and ONLY_CASE=substring (to run fewer),
-CYRUS_ROOT (where servers-deps.sh unpacked Cyrus).
+Output and environment: tests/lib/pbtest.py (script_main), as every
+integration script; also ONLY_SERVER=dovecot,cyrus,... (ONLY_CASE
+matches "SERVER: NAME"), CYRUS_ROOT (where servers-deps.sh unpacked
+Cyrus).
 """
 
 import concurrent.futures
-import hashlib
 import os
-import re
-import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-LIB = os.path.join(HERE, "..", "lib")
-sys.path.insert(0, LIB)
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from common import Report, fetchmail_want, first_diff, msg_name  # noqa: E402
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
 import imapservers  # noqa: E402
 import pbtest  # noqa: E402
-from pbtest import HOST, note  # noqa: E402
+from pbtest import (HOST, expect, fetchmail_want, first_diff, msg_name, note,  # noqa: E402
+                    pw_of, sent, show_box, tail, uidl_problems)
 from pop3wire import Pop3  # noqa: E402
 
-POPBRIDGE = pbtest.default_popbridge()
 ONLY_SERVER = [s for s in os.environ.get("ONLY_SERVER", "").split(",") if s]
-ONLY_CASE = os.environ.get("ONLY_CASE", "")
 REPLY_WAIT = 10.0           # longest wait for one POP3 reply
 CLIENT_TIMEOUT = 60         # one fetchmail run
 
-R = Report(max_lines=24, width=300)
-TMP = ""
+R = pbtest.Report()
 TARGETS = []
 
 CASE_USERS = ["login", "corpus", "top", "fmkeep", "fmdel", "dele", "foreign", "odexpunge",
@@ -119,10 +106,6 @@ def messages():
     return _CORPUS
 
 
-def pw_of(user):
-    return "%s-Pw-%s" % (user.capitalize(), hashlib.sha256(user.encode()).hexdigest()[:6])
-
-
 def sixteen_k(body_len=BODY_16K, name="body-16k"):
     """A message whose body (after the blank line) is body_len octets of
     128-octet CRLF lines (the last one shorter when it must be)."""
@@ -139,97 +122,7 @@ def sixteen_k(body_len=BODY_16K, name="body-16k"):
             + corpus._text_hdr() + b"\r\n" + b"".join(lines))
 
 
-def expect(cond, probs, text):
-    if not cond:
-        probs.append(text)
-    return cond
-
-
-# -- popbridge processes ----------------------------------------------------------
-
-SIG_NAMES = {-s.value: s.name for s in signal.Signals}
-CRASH_RE = r"Assertion|assert|abort|AddressSanitizer|LeakSanitizer|runtime error|SUMMARY|Segmentation"
-
-
-class PB(pbtest.Popbridge):
-    """One popbridge in front of one server; started when first needed and
-    again after it died (each death reported once, by take_deaths)."""
-
-    def __init__(self, target, on_delete):
-        self.target = target
-        self.on_delete = on_delete
-        self.name = "%s-%s" % (target.name, on_delete)
-        self.state = os.path.join(TMP, self.name + "-state")
-        self.conf = os.path.join(TMP, self.name + ".ini")
-        self.log = os.path.join(TMP, self.name + ".log")
-        self.port = imapservers.free_port()
-        self.proc = None
-        self.start_off = 0
-        self.deaths = []            # lines about exits nobody asked for
-        self.recorded = False       # the current process's exit is in deaths
-        self.term_status = []
-        os.makedirs(self.state, exist_ok=True)
-
-    def write_conf(self):
-        with open(self.conf, "w") as f:
-            f.write(pbtest.plain_conf(self.port, self.target.srv.port, self.state,
-                                      {"on_delete": self.on_delete, "trash": "Trash"}))
-
-    def start(self):
-        self.write_conf()
-        self.start_off = self.offset()
-        self.spawn(POPBRIDGE, self.conf, append=True)
-        why = pbtest.wait_greeting(self.proc, self.port, secs=30, step=0.05)
-        if why:
-            raise AssertionError("popbridge %s does not start (%s): %s" % (
-                self.name, why, " | ".join(self.tail(6, self.start_off))))
-
-    def dead(self):
-        """True if it is not running; an exit we did not ask for is
-        recorded once (take_deaths hands the records to the case)."""
-        if self.proc is None:
-            return True
-        if self.proc.poll() is None:
-            return False
-        if not self.recorded:
-            self.recorded = True
-            rc = self.proc.returncode
-            how = SIG_NAMES.get(rc, "signal %d" % -rc) if rc < 0 else "exit status %s" % rc
-            lines = self.tail(4, self.start_off, CRASH_RE) or self.tail(3, self.start_off)
-            self.deaths.append("popbridge %s died (%s); its log says:" % (self.name, how))
-            self.deaths += ["  " + ln[:240] for ln in lines]
-        return True
-
-    def alive(self):
-        return not self.dead()
-
-    def take_deaths(self):
-        self.dead()
-        d, self.deaths = self.deaths, []
-        return d
-
-    def ensure(self):
-        """Started (again, after a death) if it is not running."""
-        if self.dead():
-            self.proc = None
-            self.recorded = False
-            self.start()
-        return self
-
-    def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        self.recorded = True
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            rc = "still running 20 s after SIGTERM"
-        self.term_status.append(rc)
-        return rc
-
+# -- the servers and their popbridges ---------------------------------------------
 
 class Target:
     """A server under test and the popbridges in front of it."""
@@ -238,15 +131,20 @@ class Target:
         self.name = name
         self.srv = srv
         self.pbs = {}
-        self.report = BufferedReport()
+        self.report = pbtest.Report(buffered=True)
 
     def note(self, msg):
-        self.report.lines.append("# %s: %s" % (self.name, msg))
+        self.report.note("%s: %s" % (self.name, msg))
 
     def pb(self, on_delete="expunge"):
+        """The popbridge in front of this server with on_delete, started
+        when first needed and again after it died (each death reported
+        once, by crashes())."""
         p = self.pbs.get(on_delete)
         if p is None:
-            p = self.pbs[on_delete] = PB(self, on_delete)
+            p = self.pbs[on_delete] = pbtest.Popbridge(
+                "%s-%s" % (self.name, on_delete), self.srv.port,
+                maildrop={"on_delete": on_delete, "trash": "Trash"})
         return p.ensure()
 
     def login(self, user):
@@ -263,46 +161,7 @@ class Target:
         return out
 
 
-class BufferedReport(Report):
-    """A Report that keeps its lines, so that servers tested side by side
-    print theirs as one block each."""
-
-    def __init__(self):
-        super().__init__(max_lines=24, width=300)
-        self.lines = []
-
-    def ok(self, name):
-        self.passed += 1
-        self.lines.append("ok - %s" % name)
-
-    def fail(self, name, diag=()):
-        self.failed += 1
-        self.lines.append("not ok - %s" % name)
-        lines = []
-        for d in diag:
-            lines.extend(str(d).splitlines())
-        self.lines += ["    %s" % d[:self.width] for d in lines[:self.max_lines]]
-        if len(lines) > self.max_lines:
-            self.lines.append("    ... (%d more lines)" % (len(lines) - self.max_lines))
-
-    def flush(self):
-        for ln in self.lines:
-            print(ln)
-        sys.stdout.flush()
-        self.lines = []
-
-
 # -- POP3 ----------------------------------------------------------------------------
-
-def uidl_problems(uidls):
-    probs = []
-    if len(set(uidls)) != len(uidls):
-        probs.append("UIDL: repeated values in %s" % uidls)
-    for u in uidls:
-        if not (1 <= len(u) <= 70) or any(not (0x21 <= ord(c) <= 0x7e) for c in u):
-            probs.append("UIDL %r is not 1-70 printable characters" % u)
-    return probs
-
 
 def per_message(t, user, items, fn, on_delete="expunge"):
     """Runs fn(session, item) for each item in as few sessions as it
@@ -331,22 +190,9 @@ def per_message(t, user, items, fn, on_delete="expunge"):
 
 # -- what the server holds ---------------------------------------------------------------
 
-class Expected:
+def expected(srv, user, sections=("",)):
     """The maildrop as POP3 must present it, read from the server."""
-
-    def __init__(self, srv, user, sections=("",)):
-        rows = srv.fetch_all(user, sections=sections)
-        self.uids = [u for u, _ in rows]
-        parts = [d if isinstance(d, tuple) else (d,) for _, d in rows]
-        self.raw = [p[0] for p in parts]
-        self.parts = parts
-        exp = [imapfetch.pop3_expected(d) for d in self.raw]
-        self.retr = [e for e, _ in exp]
-        self.size = [n for _, n in exp]
-        self.names = [msg_name(d) for d in self.raw]
-
-    def __len__(self):
-        return len(self.uids)
+    return pbtest.Expected(srv.fetch_all(user, sections=sections))
 
 
 def tag_msg(tag, body=b""):
@@ -368,19 +214,6 @@ def tags_of(srv, user, folder="INBOX"):
         out[uid] = msg_name(data)
     box = srv.mailbox(user, folder)
     return {u: (out.get(u, "?"), box[u]["flags"]) for u in box}
-
-
-def show_box(box):
-    return ", ".join("%d:%s%s" % (u, t, "[" + " ".join(sorted(f)) + "]" if f else "")
-                     for u, (t, f) in sorted(box.items())) or "(empty)"
-
-
-SENT_RE = r"imap> \S+ "
-
-
-def sent(pb, offset, regex):
-    return [ln for ln in pb.text(offset).splitlines()
-            if re.search(SENT_RE, ln) and re.search(regex, ln.split("imap> ", 1)[1])]
 
 
 # -- cases -------------------------------------------------------------------------------
@@ -416,7 +249,7 @@ def setup_corpus(t):
 def case_listing(t):
     probs = []
     user = "corpus"
-    E = Expected(t.srv, user)
+    E = expected(t.srv, user)
     meta = t.srv.mailbox(user)
     with t.session(user) as s:
         st = s.stat()
@@ -441,7 +274,7 @@ def case_listing(t):
 
 def case_retr(t):
     user = "corpus"
-    E = Expected(t.srv, user)
+    E = expected(t.srv, user)
 
     def one(s, i):
         data = s.multi("RETR %d" % (i + 1))
@@ -455,7 +288,7 @@ def case_sizes_after_retr(t):
     """Runs after case_retr: the sizes are exact from then on."""
     probs = []
     user = "corpus"
-    E = Expected(t.srv, user)
+    E = expected(t.srv, user)
     with t.session(user) as s:
         for i in range(len(E)):
             s.multi("RETR %d" % (i + 1))
@@ -490,7 +323,7 @@ def setup_top(t):
 
 
 def top_case(t, names, n):
-    E = Expected(t.srv, "top", sections=("HEADER", "TEXT"))
+    E = expected(t.srv, "top", sections=("HEADER", "TEXT"))
     idx = [i for i, nm in enumerate(E.names) if nm in names]
     if len(idx) != len(names):
         return ["the server holds %s, want %s" % (E.names, names)]
@@ -505,62 +338,21 @@ def top_case(t, names, n):
     return per_message(t, "top", idx, one)
 
 
-class Fetchmail:
-    """fetchmail with UIDL tracking (keep or not) and an MDA into out/."""
-
-    def __init__(self, t, user, keep):
-        self.t, self.user, self.keep = t, user, keep
-        self.d = os.path.join(TMP, "fetchmail-%s-%s" % (t.name, user))
-        shutil.rmtree(self.d, ignore_errors=True)
-        self.out = os.path.join(self.d, "out")
-        os.makedirs(self.out)
-        self.runs = 0
-
-    def run(self):
-        """(exit status, [delivered bytes], output tail)"""
-        from common import DELIVER, rc_string
-        script = os.path.join(self.d, "deliver.sh")
-        with open(script, "w") as f:
-            f.write(DELIVER)
-        os.chmod(script, 0o755)
-        home = os.path.join(self.d, "home")
-        os.makedirs(home, mode=0o700, exist_ok=True)
-        rc = os.path.join(self.d, "fetchmailrc")
-        with open(rc, "w") as f:
-            f.write("set no bouncemail\nset invisible\n"
-                    "poll %s service %d protocol pop3 uidl auth password timeout 30\n"
-                    "  user %s there with password %s is \"root\" here\n"
-                    "  %s\n  no rewrite\n  no mimedecode\n  no stripcr\n"
-                    "  sslproto ''\n  mda %s\n"
-                    % (HOST, self.t.pb().port, rc_string(self.t.login(self.user)),
-                       rc_string(self.t.srv.password(self.user)),
-                       "keep" if self.keep else "no keep",
-                       rc_string("%s %s" % (script, self.out))))
-        os.chmod(rc, 0o600)
-        before = set(os.listdir(self.out))
-        env = dict(os.environ, FETCHMAILHOME=home, HOME=home)
-        p = subprocess.run(["fetchmail", "-f", rc, "-N", "-d0", "--nosyslog",
-                            "--idfile", os.path.join(self.d, "fetchids"),
-                            "--pidfile", os.path.join(self.d, "pid")],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=CLIENT_TIMEOUT, env=env)
-        self.runs += 1
-        with open(os.path.join(self.d, "run%d.log" % self.runs), "wb") as f:
-            f.write(p.stdout)
-        got = []
-        for n in sorted(set(os.listdir(self.out)) - before):
-            with open(os.path.join(self.out, n), "rb") as f:
-                got.append(f.read())
-        return p.returncode, got, p.stdout.decode("utf-8", "replace").strip().splitlines()[-4:]
+def fetchmail(t, user, keep):
+    """fetchmail with UIDL tracking (keep or not) through t's popbridge."""
+    return pbtest.Fetchmail(pbtest.SCRATCH, "fetchmail-%s-%s" % (t.name, user), t.pb().port,
+                            t.login(user), t.srv.password(user), keep=keep,
+                            run_timeout=CLIENT_TIMEOUT)
 
 
 def fetchmail_case(t, keep):
     user = "fmkeep" if keep else "fmdel"
     probs = []
-    E = Expected(t.srv, user)
+    E = expected(t.srv, user)
     before = t.srv.mailbox(user)
-    fm = Fetchmail(t, user, keep)
+    fm = fetchmail(t, user, keep)
     rc, got, out = fm.run()
+    out = tail(out, 4)
     crash = t.crashes()
     if crash:
         return ["first run: exit status %d: %s" % (rc, out)] + crash
@@ -583,6 +375,7 @@ def fetchmail_case(t, keep):
         if t.srv.has("UIDPLUS"):
             expect(not box, probs, "without keep, INBOX still holds UIDs %s" % sorted(box))
     rc, got, out = fm.run()
+    out = tail(out, 4)
     probs += t.crashes()
     expect(rc == 1 and not got, probs, "second run: exit status %d, %d messages delivered, "
            "want 1 (no mail) and none: %s" % (rc, len(got), out))
@@ -726,14 +519,14 @@ def case_flags(t):
     user = "flags"
     probs = []
     t.srv.deliver(user, [d for n, d in messages() if n in SMALL])
-    E0 = Expected(t.srv, user)
+    E0 = expected(t.srv, user)
     with t.session(user) as s:
         for i in range(len(E0)):
             s.multi("RETR %d" % (i + 1))
         s.quit_ok()
     t.srv.set_flags(user, E0.uids, "(\\Flagged \\Answered)")
     t.srv.set_flags(user, E0.uids[::2], "(\\Seen)")
-    E = Expected(t.srv, user)
+    E = expected(t.srv, user)
     changed = [E.names[i] for i in range(len(E)) if E.size[i] != E0.size[i]]
     t.note("sizes changed by the flag change: %s" % (changed or "none"))
     with t.session(user) as s:
@@ -826,29 +619,36 @@ CASES = [
 ]
 
 
+class Crashes:
+    """Report.case's watch for a server's case: the popbridges that died
+    during it are its problems (t.pb() starts them again)."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def begin(self):
+        pass
+
+    def end(self, probs):
+        return probs + self.t.crashes()
+
+
 def run_case(t, name, setup, fn):
     full = "%s: %s" % (t.name, name)
-    if ONLY_CASE and ONLY_CASE not in full:
+    if not t.report.selected(full):
         if setup:
             setup(t)            # later cases may need its mail
         return
     t0 = time.time()
-    try:
+
+    def body():
         if setup:
             setup(t)
-        problems = fn(t) or []
-    except AssertionError as e:
-        problems = [str(e) or "assertion failed"]
-    except Exception as e:  # noqa: BLE001 - a crash in a case is that case's failure
-        tb = traceback.format_exc().strip().splitlines()
-        problems = ["%s: %s" % (type(e).__name__, e)] + tb[-4:]
-    problems = list(problems) + t.crashes()
+        return fn(t)
+
+    t.report.case(full, body, watch=Crashes(t))
     if time.time() - t0 > 5:
         t.note("%s took %.1fs" % (name, time.time() - t0))
-    if not problems:
-        t.report.ok(full)
-    else:
-        t.report.fail(full, problems + ["(%.1fs)" % (time.time() - t0)])
 
 
 def start_target(t):
@@ -857,7 +657,7 @@ def start_target(t):
     t0 = time.time()
     try:
         t.srv.start()
-        imapservers.taken(t.srv.port)
+        pbtest.taken(t.srv.port)
         # the users' first logins (Cyrus creates their mailboxes) side by side
         with concurrent.futures.ThreadPoolExecutor(4) as ex:
             list(ex.map(t.srv.prepare, CASE_USERS))
@@ -888,24 +688,10 @@ def run_cases(t):
 def finish_target(t):
     if not t.pbs:
         return
-    bad, san, leaks = [], [], []
-    secrets = set(t.srv.users.values())
-    for p in t.pbs.values():
-        if p.proc is not None and p.proc.poll() is None:
-            rc = p.stop()
-            if rc != 0:
-                bad.append("%s: exit status %r on SIGTERM" % (p.name, rc))
-        text = p.text()
-        san += ["%s: %s" % (p.name, ln) for ln in text.splitlines()
-                if pbtest.SANITIZER.search(ln)][:4]
-        leaks += ["%s's log holds a password" % p.name for s in secrets if s in text][:1]
-    for what, lines in (("every popbridge exits 0 on SIGTERM", bad),
-                        ("no sanitizer reports and no passwords in popbridge's logs",
-                         san + leaks)):
-        if lines:
-            t.report.fail("%s: %s" % (t.name, what), lines)
-        else:
-            t.report.ok("%s: %s" % (t.name, what))
+    logs = "%s: no sanitizer reports and no passwords in popbridge's logs" % t.name
+    pbtest.final_checks(t.report, t.pbs.values(),
+                        sigterm="%s: every popbridge exits 0 on SIGTERM" % t.name,
+                        sanitizer=logs, leaks=logs, secrets=t.srv.users.values())
 
 
 def targets(tmp):
@@ -920,23 +706,9 @@ def targets(tmp):
     return [t for t in out if not ONLY_SERVER or t.name in ONLY_SERVER]
 
 
-def flush(t):
-    """Prints a server's lines and adds its counts to the totals."""
-    R.passed += t.report.passed
-    R.failed += t.report.failed
-    t.report.passed = t.report.failed = 0
-    t.report.flush()
-
-
 def main():
     def body(tmp):
-        global TMP
-        TMP = tmp
-        note("popbridge %s; scratch %s" % (POPBRIDGE, tmp))
-        for tool in ("fetchmail",):
-            if shutil.which(tool) is None:
-                R.fail("%s is installed (make deps)" % tool)
-                return
+        note("popbridge %s; scratch %s" % (pbtest.default_popbridge(), tmp))
         messages()          # made once, before the threads share it
         TARGETS.extend(targets(tmp))
         # Servers start one after the other (each takes its port), then
@@ -945,7 +717,7 @@ def main():
         ready = [t for t in TARGETS if start_target(t)]
         for t in TARGETS:
             if t not in ready:
-                flush(t)
+                t.report.flush(R)
         threads = []
         for t in ready:
             th = threading.Thread(target=run_cases, args=(t,), name=t.name, daemon=True)
@@ -956,19 +728,16 @@ def main():
                 th.join(0.2)
                 if not th.is_alive():
                     threads.remove((th, t))
-                    flush(t)
+                    t.report.flush(R)
 
     def cleanup():
         for t in TARGETS:
-            for p in t.pbs.values():
-                p.kill()
             try:
                 t.srv.stop()
             except Exception as e:  # noqa: BLE001 - cleanup goes on
                 print("# stopping %s: %s" % (t.name, e), file=sys.stderr)
 
-    return pbtest.script_main(R, "server cases", "test_servers.py", POPBRIDGE,
-                              "popbridge-servers.", body, cleanup)
+    return pbtest.script_main(R, "server cases", body, cleanup, tools=("fetchmail",))
 
 
 if __name__ == "__main__":

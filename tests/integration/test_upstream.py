@@ -22,17 +22,18 @@ import socket
 import sys
 import time
 
-from common import (Expected, Report, TEST_TMP, env, first_diff, login, pop3,
-                    users)
-import imapfetch
-from pop3wire import Pop3Closed, is_ok
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-R = Report()
-U = users()
-USER, PW = "zed", U["zed"]
-# where the kill phase leaves what it saw for the verify phase (argv[2])
-STATE = sys.argv[2] if len(sys.argv) > 2 else os.path.join(TEST_TMP, "state.json")
-DOVECOT_DIR = env("DOVECOT_DIR")
+import imapfetch  # noqa: E402
+import pbtest  # noqa: E402
+from pbtest import (IMAP_PORT, Expected, env, first_diff, is_ok, login, pop3,  # noqa: E402
+                    users)
+from pop3wire import Pop3Closed  # noqa: E402
+
+R = pbtest.Report()
+USER, PW = "zed", ""
+STATE = ""          # where the kill phase leaves what it saw for the verify phase
+DOVECOT_DIR = ""    # the Dovecot this script kills
 
 
 def dovecot_pids():
@@ -85,7 +86,7 @@ def read_reply_or_close(p, timeout=20):
 
 
 def phase_kill():
-    E = Expected(USER, PW)
+    E = Expected.imap(IMAP_PORT, USER, PW)
     # The largest message (run.sh appends a 24 MB one): larger than what the
     # kernel buffers on the way (a few MB per socket), so that the kill
     # really cuts the RETR short instead of leaving it all in flight.
@@ -256,7 +257,7 @@ def phase_verify():
     with open(STATE) as f:
         saved = json.load(f)
     probs = []
-    conn = imapfetch.connect(int(env("IMAP_PORT")), USER, PW)
+    conn = imapfetch.connect(IMAP_PORT, USER, PW)
     try:
         now = imapfetch.list_uids(conn)
     finally:
@@ -288,9 +289,20 @@ def phase_verify():
     return probs
 
 
-if __name__ == "__main__":
+def main():
     phase = sys.argv[1] if len(sys.argv) > 1 else ""
-    if phase == "kill":
+    if phase not in ("kill", "verify"):
+        sys.exit("usage: test_upstream.py kill|verify [STATEFILE]")
+
+    def body(tmp):
+        global PW, STATE, DOVECOT_DIR
+        PW = users()[USER]
+        DOVECOT_DIR = env("DOVECOT_DIR")
+        STATE = sys.argv[2] if len(sys.argv) > 2 else os.path.join(
+            os.environ.get("TEST_TMP", "/tmp"), "state.json")
+        if phase == "verify":
+            R.case("upstream back: nothing was deleted, same UIDLs", phase_verify)
+            return
         try:
             saved = phase_kill()
         except Exception as e:
@@ -307,8 +319,9 @@ if __name__ == "__main__":
                    check_mid_retr, saved)
             R.case("upstream down: USER/PASS and AUTH PLAIN get -ERR [SYS/TEMP]",
                    check_logins, saved)
-    elif phase == "verify":
-        R.case("upstream back: nothing was deleted, same UIDLs", phase_verify)
-    else:
-        sys.exit("usage: test_upstream.py kill|verify [STATEFILE]")
-    R.exit()
+
+    return pbtest.script_main(R, "upstream cases", body, own_popbridge=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

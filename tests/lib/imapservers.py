@@ -53,7 +53,6 @@ import re
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import corpus
@@ -77,25 +76,6 @@ _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 def _q(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-_PORTS = set()
-_PORTS_LOCK = threading.Lock()
-
-
-def free_port():
-    """A free 127.0.0.1 port not handed out before by this process (servers
-    may be started from several threads)."""
-    with _PORTS_LOCK:
-        p = pbtest.free_port(_PORTS)
-        _PORTS.add(p)
-        return p
-
-
-def taken(port):
-    """Records a port chosen elsewhere (dovecot.sh) as handed out."""
-    with _PORTS_LOCK:
-        _PORTS.add(port)
 
 
 def crlf_only(data):
@@ -380,13 +360,10 @@ class Dovecot(ImapServer):
         """New UIDVALIDITY and new UIDs: dovecot-uidlist and the indexes go."""
         if folder != "INBOX":
             raise NotImplementedError("Dovecot rebuild of %s" % folder)
-        md = os.path.join(self.dir, "mail", user, "Maildir")
-        for n in os.listdir(md):
-            if n.startswith(("dovecot-uidlist", "dovecot.index", "dovecot.list.index")):
-                os.unlink(os.path.join(md, n))
+        self.dv.renumber(user)
 
     def log_tail(self, n=8):
-        return pbtest.read_text(os.path.join(self.dir, "dovecot.log")).splitlines()[-n:]
+        return self.dv.log_tail(n)
 
 
 # -- servers run as a child process (self.proc, self.conf, self.log) -------------------
@@ -509,7 +486,7 @@ EVENTS {
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         if self.port is None:
-            self.port = free_port()
+            self.port = pbtest.free_port()
         for sub in ("conf", "spool", "proc", "lock", "tmp", "socket", "run"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         self._write_conf()
@@ -675,7 +652,7 @@ tcp-wrappers {
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         if self.port is None:
-            self.port = free_port()
+            self.port = pbtest.free_port()
         self._write()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(

@@ -34,58 +34,31 @@ import asyncio
 import os
 import re
 import resource
-import signal
 import socket
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 LIB = os.path.join(ROOT, "tests", "lib")
 sys.path.insert(0, LIB)
 
+os.environ.setdefault("POPBRIDGE", os.path.join(ROOT, "build", "popbridge"))
+
 import corpus  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
-from pbtest import HOST, free_port, note  # noqa: E402
+from pbtest import HOST, note  # noqa: E402
 
-POPBRIDGE = os.environ.get("POPBRIDGE") or os.path.join(ROOT, "build", "popbridge")
+POPBRIDGE = pbtest.default_popbridge()
 N_SESSIONS = int(os.environ.get("SOAK_SESSIONS", "1000"))
 N_USERS = int(os.environ.get("SOAK_USERS", "20"))
 DEADLINE = float(os.environ.get("SOAK_DEADLINE", "300"))
 STEP_TIMEOUT = 120.0        # one reply
 MSG_SIZES = (20000, 3000, 60000)
 
-PASSED = 0
-FAILED = 0
+R = pbtest.Report()
 T_START = time.time()
-
-
-def ok(name):
-    global PASSED
-    PASSED += 1
-    print("ok - %s" % name, flush=True)
-
-
-def not_ok(name, diag=()):
-    global FAILED
-    FAILED += 1
-    print("not ok - %s" % name, flush=True)
-    lines = []
-    for d in diag:
-        lines.extend(str(d).splitlines())
-    for d in lines[:30]:
-        print("    %s" % d[:300], flush=True)
-    if len(lines) > 30:
-        print("    ... (%d more lines)" % (len(lines) - 30), flush=True)
-
-
-def check(name, probs):
-    if probs:
-        not_ok(name, probs)
-    else:
-        ok(name)
 
 
 def left():
@@ -146,62 +119,14 @@ class Dovecot(pbtest.Dovecot):
 # -- popbridge ---------------------------------------------------------------------------
 
 class Popbridge(pbtest.Popbridge):
+    """pbtest's, for the load: limits above it, upstream timeout 120 s."""
+
     def __init__(self, tmp, imap_port):
-        self.port = free_port()
-        self.log = os.path.join(tmp, "popbridge.log")
-        self.conf = os.path.join(tmp, "popbridge.ini")
-        state = os.path.join(tmp, "state")
-        os.makedirs(state, exist_ok=True)
-        with open(self.conf, "w") as f:
-            f.write("""[listen]
-pop3 = 127.0.0.1:%d
-pop3s =
-
-[upstream]
-host = 127.0.0.1
-port = %d
-tls = none
-timeout = 120
-
-[state]
-dir = %s
-
-[limits]
-max_sessions = %d
-max_per_ip = %d
-idle_timeout = 600
-auth_fail_delay = 0
-shutdown_grace = 5
-
-[log]
-level = info
-""" % (self.port, imap_port, state, N_SESSIONS + 100, N_SESSIONS + 100))
-        self.proc = None
-
-    def start(self):
-        self.spawn(POPBRIDGE, self.conf)
-        why = pbtest.wait_greeting(self.proc, self.port)
-        if why == "exited":
-            return "popbridge exited with status %s" % self.proc.returncode
-        if why:
-            return "popbridge does not greet on port %d within 30 s" % self.port
-        return None
-
-    def rss_kb(self):
-        try:
-            with open("/proc/%d/status" % self.proc.pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return -1
-
-    def fds(self):
-        try:
-            return len(os.listdir("/proc/%d/fd" % self.proc.pid))
-        except OSError:
-            return -1
+        super().__init__("popbridge", imap_port, dir=tmp, upstream={"timeout": 120},
+                         limits={"max_sessions": N_SESSIONS + 100,
+                                 "max_per_ip": N_SESSIONS + 100, "idle_timeout": 600,
+                                 "auth_fail_delay": 0, "shutdown_grace": 5},
+                         level="info")
 
     def cpu_seconds(self):
         try:
@@ -381,145 +306,126 @@ class Load:
 # -- main ----------------------------------------------------------------------------------
 
 def main():
-    pbtest.catch_signals(signal.SIGHUP)
-    if not os.access(POPBRIDGE, os.X_OK):
-        not_ok("popbridge binary present", ["%s is missing: make build/popbridge" % POPBRIDGE])
-        print("%d passed, %d failed" % (PASSED, FAILED))
-        return 1
-    pbtest.become_subreaper()
     nofile = raise_nofile(max(8192, 4 * N_SESSIONS + 1024))
-    tmp, own_tmp = pbtest.scratch_dir("popbridge-soak.")
-    note("soak: %d sessions, %d users, popbridge %s, ulimit -n %d, deadline %.0f s"
-         % (N_SESSIONS, N_USERS, POPBRIDGE, nofile, DEADLINE))
-    if nofile < 2 * N_SESSIONS + 256:
-        not_ok("enough file descriptors", ["ulimit -n is %d; %d sessions need about %d"
-                                           % (nofile, N_SESSIONS, 2 * N_SESSIONS + 256)])
-    users = [("soak%02d" % k, "Soak-pw-%02d" % k) for k in range(1, N_USERS + 1)]
-    extra = DOVECOT_LOAD_CONF % {"n": N_SESSIONS, "procs": N_SESSIONS + 500,
-                                 "clients": 4 * N_SESSIONS + 1000}
-    dovecot = Dovecot(os.path.join(tmp, "dovecot"), dict(users), extra)
-    pb = None
-    try:
-        try:
-            dovecot.start()
-            note("dovecot: imap 127.0.0.1:%d (pid %d)" % (dovecot.port, dovecot.pid))
-            expected = {}
-            t0 = time.time()
-            for k, (u, p) in enumerate(users):
-                conn = corpus.connect(dovecot.port, u, p)
-                try:
-                    msgs = []
-                    for j, size in enumerate(MSG_SIZES):
-                        msgs += corpus.generated(1, size, seed=k * 10 + j, prefix=u)
-                    corpus.append(conn, "INBOX", msgs)
-                    rows = imapfetch.fetch_all(conn, "INBOX")
-                finally:
-                    conn.logout()
-                exp = [imapfetch.pop3_expected(d) for _, d in rows]
-                expected[u] = {
-                    "count": len(exp),
-                    "stat": b"+OK %d %d\r\n" % (len(exp), sum(s for _, s in exp)),
-                    "retr1": imapfetch.dotstuff(exp[0][0]),
-                }
-            note("mail for %d users appended in %.1f s" % (len(users), time.time() - t0))
-            pb = Popbridge(tmp, dovecot.port)
-            err = pb.start()
-            if err:
-                not_ok("popbridge starts", [err, pb.text()[-500:]])
-                return 1
-            time.sleep(0.5)
-            rss0, fds0 = pb.rss_kb(), pb.fds()
-            note("popbridge on 127.0.0.1:%d: VmRSS %d kB, %d fds before the load"
-                 % (pb.port, rss0, fds0))
-            load = Load(pb.port, users, expected)
-            asyncio.run(load.run(pb))
-            probs = list(load.errors)
-            if len(probs) > 20:
-                probs = probs[:20] + ["... %d errors in all" % len(load.errors)]
-            for u, seen in load.uidls.items():
-                if len(seen) != 1:
-                    probs.append("%s: %d different UIDL listings across its sessions"
-                                 % (u, len(seen)))
-                else:
-                    vals = [ln.split(b" ", 1)[1] for ln in
-                            next(iter(seen))[:-3].split(b"\r\n")[:-1]]
-                    if len(set(vals)) != len(vals) or any(
-                            not re.fullmatch(rb"[\x21-\x7e]{1,70}", v) for v in vals):
-                        probs.append("%s: bad UIDL values %r" % (u, vals))
-            n_ok = len(load.latency)
-            note("%d of %d sessions completed in %.2f s (at most %d logged in at once)"
-                 % (n_ok, N_SESSIONS, load.total, load.peak_concurrent))
-            if load.latency:
-                note("per-session latency without the wait for the others: p50 %.3f s, "
-                     "p99 %.3f s, max %.3f s" % (pct(load.latency, 50), pct(load.latency, 99),
-                                               max(load.latency)))
-            if load.login_latency:
-                note("connect to PASS +OK: p50 %.3f s, p99 %.3f s, max %.3f s; all %d "
-                     "logged in after %.2f s" % (
-                         pct(load.login_latency, 50), pct(load.login_latency, 99),
-                         max(load.login_latency), load.peak_concurrent,
-                         (load.all_in_at or time.monotonic()) - load.t0))
-            if load.after_latency:
-                note("then UIDL + RETR 1 + QUIT, all sessions at once: p50 %.3f s, p99 %.3f s,"
-                     " max %.3f s" % (pct(load.after_latency, 50),
-                                      pct(load.after_latency, 99), max(load.after_latency)))
-            note("popbridge peak: VmRSS %d kB (%+d kB over idle, %.1f kB per session), "
-                 "%d fds" % (load.peak_rss, load.peak_rss - rss0,
-                             (load.peak_rss - rss0) / max(1, N_SESSIONS), load.peak_fds))
-            if n_ok != N_SESSIONS and not probs:
-                probs.append("only %d of %d sessions completed" % (n_ok, N_SESSIONS))
-            if load.peak_concurrent != N_SESSIONS and not probs:
-                probs.append("only %d sessions were logged in at once" % load.peak_concurrent)
-            check("%d concurrent sessions (%d users): connect, USER/PASS, STAT, UIDL, "
-                  "RETR 1 byte-exact, QUIT, zero errors" % (N_SESSIONS, N_USERS), probs)
-            # Afterwards.
-            probs = []
-            deadline = time.time() + min(30, max(5, left()))
-            while pb.active() != 0 and time.time() < deadline:
-                time.sleep(0.1)
-            if pb.active() != 0:
-                probs.append("popbridge counts %d sessions after the load" % pb.active())
-            while pb.fds() > fds0 and time.time() < deadline:
-                time.sleep(0.1)
-            if pb.fds() > fds0:
-                probs.append("%d fds open after the load, %d before" % (pb.fds(), fds0))
-            rss1 = pb.rss_kb()
-            note("popbridge after the load: VmRSS %d kB, %d fds, %.2f s of CPU in all"
-                 % (rss1, pb.fds(), pb.cpu_seconds()))
-            if not pb.alive():
-                probs.append("popbridge died (status %s)" % pb.proc.returncode)
+
+    def body(tmp):
+        note("soak: %d sessions, %d users, popbridge %s, ulimit -n %d, deadline %.0f s"
+             % (N_SESSIONS, N_USERS, POPBRIDGE, nofile, DEADLINE))
+        if nofile < 2 * N_SESSIONS + 256:
+            R.fail("enough file descriptors", ["ulimit -n is %d; %d sessions need about %d"
+                                               % (nofile, N_SESSIONS, 2 * N_SESSIONS + 256)])
+        users = [("soak%02d" % k, "Soak-pw-%02d" % k) for k in range(1, N_USERS + 1)]
+        extra = DOVECOT_LOAD_CONF % {"n": N_SESSIONS, "procs": N_SESSIONS + 500,
+                                     "clients": 4 * N_SESSIONS + 1000}
+        dovecot = Dovecot(os.path.join(tmp, "dovecot"), dict(users), extra)
+        dovecot.start()
+        note("dovecot: imap 127.0.0.1:%d (pid %d)" % (dovecot.port, dovecot.pid))
+        expected = {}
+        t0 = time.time()
+        for k, (u, p) in enumerate(users):
+            msgs = []
+            for j, size in enumerate(MSG_SIZES):
+                msgs += corpus.generated(1, size, seed=k * 10 + j, prefix=u)
+            dovecot.append(u, msgs)
+            conn = dovecot.imap(u)
+            try:
+                rows = imapfetch.fetch_all(conn, "INBOX")
+            finally:
+                conn.logout()
+            exp = [imapfetch.pop3_expected(d) for _, d in rows]
+            expected[u] = {
+                "count": len(exp),
+                "stat": b"+OK %d %d\r\n" % (len(exp), sum(s for _, s in exp)),
+                "retr1": imapfetch.dotstuff(exp[0][0]),
+            }
+        note("mail for %d users appended in %.1f s" % (len(users), time.time() - t0))
+        pb = Popbridge(tmp, dovecot.port)
+        err = pb.try_start()
+        if err:
+            R.fail("popbridge starts", [err, pb.text()[-500:]])
+            return
+        time.sleep(0.5)
+        rss0, fds0 = pb.rss_kb(), pb.fds()
+        note("popbridge on 127.0.0.1:%d: VmRSS %d kB, %d fds before the load"
+             % (pb.port, rss0, fds0))
+        load = Load(pb.port, users, expected)
+        asyncio.run(load.run(pb))
+        probs = list(load.errors)
+        if len(probs) > 20:
+            probs = probs[:20] + ["... %d errors in all" % len(load.errors)]
+        for u, seen in load.uidls.items():
+            if len(seen) != 1:
+                probs.append("%s: %d different UIDL listings across its sessions"
+                             % (u, len(seen)))
             else:
-                try:
-                    s = socket.create_connection((HOST, pb.port), timeout=5)
-                    s.settimeout(5)
-                    g = s.recv(512)
-                    s.close()
-                    if not g.startswith(b"+OK"):
-                        probs.append("a new connection afterwards -> %r" % g[:100])
-                except OSError as e:
-                    probs.append("a new connection afterwards: %s" % e)
-            derr = dovecot.log_lines(r"Error|Fatal|Panic|process_limit|client_limit")
-            if derr:
-                note("dovecot log: %d error/limit lines, e.g. %s" % (len(derr), derr[0][:200]))
-            warn = [ln for ln in pb.text().splitlines() if ln.startswith(("<3>", "<4>"))]
-            if warn:
-                note("popbridge log: %d warnings/errors, e.g. %s" % (len(warn), warn[0][:200]))
-            check("afterwards: popbridge serves, no session or descriptor left over", probs)
-            rc = pb.stop()
-            check("popbridge exits 0 on SIGTERM", [] if rc == 0 else ["exit status %s" % rc])
-        except KeyboardInterrupt as e:
-            not_ok("the soak test ran to the end", ["interrupted (%s)" % e])
-        except Exception as e:
-            tb = traceback.format_exc().strip().splitlines()
-            not_ok("the soak test ran to the end", ["%s: %s" % (type(e).__name__, e)] + tb[-6:])
-    finally:
-        if pb is not None:
-            pb.kill()
-        dovecot.stop()
-        pbtest.remove_scratch(tmp, own_tmp)
-    note("total %.1f s" % (time.time() - T_START))
-    print("%d passed, %d failed" % (PASSED, FAILED), flush=True)
-    return 1 if FAILED else 0
+                vals = [ln.split(b" ", 1)[1] for ln in
+                        next(iter(seen))[:-3].split(b"\r\n")[:-1]]
+                if len(set(vals)) != len(vals) or any(
+                        not re.fullmatch(rb"[\x21-\x7e]{1,70}", v) for v in vals):
+                    probs.append("%s: bad UIDL values %r" % (u, vals))
+        n_ok = len(load.latency)
+        note("%d of %d sessions completed in %.2f s (at most %d logged in at once)"
+             % (n_ok, N_SESSIONS, load.total, load.peak_concurrent))
+        if load.latency:
+            note("per-session latency without the wait for the others: p50 %.3f s, "
+                 "p99 %.3f s, max %.3f s" % (pct(load.latency, 50), pct(load.latency, 99),
+                                           max(load.latency)))
+        if load.login_latency:
+            note("connect to PASS +OK: p50 %.3f s, p99 %.3f s, max %.3f s; all %d "
+                 "logged in after %.2f s" % (
+                     pct(load.login_latency, 50), pct(load.login_latency, 99),
+                     max(load.login_latency), load.peak_concurrent,
+                     (load.all_in_at or time.monotonic()) - load.t0))
+        if load.after_latency:
+            note("then UIDL + RETR 1 + QUIT, all sessions at once: p50 %.3f s, p99 %.3f s,"
+                 " max %.3f s" % (pct(load.after_latency, 50),
+                                  pct(load.after_latency, 99), max(load.after_latency)))
+        note("popbridge peak: VmRSS %d kB (%+d kB over idle, %.1f kB per session), "
+             "%d fds" % (load.peak_rss, load.peak_rss - rss0,
+                         (load.peak_rss - rss0) / max(1, N_SESSIONS), load.peak_fds))
+        if n_ok != N_SESSIONS and not probs:
+            probs.append("only %d of %d sessions completed" % (n_ok, N_SESSIONS))
+        if load.peak_concurrent != N_SESSIONS and not probs:
+            probs.append("only %d sessions were logged in at once" % load.peak_concurrent)
+        R.check("%d concurrent sessions (%d users): connect, USER/PASS, STAT, UIDL, "
+              "RETR 1 byte-exact, QUIT, zero errors" % (N_SESSIONS, N_USERS), probs)
+        # Afterwards.
+        probs = []
+        deadline = time.time() + min(30, max(5, left()))
+        while pb.active() != 0 and time.time() < deadline:
+            time.sleep(0.1)
+        if pb.active() != 0:
+            probs.append("popbridge counts %d sessions after the load" % pb.active())
+        while pb.fds() > fds0 and time.time() < deadline:
+            time.sleep(0.1)
+        if pb.fds() > fds0:
+            probs.append("%d fds open after the load, %d before" % (pb.fds(), fds0))
+        rss1 = pb.rss_kb()
+        note("popbridge after the load: VmRSS %d kB, %d fds, %.2f s of CPU in all"
+             % (rss1, pb.fds(), pb.cpu_seconds()))
+        if not pb.alive():
+            probs.append("popbridge died (status %s)" % pb.proc.returncode)
+        else:
+            try:
+                s = socket.create_connection((HOST, pb.port), timeout=5)
+                s.settimeout(5)
+                g = s.recv(512)
+                s.close()
+                if not g.startswith(b"+OK"):
+                    probs.append("a new connection afterwards -> %r" % g[:100])
+            except OSError as e:
+                probs.append("a new connection afterwards: %s" % e)
+        derr = dovecot.log_lines(r"Error|Fatal|Panic|process_limit|client_limit")
+        if derr:
+            note("dovecot log: %d error/limit lines, e.g. %s" % (len(derr), derr[0][:200]))
+        warn = [ln for ln in pb.text().splitlines() if ln.startswith(("<3>", "<4>"))]
+        if warn:
+            note("popbridge log: %d warnings/errors, e.g. %s" % (len(warn), warn[0][:200]))
+        R.check("afterwards: popbridge serves, no session or descriptor left over", probs)
+        rc = pb.stop()
+        R.check("popbridge exits 0 on SIGTERM", [] if rc == 0 else ["exit status %s" % rc])
+
+    return pbtest.script_main(R, "soak test", body)
 
 
 if __name__ == "__main__":

@@ -269,6 +269,22 @@ Test(safe_file, missing_and_odd_files)
 	cr_assert_eq(safe_file_close_dir(&d, err, sizeof(err)), 0);
 }
 
+/* A FIFO where the file should be: refused at once, never waited on
+ * (the test would hang without O_NONBLOCK; the timeout makes it fail). */
+Test(safe_file, fifo_is_refused_without_blocking, .timeout = 10)
+{
+	char *data = NULL;
+	size_t len;
+	char p[128];
+
+	at(p, sizeof(p), "fifo");
+	cr_assert_eq(mkfifo(p, 0600), 0);
+	cr_assert_eq(safe_file_read(&d, "fifo", 100, &data, &len, err,
+				    sizeof(err)), -EINVAL);
+	cr_assert_null(data);
+	cr_assert_not_null(strstr(err, "not a regular file"), "%s", err);
+}
+
 Test(safe_file, failed_write_keeps_old_file)
 {
 	static char big[8192];
