@@ -57,9 +57,11 @@ int account_store_file(struct account_store *st, const struct config *acct,
  * A pass-through login never has a NUL in its name (POP3 refuses it in a
  * command, AUTH PLAIN uses it as the separator), so no pass-through map
  * is an account's, and two accounts on one mailbox keep their own.
- * Returns the length written (at most out_len, which must hold
- * CONFIG_ACCOUNT_NAME_MAX + 10 more than the upstream user).
+ * Returns the length written, or 0 when it does not fit in out_len
+ * (ACCOUNT_STORE_MAP_USER_MAX always holds it: a configuration line is
+ * shorter).
  */
+#define ACCOUNT_STORE_MAP_USER_MAX 512
 size_t account_store_map_user(const struct config *acct, char *out,
 			      size_t out_len);
 

@@ -134,7 +134,7 @@ account_login(struct session *s, const struct config *acct,
 	      const struct buf *secret)
 {
 	struct account_store *st = account_store_of(s->cfg);
-	char map_user[CONFIG_ERR_MAX];
+	char map_user[ACCOUNT_STORE_MAP_USER_MAX];
 	size_t n;
 
 	login_use(s, acct, account_store_tls(st, acct));
