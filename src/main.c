@@ -10,7 +10,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "accounts/account_file.h"
+#include "accounts/account_store.h"
 #include "daemon/config.h"
+#include "daemon/passwd_cmd.h"
 #include "daemon/privs.h"
 #include "daemon/server.h"
 #include "daemon/version.h"
@@ -77,6 +80,70 @@ tls_setup(const struct config *cfg, struct tls_ctx **server_r,
 	return 0;
 }
 
+/* The TLS contexts, then the accounts' (which share [upstream]'s where
+ * they can) attached to cfg. Returns 0, or -1 after saying why. */
+static int
+contexts_setup(struct config *cfg, struct tls_ctx **server_r,
+	       struct tls_ctx **client_r)
+{
+	if (tls_setup(cfg, server_r, client_r) < 0)
+		return -1;
+	if (account_store_attach(cfg, *client_r) < 0) {
+		tls_ctx_unref(server_r);
+		tls_ctx_unref(client_r);
+		return -1;
+	}
+	return 0;
+}
+
+/* --check-config: what each account's file holds, as comments (never a
+ * secret: labels and whether one is stored). */
+static void
+accounts_print(const struct config *cfg, FILE *out)
+{
+	struct safe_file_dir d = { .fd = -1 };
+	struct account_file *f;
+	char err[512];
+	size_t i, j;
+	int opened, r;
+
+	if (cfg->accounts.n == 0)
+		return;
+	f = malloc(sizeof(*f));
+	if (f == NULL)
+		return;
+	opened = safe_file_open_dir(&d, cfg->state.dir, err, sizeof(err));
+	fputc('\n', out);
+	for (i = 0; i < cfg->accounts.n; i++) {
+		const char *name = cfg->accounts.list[i]->account.name;
+
+		r = opened;
+		if (r == 0)
+			r = account_file_load(&d, name, f, err, sizeof(err));
+		if (r == -ENOENT) {
+			fprintf(out, "; account %s: no device yet (popbridge "
+				"passwd %s --device LABEL)\n", name, name);
+			continue;
+		}
+		if (r < 0) {
+			fprintf(out, "; account %s: unusable: %s\n", name, err);
+			fprintf(stderr, "popbridge: account %s: %s\n", name,
+				err);
+			continue;
+		}
+		fprintf(out, "; account %s: %zu device%s", name, f->n_devices,
+			f->n_devices == 1 ? "" : "s");
+		for (j = 0; j < f->n_devices; j++)
+			fprintf(out, "%s%s", j ? ", " : " (",
+				f->devices[j].label);
+		fprintf(out, "%s; upstream secret %s\n",
+			f->n_devices ? ")" : "",
+			f->has_upstream ? "stored (not shown)" : "not stored");
+	}
+	safe_file_close_dir(&d, NULL, 0);
+	free(f);
+}
+
 /* The UID maps live in [state] dir: create it (one level, private) when
  * missing, and refuse to start when it cannot be written. */
 static int
@@ -105,6 +172,9 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: popbridge [-c FILE] [--check-config]\n"
+		"       popbridge [-c FILE] passwd ACCOUNT [--device LABEL] "
+		"[--revoke]\n"
+		"                 [--upstream] [--generate] [--list]\n"
 		"       popbridge --version | --help\n"
 		"\n"
 		"A POP3 server whose maildrop is an IMAP mailbox.\n"
@@ -113,7 +183,11 @@ usage(FILE *out)
 		"  -t, --check-config  check the configuration, print the\n"
 		"                      effective settings and exit\n"
 		"  -V, --version       print the version and exit\n"
-		"  -h, --help          print this help and exit\n",
+		"  -h, --help          print this help and exit\n"
+		"\n"
+		"passwd sets, revokes and lists an account's device "
+		"passwords and stores\n"
+		"its upstream secret (popbridge passwd --help).\n",
 		DEFAULT_CONFIG);
 }
 
@@ -178,7 +252,7 @@ on_reload_signal(uv_signal_t *h, int signum)
 		return;
 	}
 	if (state_dir_ready(cfg) < 0 || privs_check_reload(d->cfg, cfg) < 0 ||
-	    tls_setup(cfg, &server, &client) < 0) {
+	    contexts_setup(cfg, &server, &client) < 0) {
 		log_error("reload failed, keeping the old configuration");
 		config_free(&cfg);
 		return;
@@ -195,7 +269,8 @@ on_reload_signal(uv_signal_t *h, int signum)
 	d->srv.cfg = cfg;
 	log_set_level(cfg->log.level);
 	log_info("configuration reloaded from %s (listen addresses change "
-		 "only on restart)", cfg->path);
+		 "only on restart); %zu account%s", cfg->path,
+		 cfg->accounts.n, cfg->accounts.n == 1 ? "" : "s");
 }
 
 static int
@@ -220,9 +295,12 @@ run(struct daemon *d)
 	uv_signal_start(&d->sigterm, on_stop_signal, SIGTERM);
 	uv_signal_start(&d->sigint, on_stop_signal, SIGINT);
 	uv_signal_start(&d->sighup, on_reload_signal, SIGHUP);
-	log_info("%s %s started; upstream %s:%u", POPBRIDGE_NAME,
-		 POPBRIDGE_VERSION, d->cfg->upstream.host,
-		 (unsigned)d->cfg->upstream.port);
+	log_info("%s %s started; upstream %s:%u; %zu account%s (unknown "
+		 "users %s)", POPBRIDGE_NAME, POPBRIDGE_VERSION,
+		 d->cfg->upstream.host, (unsigned)d->cfg->upstream.port,
+		 d->cfg->accounts.n, d->cfg->accounts.n == 1 ? "" : "s",
+		 d->cfg->accounts.unknown_users == UNKNOWN_USERS_REFUSE
+			 ? "refused" : "pass through");
 	uv_run(d->loop, UV_RUN_DEFAULT);
 	/* Let every handle close so that memory checkers see no leak. */
 	uv_walk(d->loop, close_handle, NULL);
@@ -247,7 +325,8 @@ main(int argc, char **argv)
 	struct daemon d;
 	int check = 0, c, code;
 
-	while ((c = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
+	/* "+": options stop at a command ("passwd"), which has its own. */
+	while ((c = getopt_long(argc, argv, "+c:tVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			path = optarg;
@@ -266,6 +345,8 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (optind < argc && strcmp(argv[optind], "passwd") == 0 && !check)
+		return passwd_cmd(path, argc - optind, argv + optind);
 	if (optind != argc) {
 		usage(stderr);
 		return 2;
@@ -278,11 +359,14 @@ main(int argc, char **argv)
 	if (check) {
 		/* The certificate, key and CA files must load too. */
 		log_set_level(LOG_ERROR);
-		code = tls_setup(d.cfg, &d.srv.tls_server, &d.srv.tls_client);
+		code = contexts_setup(d.cfg, &d.srv.tls_server,
+				      &d.srv.tls_client);
 		tls_ctx_unref(&d.srv.tls_server);
 		tls_ctx_unref(&d.srv.tls_client);
-		if (code == 0)
+		if (code == 0) {
 			config_print(d.cfg, stdout);
+			accounts_print(d.cfg, stdout);
+		}
 		config_free(&d.cfg);
 		return code == 0 ? 0 : 1;
 	}
@@ -292,7 +376,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	mapstore_clean_stale(d.cfg->state.dir);
-	if (tls_setup(d.cfg, &d.srv.tls_server, &d.srv.tls_client) < 0) {
+	if (contexts_setup(d.cfg, &d.srv.tls_server, &d.srv.tls_client) < 0) {
 		config_free(&d.cfg);
 		return 1;
 	}

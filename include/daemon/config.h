@@ -17,6 +17,13 @@
 #define CONFIG_MAX_PROXIES 16
 /* Room for one error message: "FILE:LINE: [section] key: reason". */
 #define CONFIG_ERR_MAX 512
+/* [account NAME] sections at most. */
+#define CONFIG_MAX_ACCOUNTS 64
+/* An account's name: it names the account's file under [state] dir and
+ * must fit inih's section buffer (50) after "account ". */
+#define CONFIG_ACCOUNT_NAME_MAX 32
+/* A pop3_user: what a device sends as USER. */
+#define CONFIG_POP3_USER_MAX 128
 
 enum upstream_tls {
 	UPSTREAM_TLS_IMPLICIT = 0,
@@ -43,6 +50,19 @@ enum since_mode {
 	SINCE_DATE,
 };
 
+/* [accounts] unknown_users: what a POP3 name that matches no account
+ * gets. */
+enum unknown_users {
+	UNKNOWN_USERS_PASSTHROUGH = 0,	/* its own credentials, upstream */
+	UNKNOWN_USERS_REFUSE,		/* -ERR [AUTH] at PASS */
+};
+
+/* How popbridge logs in upstream for an account. */
+enum account_auth {
+	ACCOUNT_AUTH_PASSWORD = 0,	/* the stored upstream secret */
+	ACCOUNT_AUTH_OAUTH2,		/* parsed, refused: not supported yet */
+};
+
 /* An IP literal and a port, as written in a listen key ("127.0.0.1:1110",
  * "[::1]:1110"). host holds the literal without brackets ("::1"), ready
  * for uv_ip4_addr/uv_ip6_addr; an IPv6 host is one that contains ':'. */
@@ -63,11 +83,21 @@ struct config_cidr {
  * The effective configuration: defaults from SPEC §1 overlaid with the file.
  * Immutable once config_load() returns; strings are owned by the struct and
  * released by config_free().
+ *
+ * Each [account NAME] section becomes a view: a struct config of its own
+ * whose [upstream] and [maildrop] are the account's and whose other
+ * sections are the file's (the same values and strings), with account set
+ * and parent naming the configuration it belongs to. A view lives exactly
+ * as long as its parent: config_ref and config_unref on a view count on
+ * the parent, so code that reads cfg->upstream and cfg->maildrop serves an
+ * account when handed its view.
  */
 struct config {
 	char *path;
 	unsigned refs;		/* config_ref, config_free: the one mutable
-				 * field */
+				 * field (besides runtime, below) */
+	/* A view's configuration (see above); NULL in the file's own. */
+	const struct config *parent;
 
 	struct {
 		struct config_addr pop3[CONFIG_MAX_ADDRS];
@@ -132,6 +162,37 @@ struct config {
 	struct {
 		char *user;		/* drop root to this user; NULL: stay */
 	} process;
+
+	struct {
+		enum unknown_users unknown_users;
+		/* The views of the [account NAME] sections, in file order;
+		 * none in a view. */
+		const struct config *const *list;
+		size_t n;
+	} accounts;
+
+	/* A view's account; name NULL in the file's own configuration. */
+	struct {
+		char *name;		/* the section's NAME */
+		char *pop3_user;	/* default: name */
+		char *upstream_user;
+		enum account_auth auth;
+		/* The section named a provider or a host: host, port, tls, ca_file
+		 * and verify did not come from [upstream]. */
+		bool own_upstream;
+		int line;		/* where the section starts */
+	} account;
+
+	/*
+	 * What the daemon keeps next to this configuration for as long as it
+	 * lives (the accounts' TLS contexts and file caches,
+	 * accounts/account_store.h): attached once, right after loading and
+	 * before any session holds the configuration, and released by
+	 * runtime_free with the last reference. NULL for none; always NULL
+	 * in a view (see config_root).
+	 */
+	void *runtime;
+	void (*runtime_free)(void *runtime);
 };
 
 /*
@@ -161,6 +222,20 @@ void config_print(const struct config *cfg, FILE *out);
  * IPv4-mapped IPv6 addresses match IPv4 blocks. */
 bool config_cidr_match(const struct config_cidr *blocks, size_t n, int af,
 		       const unsigned char *addr);
+
+/* The configuration a view belongs to, or cfg itself. */
+const struct config *config_root(const struct config *cfg);
+
+/* The view of the account whose pop3_user is user (compared without
+ * regard to ASCII case), or NULL. cfg may be a view (its root's accounts
+ * are searched). */
+const struct config *config_account_find(const struct config *cfg,
+					 const char *user, size_t user_len);
+
+/* The view of the account named name (the section's NAME, compared
+ * without regard to ASCII case), or NULL. */
+const struct config *config_account_named(const struct config *cfg,
+					  const char *name);
 
 /* Frees *cfg and sets it to NULL; NULL is allowed. */
 void config_free(struct config **cfg);

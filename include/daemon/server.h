@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "accounts/account_login.h"
 #include "daemon/config.h"
 #include "store/mapstore.h"
 
@@ -43,6 +44,7 @@ struct server {
 	struct tls_ctx *tls_server;	/* NULL without cert and key */
 	struct tls_ctx *tls_client;	/* NULL with upstream tls = none */
 	struct mapstore maps;		/* UID maps of logged-in accounts */
+	struct account_queue logins;	/* device password checks */
 	struct server_member *members;
 	unsigned n_sessions;
 	unsigned n_holds;		/* handles still closing (listeners) */

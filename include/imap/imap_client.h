@@ -106,6 +106,12 @@ int imap_client_login(struct imap_client *c, const char *user, size_t user_len,
 int imap_client_command(struct imap_client *c, const char *args,
 			const struct imap_cmd_cb *cb);
 
+/* Commands given between cork and uncork (which nest) go out in one
+ * write: a server that drops the connection on reading one of them still
+ * answers those before it, and we still read those answers. */
+void imap_client_cork(struct imap_client *c);
+void imap_client_uncork(struct imap_client *c);
+
 unsigned imap_client_caps(const struct imap_client *c);
 bool imap_client_dead(const struct imap_client *c);
 const char *imap_client_error(const struct imap_client *c);

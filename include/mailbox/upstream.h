@@ -79,6 +79,11 @@ int upstream_prefetch(struct upstream *u, const struct maildrop_msg *msg,
 		      enum upstream_part part, uint64_t offset,
 		      uint64_t length);
 
+/* Fetches and prefetches given between cork and uncork (nesting) go to
+ * the server in one write. */
+void upstream_cork(struct upstream *u);
+void upstream_uncork(struct upstream *u);
+
 /* Removes the messages marked deleted in md as on_delete says. done
  * reports OK only when every one was handled. Returns 0, -EBUSY or
  * -ENOTCONN. */

@@ -30,6 +30,8 @@ _Static_assert(sizeof(enum plaintext_auth) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum upstream_tls) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum on_delete) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum unknown_users) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum account_auth) == sizeof(int), "enum size");
 
 struct key_def;
 
@@ -67,14 +69,19 @@ struct parse_ctx {
 	int err_line;		/* line of the first error; 0 = none yet */
 	char *err;
 	size_t errlen;
-	int key_line[32];	/* where each key of the table was set */
+	int key_line[48];	/* where each key of the table was set */
+	/* The [account NAME] sections seen so far (struct acct_node). */
+	struct config **accounts;
+	size_t n_accounts;
 };
 
 static const char *const sections[] = {
 	"listen", "upstream", "maildrop", "state", "limits", "log", "process",
+	"accounts",
 };
 #define SECTIONS_EXPECT \
-	"listen, upstream, maildrop, state, limits, log or process"
+	"listen, upstream, maildrop, state, limits, log, process, accounts " \
+	"or account NAME"
 
 static const struct enum_name tls_min_names[] = {
 	{ "1.0", 10 }, { "1.1", 11 }, { "1.2", 12 }, { "1.3", 13 }, { NULL, 0 },
@@ -96,6 +103,16 @@ static const struct enum_name on_delete_names[] = {
 	{ "trash", ON_DELETE_TRASH },
 	{ "seen", ON_DELETE_SEEN },
 	{ "keep", ON_DELETE_KEEP },
+	{ NULL, 0 },
+};
+static const struct enum_name unknown_users_names[] = {
+	{ "passthrough", UNKNOWN_USERS_PASSTHROUGH },
+	{ "refuse", UNKNOWN_USERS_REFUSE },
+	{ NULL, 0 },
+};
+static const struct enum_name account_auth_names[] = {
+	{ "password", ACCOUNT_AUTH_PASSWORD },
+	{ "oauth2", ACCOUNT_AUTH_OAUTH2 },
 	{ NULL, 0 },
 };
 static const struct enum_name level_names[] = {
@@ -876,6 +893,76 @@ uint_print(const struct config *cfg, const struct key_def *k, FILE *out)
 
 static const struct key_type type_uint = { uint_parse, uint_print };
 
+/* --- account keys --- */
+
+/* What a device sends as USER: printable ASCII without blanks, as POP3
+ * clients can type and send it. */
+static int
+pop3_user_parse(struct config *cfg, const struct key_def *k,
+		const char *value, char *why)
+{
+	size_t i, len = strlen(value);
+
+	if (len == 0 || len > CONFIG_POP3_USER_MAX) {
+		snprintf(why, CONFIG_WHY_MAX, "%s", len ? "too long" : "empty");
+		return -EINVAL;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)value[i];
+
+		if (ch <= ' ' || ch >= 0x7f) {
+			snprintf(why, CONFIG_WHY_MAX,
+				 "blank, control or 8-bit character");
+			return -EINVAL;
+		}
+	}
+	return set_string(FIELD(cfg, k, char *), value) < 0 ? oom(why) : 0;
+}
+
+static const struct key_type type_pop3_user = { pop3_user_parse,
+						string_print };
+
+/* The IMAP login name: any text the IMAP client can quote (it sends
+ * literals where needed), but no control characters. */
+static int
+login_name_parse(struct config *cfg, const struct key_def *k,
+		 const char *value, char *why)
+{
+	size_t i;
+
+	if (value[0] == '\0') {
+		snprintf(why, CONFIG_WHY_MAX, "empty");
+		return -EINVAL;
+	}
+	for (i = 0; value[i] != '\0'; i++) {
+		if (is_ctl((unsigned char)value[i])) {
+			snprintf(why, CONFIG_WHY_MAX, "control character");
+			return -EINVAL;
+		}
+	}
+	return set_string(FIELD(cfg, k, char *), value) < 0 ? oom(why) : 0;
+}
+
+static const struct key_type type_login_name = { login_name_parse,
+						 string_print };
+
+/* oauth2 is a word of the interface already; the login it needs is not
+ * there yet, so it is refused here rather than at the first login. */
+static int
+auth_parse(struct config *cfg, const struct key_def *k, const char *value,
+	   char *why)
+{
+	if (enum_parse(cfg, k, value, why) < 0)
+		return -EINVAL;
+	if (*FIELD(cfg, k, int) == ACCOUNT_AUTH_OAUTH2) {
+		snprintf(why, CONFIG_WHY_MAX, "oauth2 is not supported yet");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const struct key_type type_auth = { auth_parse, enum_print };
+
 /* --- the table --- */
 
 #define KEY(sec, nm, ty, field, ...)                                        \
@@ -946,11 +1033,51 @@ static const struct key_def keys[] = {
 	    .expect = "error, warn, info or debug"),
 	KEY("process", "user", type_user, process.user,
 	    .expect = "a user name, or empty to keep the starting user"),
+	KEY("accounts", "unknown_users", type_enum, accounts.unknown_users,
+	    .names = unknown_users_names, .expect = "passthrough or refuse"),
+	/* Only in [account NAME] sections, with account_keys below. */
+	KEY("account", "pop3_user", type_pop3_user, account.pop3_user,
+	    .expect = "the user name the device sends: printable, no blanks, "
+		      "at most 128 characters"),
+	KEY("account", "upstream_user", type_login_name,
+	    account.upstream_user, .expect = "the IMAP login name"),
+	KEY("account", "auth", type_auth, account.auth,
+	    .names = account_auth_names, .expect = "password"),
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 _Static_assert(N_KEYS <= sizeof(((struct parse_ctx *)0)->key_line) /
 			     sizeof(int), "key_line too small");
+
+/* The keys of an [account NAME] section, in the order config_print
+ * writes them: the account's own, then those of [upstream] and
+ * [maildrop] it may override. */
+static const char *const account_keys[][2] = {
+	{ "account", "pop3_user" }, { "account", "upstream_user" },
+	{ "account", "auth" },
+	{ "upstream", "provider" }, { "upstream", "host" },
+	{ "upstream", "port" }, { "upstream", "tls" },
+	{ "upstream", "ca_file" }, { "upstream", "verify" },
+	{ "maildrop", "folders" }, { "maildrop", "since" },
+	{ "maildrop", "on_delete" }, { "maildrop", "trash" },
+	{ "maildrop", "mark_seen" },
+};
+#define N_ACCOUNT_KEYS (sizeof(account_keys) / sizeof(account_keys[0]))
+#define ACCOUNT_KEYS_EXPECT \
+	"pop3_user, upstream_user, auth, provider, host, port, tls, ca_file, " \
+	"verify, folders, since, on_delete, trash or mark_seen"
+
+/*
+ * An [account NAME] section while and after it is read: the keys it set
+ * (own, which owns their strings, and key_line), and the view built from
+ * them and the rest of the file once the whole file is read. view comes
+ * first: the pointers in cfg->accounts.list are nodes.
+ */
+struct acct_node {
+	struct config view;
+	struct config own;
+	int key_line[N_KEYS];
+};
 
 static const struct key_def *
 key_find(const char *section, const char *name)
@@ -1037,18 +1164,181 @@ ctx_fail_key(struct parse_ctx *c, int line, const struct key_def *k,
 		 why, k->expect);
 }
 
+/* --- account sections --- */
+
+/* Whether a section name is "account NAME" (blanks between the words);
+ * NAME, not checked, in *name_r. */
+static bool
+account_section(const char *s, size_t len, const char **name_r,
+		size_t *name_len_r)
+{
+	size_t i = 7;
+
+	if (len <= i || strncasecmp(s, "account", i) != 0 || !is_blank(s[i]))
+		return false;
+	while (i < len && is_blank(s[i]))
+		i++;
+	*name_r = s + i;
+	*name_len_r = len - i;
+	return true;
+}
+
+/* Why NAME cannot name an account, or NULL: it names a file under [state]
+ * dir and goes into what binds the secrets to the account. */
+static const char *
+account_name_check(const char *name, size_t len)
+{
+	size_t i;
+
+	if (len == 0)
+		return "no account name";
+	if (len > CONFIG_ACCOUNT_NAME_MAX)
+		return "account name too long";
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		bool alnum = (ch >= 'a' && ch <= 'z') ||
+			     (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+
+		if (!alnum && (i == 0 || (ch != '.' && ch != '_' && ch != '-')))
+			return "bad account name";
+	}
+	return NULL;
+}
+
+static struct acct_node *
+account_node(const struct parse_ctx *c, const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_accounts; i++) {
+		struct acct_node *a = (struct acct_node *)c->accounts[i];
+
+		if (strlen(a->own.account.name) == len &&
+		    strncasecmp(a->own.account.name, name, len) == 0)
+			return a;
+	}
+	return NULL;
+}
+
+static void
+account_begin(struct parse_ctx *c, const char *name, size_t len)
+{
+	const char *bad = account_name_check(name, len);
+	struct acct_node *a;
+
+	if (bad != NULL) {
+		ctx_fail(c, c->lineno,
+			 "[account %.*s]: %s (expected 1-%d letters, digits, "
+			 "'.', '_' or '-', starting with a letter or digit)",
+			 (int)len, name, bad, CONFIG_ACCOUNT_NAME_MAX);
+		return;
+	}
+	a = account_node(c, name, len);
+	if (a != NULL) {
+		ctx_fail(c, c->lineno,
+			 "[account %.*s]: defined twice, first on line %d "
+			 "(expected each account once)", (int)len, name,
+			 a->own.account.line);
+		return;
+	}
+	if (c->n_accounts == CONFIG_MAX_ACCOUNTS) {
+		ctx_fail(c, c->lineno,
+			 "[account %.*s]: more than %d accounts", (int)len,
+			 name, CONFIG_MAX_ACCOUNTS);
+		return;
+	}
+	/* The list belongs to the configuration at once, so that
+	 * config_free releases whatever was read before an error. */
+	if (c->accounts == NULL) {
+		c->accounts = calloc(CONFIG_MAX_ACCOUNTS, sizeof(*c->accounts));
+		if (c->accounts == NULL) {
+			ctx_fail(c, 0, "out of memory");
+			return;
+		}
+		c->cfg->accounts.list =
+			(const struct config *const *)c->accounts;
+	}
+	a = calloc(1, sizeof(*a));
+	if (a == NULL || (a->own.account.name = strndup(name, len)) == NULL) {
+		free(a);
+		ctx_fail(c, 0, "out of memory");
+		return;
+	}
+	a->own.account.line = c->lineno;
+	c->accounts[c->n_accounts++] = &a->view;
+	c->cfg->accounts.n = c->n_accounts;
+}
+
+static const struct key_def *
+account_key_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < N_ACCOUNT_KEYS; i++) {
+		if (strcasecmp(account_keys[i][1], name) == 0)
+			return key_find(account_keys[i][0], name);
+	}
+	return NULL;
+}
+
+static int
+account_handler(struct parse_ctx *c, const char *section, const char *name,
+		const char *value)
+{
+	const char *aname;
+	size_t alen;
+	struct acct_node *a;
+	const struct key_def *k;
+	char why[CONFIG_WHY_MAX];
+	int i;
+
+	account_section(section, strlen(section), &aname, &alen);
+	a = account_node(c, aname, alen);
+	if (a == NULL)
+		return 0;	/* the reader reported it at the [section] line */
+	k = account_key_find(name);
+	if (k == NULL) {
+		ctx_fail(c, c->lineno,
+			 "[account %s] %s: unknown key (expected "
+			 ACCOUNT_KEYS_EXPECT ")", a->own.account.name, name);
+		return 0;
+	}
+	i = (int)(k - keys);
+	if (a->key_line[i] != 0) {
+		ctx_fail(c, c->lineno,
+			 "[account %s] %s: set twice, first on line %d "
+			 "(expected each key once)", a->own.account.name,
+			 k->name, a->key_line[i]);
+		return 0;
+	}
+	a->key_line[i] = c->lineno;
+	if (k->type->parse(&a->own, k, value, why) < 0) {
+		ctx_fail(c, c->lineno, "[account %s] %s: %s (expected %s)",
+			 a->own.account.name, k->name, why, k->expect);
+		return 0;
+	}
+	return 1;
+}
+
 /* --- inih callbacks --- */
 
 static void
 reader_check_section(struct parse_ctx *c, const char *line, size_t len)
 {
-	const char *close;
+	const char *close, *name;
+	size_t name_len;
 
 	if (len == 0 || line[0] != '[')
 		return;
 	close = memchr(line, ']', len);
 	if (close == NULL)
 		return;		/* inih reports the syntax error */
+	if (account_section(line + 1, (size_t)(close - line - 1), &name,
+			    &name_len)) {
+		if (c->err_line == 0)
+			account_begin(c, name, name_len);
+		return;
+	}
 	if (section_find(line + 1, (size_t)(close - line - 1)) == NULL)
 		ctx_fail(c, c->lineno,
 			 "[%.*s]: unknown section (expected " SECTIONS_EXPECT
@@ -1106,6 +1396,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 	struct parse_ctx *c = user;
 	const struct key_def *k;
 	char why[CONFIG_WHY_MAX];
+	const char *value_unused;
+	size_t len_unused;
 	int i;
 
 	if (c->err_line != 0)
@@ -1116,6 +1408,9 @@ handler(void *user, const char *section, const char *name, const char *value)
 			 "line first)", name);
 		return 0;
 	}
+	if (account_section(section, strlen(section), &value_unused,
+			    &len_unused))
+		return account_handler(c, section, name, value);
 	if (section_find(section, strlen(section)) == NULL)
 		return 0;	/* the reader reported it at the [section] line */
 	k = key_find(section, name);
@@ -1202,20 +1497,164 @@ check_addrs_distinct(struct parse_ctx *c)
 
 /* Moving deleted mail into a folder the maildrop reads would bring it back
  * in the next session. */
-static void
-check_trash(struct parse_ctx *c)
+static bool
+trash_is_read(const struct config *cfg)
 {
-	const struct config *cfg = c->cfg;
-	int i = key_index("maildrop", "on_delete");
 	size_t j;
 
 	if (cfg->maildrop.on_delete != ON_DELETE_TRASH)
-		return;
+		return false;
 	for (j = 0; j < cfg->maildrop.n_folders; j++) {
 		if (folder_same(cfg->maildrop.folders[j], cfg->maildrop.trash))
-			ctx_fail_key(c, c->key_line[i], &keys[i],
-				     "trash is one of the folders, so deleted "
-				     "mail would come back");
+			return true;
+	}
+	return false;
+}
+
+#define TRASH_WHY "trash is one of the folders, so deleted mail would come " \
+	"back"
+
+static void
+check_trash(struct parse_ctx *c)
+{
+	int i = key_index("maildrop", "on_delete");
+
+	if (trash_is_read(c->cfg))
+		ctx_fail_key(c, c->key_line[i], &keys[i], TRASH_WHY);
+}
+
+/* --- account views --- */
+
+static bool
+account_set(const struct acct_node *a, const char *section, const char *name)
+{
+	return a->key_line[key_index(section, name)] != 0;
+}
+
+/* The line to blame for the trash rule: the first of the keys involved
+ * that the section set, else the section's own line. */
+static int
+account_trash_line(const struct acct_node *a)
+{
+	static const char *const involved[] = { "on_delete", "folders",
+						"trash" };
+	int line = 0, l;
+	size_t i;
+
+	for (i = 0; i < sizeof(involved) / sizeof(involved[0]); i++) {
+		l = a->key_line[key_index("maildrop", involved[i])];
+		if (l != 0 && (line == 0 || l < line))
+			line = l;
+	}
+	return line != 0 ? line : a->own.account.line;
+}
+
+/*
+ * Builds an account's view from the file's configuration (complete now)
+ * and the section's keys. An account with its own upstream (provider or
+ * host) takes nothing of [upstream]'s connection (host, port, tls, ca_file,
+ * verify): a private CA or verify = no meant for one server must not
+ * follow an account to another. timeout and read_ahead are the file's.
+ */
+static void
+account_finish(struct parse_ctx *c, struct acct_node *a)
+{
+	struct config *v = &a->view, *o = &a->own;
+	const struct config *p = c->cfg;
+	const struct provider *pre = NULL;
+	const char *name = o->account.name;
+
+	*v = *p;
+	v->refs = 0;
+	v->parent = p;
+	v->accounts.list = NULL;
+	v->accounts.n = 0;
+	v->runtime = NULL;
+	v->runtime_free = NULL;
+	v->account = o->account;
+	if (v->account.pop3_user == NULL)
+		v->account.pop3_user = o->account.name;
+	if (v->account.upstream_user == NULL) {
+		ctx_fail(c, a->own.account.line,
+			 "[account %s]: no upstream_user (expected "
+			 "upstream_user = the IMAP login name)", name);
+		return;
+	}
+	/* "provider =" (empty) names no preset: the account inherits. */
+	v->account.own_upstream = o->upstream.provider != NULL ||
+				  account_set(a, "upstream", "host");
+	if (v->account.own_upstream) {
+		if (o->upstream.provider != NULL)
+			pre = provider_find(o->upstream.provider);
+		if (pre != NULL && !account_set(a, "upstream", "host") &&
+		    set_string(&o->upstream.host, pre->host) < 0) {
+			ctx_fail(c, 0, "out of memory");
+			return;
+		}
+		v->upstream.provider = o->upstream.provider;
+		v->upstream.host = o->upstream.host;
+		v->upstream.port = pre != NULL ? pre->port : 993;
+		v->upstream.tls = pre != NULL ? pre->tls : UPSTREAM_TLS_IMPLICIT;
+		v->upstream.ca_file = NULL;
+		v->upstream.verify = true;
+	}
+	if (account_set(a, "upstream", "port"))
+		v->upstream.port = o->upstream.port;
+	if (account_set(a, "upstream", "tls"))
+		v->upstream.tls = o->upstream.tls;
+	if (account_set(a, "upstream", "ca_file"))
+		v->upstream.ca_file = o->upstream.ca_file;
+	if (account_set(a, "upstream", "verify"))
+		v->upstream.verify = o->upstream.verify;
+	if (account_set(a, "maildrop", "folders")) {
+		memcpy(v->maildrop.folders, o->maildrop.folders,
+		       sizeof(v->maildrop.folders));
+		v->maildrop.n_folders = o->maildrop.n_folders;
+	}
+	if (account_set(a, "maildrop", "since")) {
+		v->maildrop.since = o->maildrop.since;
+		memcpy(v->maildrop.since_date, o->maildrop.since_date,
+		       sizeof(v->maildrop.since_date));
+	}
+	if (account_set(a, "maildrop", "on_delete"))
+		v->maildrop.on_delete = o->maildrop.on_delete;
+	if (account_set(a, "maildrop", "trash"))
+		v->maildrop.trash = o->maildrop.trash;
+	if (account_set(a, "maildrop", "mark_seen"))
+		v->maildrop.mark_seen = o->maildrop.mark_seen;
+	if (trash_is_read(v))
+		ctx_fail(c, account_trash_line(a),
+			 "[account %s] on_delete: %s (expected trash outside "
+			 "the folders)", name, TRASH_WHY);
+}
+
+/* Every account's view; two accounts may not share a pop3_user. */
+static void
+accounts_finish(struct parse_ctx *c)
+{
+	size_t i, j;
+
+	for (i = 0; i < c->n_accounts && c->err_line == 0; i++)
+		account_finish(c, (struct acct_node *)c->accounts[i]);
+	for (i = 0; i < c->n_accounts && c->err_line == 0; i++) {
+		const struct config *a = c->accounts[i];
+
+		for (j = 0; j < i; j++) {
+			const struct config *b = c->accounts[j];
+			const struct acct_node *n = (const void *)a;
+			int line = n->key_line[key_index("account",
+							 "pop3_user")];
+
+			if (strcasecmp(a->account.pop3_user,
+				       b->account.pop3_user) != 0)
+				continue;
+			ctx_fail(c, line ? line : a->account.line,
+				 "[account %s] pop3_user: \"%s\" is account "
+				 "%s's already (expected each pop3_user once, "
+				 "in any case)", a->account.name,
+				 a->account.pop3_user, b->account.name);
+			break;
+		}
 	}
 }
 
@@ -1311,6 +1750,8 @@ config_parse(const char *text, size_t len, const char *name,
 		check_addrs_distinct(&c);
 	if (c.err_line == 0)
 		check_trash(&c);
+	if (c.err_line == 0)
+		accounts_finish(&c);
 	if (c.err_line != 0) {
 		config_free(&c.cfg);
 		return -EINVAL;
@@ -1387,6 +1828,31 @@ config_load(const char *path, struct config **cfg_r, char *err, size_t errlen)
 	return r;
 }
 
+static void
+key_print(const struct config *cfg, const struct key_def *k, FILE *out)
+{
+	if (k->secret) {
+		fprintf(out, "; %s = (secret, not shown)\n", k->name);
+		return;
+	}
+	fprintf(out, "%s =", k->name);
+	k->type->print(cfg, k, out);
+	fputc('\n', out);
+}
+
+/* An account as a section of its own with every effective setting, also
+ * those it inherits, so that what is printed loads back the same. */
+static void
+account_print(const struct config *v, FILE *out)
+{
+	size_t i;
+
+	fprintf(out, "\n[account %s]\n", v->account.name);
+	for (i = 0; i < N_ACCOUNT_KEYS; i++)
+		key_print(v, key_find(account_keys[i][0], account_keys[i][1]),
+			  out);
+}
+
 void
 config_print(const struct config *cfg, FILE *out)
 {
@@ -1398,14 +1864,12 @@ config_print(const struct config *cfg, FILE *out)
 	for (i = 0; i < N_KEYS; i++) {
 		const struct key_def *k = &keys[i];
 
+		if (strcmp(k->section, "account") == 0)
+			continue;	/* account_print */
 		if (section == NULL || strcmp(section, k->section) != 0) {
 			fprintf(out, "%s[%s]\n", section ? "\n" : "",
 				k->section);
 			section = k->section;
-		}
-		if (k->secret) {
-			fprintf(out, "; %s = (secret, not shown)\n", k->name);
-			continue;
 		}
 		/* "pop3s =" would switch implicit TLS off for good; left unset
 		 * it still follows cert and key if they are added later. */
@@ -1415,24 +1879,53 @@ config_print(const struct config *cfg, FILE *out)
 			      "and key are set)\n", out);
 			continue;
 		}
-		fprintf(out, "%s =", k->name);
-		k->type->print(cfg, k, out);
-		fputc('\n', out);
+		key_print(cfg, k, out);
 	}
+	for (i = 0; i < cfg->accounts.n; i++)
+		account_print(cfg->accounts.list[i], out);
 }
 
-void
-config_free(struct config **cfg)
+const struct config *
+config_root(const struct config *cfg)
 {
-	struct config *c = *cfg;
+	return cfg->parent != NULL ? cfg->parent : cfg;
+}
 
-	if (c == NULL)
-		return;
-	*cfg = NULL;
-	if (c->refs > 1) {
-		c->refs--;
-		return;
+const struct config *
+config_account_find(const struct config *cfg, const char *user,
+		    size_t user_len)
+{
+	const struct config *root = config_root(cfg);
+	size_t i;
+
+	for (i = 0; i < root->accounts.n; i++) {
+		const struct config *v = root->accounts.list[i];
+
+		if (strlen(v->account.pop3_user) == user_len &&
+		    strncasecmp(v->account.pop3_user, user, user_len) == 0)
+			return v;
 	}
+	return NULL;
+}
+
+const struct config *
+config_account_named(const struct config *cfg, const char *name)
+{
+	const struct config *root = config_root(cfg);
+	size_t i;
+
+	for (i = 0; i < root->accounts.n; i++) {
+		if (strcasecmp(root->accounts.list[i]->account.name, name) == 0)
+			return root->accounts.list[i];
+	}
+	return NULL;
+}
+
+/* The strings a struct config owns: all of them in the file's own, those
+ * a section set in an account's own. */
+static void
+strings_free(struct config *c)
+{
 	folders_clear(c);
 	free(c->path);
 	free(c->listen.cert);
@@ -1443,6 +1936,38 @@ config_free(struct config **cfg)
 	free(c->maildrop.trash);
 	free(c->state.dir);
 	free(c->process.user);
+	free(c->account.name);
+	free(c->account.pop3_user);
+	free(c->account.upstream_user);
+}
+
+void
+config_free(struct config **cfg)
+{
+	struct config *c = *cfg;
+
+	size_t i;
+
+	if (c == NULL)
+		return;
+	*cfg = NULL;
+	/* A view's references are its parent's. */
+	if (c->parent != NULL)
+		c = (struct config *)c->parent;
+	if (c->refs > 1) {
+		c->refs--;
+		return;
+	}
+	if (c->runtime_free != NULL)
+		c->runtime_free(c->runtime);
+	for (i = 0; i < c->accounts.n; i++) {
+		struct acct_node *a = (struct acct_node *)c->accounts.list[i];
+
+		strings_free(&a->own);
+		free(a);
+	}
+	free((void *)c->accounts.list);
+	strings_free(c);
 	free(c);
 }
 
@@ -1450,7 +1975,7 @@ const struct config *
 config_ref(const struct config *cfg)
 {
 	/* The count is not configuration: it may change under const. */
-	((struct config *)cfg)->refs++;
+	((struct config *)config_root(cfg))->refs++;
 	return cfg;
 }
 

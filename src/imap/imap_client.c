@@ -84,6 +84,7 @@ struct imap_client {
 	struct later_cmd *later;	/* commands waiting for the gate */
 	size_t n_later, cap_later;
 	bool secret_cmd;		/* do not log the command text */
+	unsigned corked;		/* commands wait to go out in one write */
 	struct buf held;		/* input left unparsed by a pause */
 	uv_timer_t *held_timer;		/* parses it after a resume */
 	struct buf segs;		/* segments after the first, sent on "+" */
@@ -318,7 +319,23 @@ client_fail(struct imap_client *c, const char *why)
 static void
 send_segment(struct imap_client *c, const char *p, size_t n)
 {
-	if (conn_write(c->conn, p, n) < 0 || conn_flush(c->conn) < 0)
+	if (conn_write(c->conn, p, n) < 0 ||
+	    (c->corked == 0 && conn_flush(c->conn) < 0))
+		client_fail(c, "upstream write failed");
+}
+
+void
+imap_client_cork(struct imap_client *c)
+{
+	c->corked++;
+}
+
+void
+imap_client_uncork(struct imap_client *c)
+{
+	if (c->corked == 0 || --c->corked > 0 || c->dead || c->conn == NULL)
+		return;
+	if (conn_flush(c->conn) < 0)
 		client_fail(c, "upstream write failed");
 }
 
@@ -922,6 +939,7 @@ gate_open(struct imap_client *c)
 	int r;
 
 	c->gate = true;
+	imap_client_cork(c);
 	r = login_step_command(c, "CAPABILITY");
 	if (r == 0 && (c->caps & IMAP_CAP_ID))
 		r = send_command(c, "ID (\"name\" \"" POPBRIDGE_NAME
@@ -932,6 +950,7 @@ gate_open(struct imap_client *c)
 	later_free(c);
 	if (r < 0 && !c->dead)
 		client_fail(c, "cannot send commands upstream");
+	imap_client_uncork(c);
 }
 
 /* Appends one credential as an IMAP string: quoted, or a literal (split

@@ -249,6 +249,18 @@ upstream__leave(struct upstream *u)
 }
 
 void
+upstream_cork(struct upstream *u)
+{
+	imap_client_cork(u->imap);
+}
+
+void
+upstream_uncork(struct upstream *u)
+{
+	imap_client_uncork(u->imap);
+}
+
+void
 upstream_pause(struct upstream *u)
 {
 	u->client_paused = true;

@@ -1,9 +1,13 @@
 /* The AUTHORIZATION state: USER/PASS, AUTH PLAIN, the plaintext policy,
- * the upstream login and its answer, the pause after a failed login. */
+ * pass-through or an account (its device password checked off the loop,
+ * then its upstream and secret), the upstream login and its answer, the
+ * pause after a failed login. */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "accounts/account_store.h"
+#include "net/tls.h"
 #include "session_priv.h"
 #include "util/base64.h"
 #include "util/log.h"
@@ -37,18 +41,42 @@ auth_allowed(struct session *s)
 	return false;
 }
 
-/* Undoes what a login attempt set up, so that the next may start clean. */
+/*
+ * Makes cfg (the file's configuration, or an account's view of it) and
+ * tls the session's: the upstream is made from them. The session holds
+ * one reference either way (a view counts on its parent).
+ */
+static void
+login_use(struct session *s, const struct config *cfg, struct tls_ctx *tls)
+{
+	const struct config *old = s->cfg;
+	struct tls_ctx *t = tls_ctx_ref(tls);
+
+	s->cfg = config_ref(cfg);
+	config_unref(&old);
+	tls_ctx_unref(&s->tls_client);
+	s->tls_client = t;
+}
+
+/* Undoes what a login attempt set up, so that the next may start clean:
+ * after an account's attempt, from the file's configuration again. */
 static void
 login_undo(struct session *s)
 {
 	maildrop_free(&s->md);
 	upstream_free(&s->up);
 	mapstore_put(&s->srv->maps, &s->map);
+	if (s->cfg->parent != NULL)
+		login_use(s, s->cfg->parent,
+			  account_store_root_tls(account_store_of(s->cfg)));
 }
 
+/* The upstream login with user and pass, through the UID map kept under
+ * map_user (the POP3 name for pass-through). */
 static void
-start_login(struct session *s, const char *user, size_t user_len,
-	    const char *pass, size_t pass_len)
+upstream_login(struct session *s, const char *user, size_t user_len,
+	       const char *pass, size_t pass_len, const char *map_user,
+	       size_t map_user_len)
 {
 	const struct config *cfg = s->cfg;
 	struct upstream *up = session_upstream(s);
@@ -61,19 +89,14 @@ start_login(struct session *s, const char *user, size_t user_len,
 		return;
 	}
 	s->map = mapstore_get(&s->srv->maps, cfg->state.dir,
-			      cfg->upstream.host, cfg->upstream.port, user,
-			      user_len, err, sizeof(err));
+			      cfg->upstream.host, cfg->upstream.port, map_user,
+			      map_user_len, err, sizeof(err));
 	if (s->map == NULL) {
 		log_error("session=%s UID map unusable: %s", s->id, err);
 		login_undo(s);
 		session_reply_temp(s, "cannot open the UID map", "state directory");
 		return;
 	}
-	if (user != s->user.data) {	/* AUTH PLAIN: the name is new */
-		buf_reset(&s->user);
-		buf_append(&s->user, user, user_len);
-	}
-	s->have_user = true;
 	if (upstream_open(up, user, user_len, pass, pass_len, &s->md,
 			  s->map) < 0) {
 		login_undo(s);
@@ -81,6 +104,181 @@ start_login(struct session *s, const char *user, size_t user_len,
 		return;
 	}
 	session_set_wait(s, WAIT_LOGIN);
+}
+
+/* A login refused for its credentials: -ERR [AUTH] once auth_fail_delay
+ * has passed, whichever credentials they were (no hint for guessers);
+ * spent_ms of it are gone already (a device password check). */
+static void
+login_refused(struct session *s, const char *why, uint64_t spent_ms)
+{
+	uint64_t delay = s->cfg->limits.auth_fail_delay * 1000ull;
+
+	log_info("session=%s login failed user=%s: %s", s->id,
+		 session_log_user(s), why);
+	s->auth_failures++;
+	snprintf(s->pending_reply, sizeof(s->pending_reply),
+		 "-ERR [AUTH] invalid user name or password");
+	s->have_user = false;
+	if (delay > spent_ms) {
+		session_delay(s, delay - spent_ms);
+		return;
+	}
+	pop3_login_delay_done(s);
+}
+
+/* The device password opened the account: its upstream, with its
+ * secret. */
+static void
+account_login(struct session *s, const struct config *acct,
+	      const struct buf *secret)
+{
+	struct account_store *st = account_store_of(s->cfg);
+	char map_user[ACCOUNT_STORE_MAP_USER_MAX];
+	size_t n;
+
+	login_use(s, acct, account_store_tls(st, acct));
+	n = account_store_map_user(acct, map_user, sizeof(map_user));
+	if (n == 0) {
+		login_undo(s);
+		session_reply_temp(s, "cannot open the UID map", "name");
+		return;
+	}
+	upstream_login(s, acct->account.upstream_user,
+		       strlen(acct->account.upstream_user), secret->data,
+		       secret->len, map_user, n);
+}
+
+/* A refusal is timed from PASS, so that the answer takes as long for an
+ * unknown name as for an account with several devices (where the delay
+ * is longer than the checks). */
+static void
+device_checked(void *ctx, enum account_verdict v, struct buf *secret,
+	       uint64_t took_ms)
+{
+	struct session *s = ctx;
+	/* The name the check was for: s->user is not touched meanwhile (no
+	 * command runs while the session waits). */
+	const struct config *acct = config_account_find(s->cfg, s->user.data,
+							s->user.len);
+	const char *name = acct != NULL ? acct->account.name : "-";
+	char why[160];
+
+	s->device_job = NULL;
+	session_set_wait(s, WAIT_NONE);
+	/* Cannot happen: a dummy check never unlocks. */
+	if (v == ACCOUNT_UNLOCKED && acct == NULL)
+		v = ACCOUNT_DENIED;
+	switch (v) {
+	case ACCOUNT_UNLOCKED:
+		account_login(s, acct, secret);
+		break;
+	case ACCOUNT_DENIED:
+		snprintf(why, sizeof(why), "account %s: wrong device password",
+			 name);
+		login_refused(s, why, took_ms);
+		break;
+	case ACCOUNT_NO_DEVICE:
+		if (acct != NULL)
+			snprintf(why, sizeof(why), "account %s has no device "
+				 "password yet (popbridge passwd %s --device "
+				 "LABEL)", name, name);
+		else
+			snprintf(why, sizeof(why), "no such account "
+				 "(unknown_users = refuse)");
+		login_refused(s, why, took_ms);
+		break;
+	case ACCOUNT_NO_SECRET:
+		log_warn("session=%s account=%s: device password right, but no "
+			 "upstream secret is stored (popbridge passwd %s "
+			 "--upstream)", s->id, name, name);
+		session_reply_temp(s, "account not ready", "no upstream "
+				   "password stored");
+		break;
+	case ACCOUNT_DAMAGED:
+		log_error("session=%s account=%s: a device's wrapped key does "
+			  "not open: the account file was altered", s->id,
+			  name);
+		session_reply_temp(s, "account unavailable", "damaged");
+		break;
+	case ACCOUNT_FAILED:
+		log_error("session=%s account=%s: the device password check "
+			  "failed", s->id, name);
+		session_reply_temp(s, "account unavailable", "internal");
+		break;
+	}
+	session_resume(s);
+}
+
+/*
+ * A name that is an account's (or any name, under unknown_users =
+ * refuse): the device password is checked here, off the loop, and never
+ * goes upstream. An unknown name costs the same check as a wrong
+ * password, so the time to answer does not tell which names exist.
+ */
+static void
+device_check(struct session *s, const struct config *acct, const char *pass,
+	     size_t pass_len)
+{
+	struct account_store *st = account_store_of(s->cfg);
+	const struct account_file *f = NULL;
+	char err[320];
+	int r;
+
+	if (acct != NULL) {
+		if (st == NULL) {
+			log_error("session=%s account=%s: accounts are not set "
+				  "up", s->id, acct->account.name);
+			session_reply_temp(s, "account unavailable", "internal");
+			return;
+		}
+		r = account_store_file(st, acct, &f, err, sizeof(err));
+		if (r < 0 && r != -ENOENT) {
+			log_error("session=%s account=%s unusable: %s", s->id,
+				  acct->account.name, err);
+			session_reply_temp(s, "account unavailable",
+					   r == -EBADMSG ? "its file is damaged"
+							 : "its file is unreadable");
+			return;
+		}
+		if (f->n_devices == 0)
+			f = NULL;
+	}
+	if (account_login_start(&s->srv->logins, s->srv->loop, f, pass,
+				pass_len, device_checked, s,
+				&s->device_job) < 0) {
+		session_reply_temp(s, "out of memory", "login");
+		return;
+	}
+	session_set_wait(s, WAIT_DEVICE);
+}
+
+static void
+start_login(struct session *s, const char *user, size_t user_len,
+	    const char *pass, size_t pass_len)
+{
+	const struct config *acct = config_account_find(s->cfg, user,
+							user_len);
+
+	if (user != s->user.data) {	/* AUTH PLAIN: the name is new */
+		buf_reset(&s->user);
+		buf_append(&s->user, user, user_len);
+	}
+	s->have_user = true;
+	/* An account's name never passes through, whatever the setting. */
+	if (acct == NULL && config_root(s->cfg)->accounts.unknown_users ==
+				    UNKNOWN_USERS_PASSTHROUGH) {
+		upstream_login(s, user, user_len, pass, pass_len, user,
+			       user_len);
+		return;
+	}
+	device_check(s, acct, pass, pass_len);
+}
+
+void
+pop3_login_abort(struct session *s)
+{
+	account_login_cancel(&s->device_job);
 }
 
 void
@@ -202,36 +400,44 @@ pop3_login_done(struct session *s, enum upstream_status st, const char *why)
 	size_t count;
 	uint64_t octets;
 
+	/* An account's view: what it is for the log (it stays valid: the
+	 * session holds its configuration). */
+	const char *account = s->cfg->account.name;
+
 	if (st == UPSTREAM_OK) {
 		/* The baseline and new UIDLs must survive a crash now. */
 		mapstore_save(&s->srv->maps, s->map);
 		session_set_state(s, SESSION_TRANSACTION);
 		maildrop_stat(&s->md, &count, &octets);
 		s->n_listed = (unsigned)count;
-		log_info("session=%s login user=%s messages=%zu octets=%llu",
-			 s->id, session_log_user(s), count,
+		log_info("session=%s login user=%s%s%s messages=%zu "
+			 "octets=%llu", s->id, session_log_user(s),
+			 account != NULL ? " account=" : "",
+			 account != NULL ? account : "", count,
 			 (unsigned long long)octets);
 		session_reply(s, "+OK maildrop has %zu messages (%llu octets)",
 			      count, (unsigned long long)octets);
 		return;
 	}
 	login_undo(s);
+	if (st == UPSTREAM_AUTH && account == NULL) {
+		login_refused(s, why, 0);
+		return;
+	}
 	if (st == UPSTREAM_AUTH) {
-		log_info("session=%s login failed user=%s: %s", s->id,
-			 session_log_user(s), why);
-		s->auth_failures++;
+		/* The device proved itself; the stored secret is stale. */
+		log_warn("session=%s account=%s: the upstream refused the "
+			 "stored secret (%s); store the current one: popbridge "
+			 "passwd %s --upstream", s->id, account, why, account);
 		snprintf(s->pending_reply, sizeof(s->pending_reply),
-			 "-ERR [AUTH] invalid user name or password");
+			 TEMP_FAIL "mail server refused the stored password"
+			 WAIT_HINT);
 	} else {
 		log_warn("session=%s upstream unavailable: %s", s->id, why);
 		snprintf(s->pending_reply, sizeof(s->pending_reply),
 			 TEMP_FAIL "mail server unavailable" WAIT_HINT);
 	}
 	s->have_user = false;
-	if (st == UPSTREAM_AUTH && s->cfg->limits.auth_fail_delay > 0) {
-		session_delay(s, s->cfg->limits.auth_fail_delay * 1000u);
-		return;
-	}
 	pop3_login_delay_done(s);
 }
 

@@ -50,9 +50,13 @@ pop3_xfer_retr(struct session *s, struct maildrop_msg *m, uint32_t n)
 	s->in_order = s->last_retr + 1 == n;
 	s->last_retr = n;
 	xfer_begin(s);
+	/* The RETR and what is asked for ahead behind it: one write. */
+	upstream_cork(s->up);
 	start_fetch(s, WAIT_RETR, UPSTREAM_WHOLE, 0, 0);
 	if (s->wait == WAIT_RETR)
 		pop3_xfer_window_fill(s, n, false, s->in_order);
+	if (s->up != NULL)
+		upstream_uncork(s->up);
 }
 
 void
@@ -67,13 +71,16 @@ pop3_xfer_top(struct session *s, struct maildrop_msg *m, uint32_t n,
 	s->top_lines = lines;
 	s->top_offset = 0;
 	s->top_chunk = SESSION_TOP_CHUNK_MIN;
+	upstream_cork(s->up);
 	start_fetch(s, WAIT_TOP_HEADER, UPSTREAM_HEADER, 0, 0);
-	if (lines > 0 || s->wait != WAIT_TOP_HEADER)
-		return;
-	/* Mail filters send TOP n 0 for every message. */
-	s->in_order = s->last_top + 1 == n;
-	s->last_top = n;
-	pop3_xfer_window_fill(s, n, true, s->in_order);
+	if (lines == 0 && s->wait == WAIT_TOP_HEADER) {
+		/* Mail filters send TOP n 0 for every message. */
+		s->in_order = s->last_top + 1 == n;
+		s->last_top = n;
+		pop3_xfer_window_fill(s, n, true, s->in_order);
+	}
+	if (s->up != NULL)
+		upstream_uncork(s->up);
 }
 
 void
@@ -239,6 +246,7 @@ pop3_xfer_window_fill(struct session *s, uint32_t after, bool header,
 		return;
 	n = prefetch_plan(&s->md, after, header, in_order, s->in.data,
 			  s->in.len, plan, SESSION_PLAN_MAX);
+	upstream_cork(s->up);
 	for (i = 0; i < n; i++) {
 		struct maildrop_msg *m = maildrop_get(&s->md, plan[i].n);
 
@@ -249,6 +257,8 @@ pop3_xfer_window_fill(struct session *s, uint32_t after, bool header,
 		if (r < 0 && r != -EEXIST)
 			break;
 	}
+	if (s->up != NULL)
+		upstream_uncork(s->up);
 }
 
 void

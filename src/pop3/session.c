@@ -54,6 +54,7 @@ static const char *const wait_names[] = {
 	[WAIT_TOP_TEXT] = "TOP text",
 	[WAIT_LISTING] = "listing output",
 	[WAIT_UPDATE] = "QUIT's update",
+	[WAIT_DEVICE] = "device password check",
 };
 
 void
@@ -554,6 +555,7 @@ session_end(struct session *s, const char *reason)
 		 s->n_listed, s->cfg->upstream.host,
 		 (unsigned)s->cfg->upstream.port);
 	session_set_state(s, SESSION_CLOSED);
+	pop3_login_abort(s);
 	if (s->up != NULL && upstream_alive(s->up))
 		upstream_logout(s->up);
 	upstream_free(&s->up);

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "accounts/account_login.h"
 #include "daemon/server.h"
 #include "mailbox/maildrop.h"
 #include "mailbox/upstream.h"
@@ -64,6 +65,7 @@ enum session_wait {
 	WAIT_TOP_TEXT,
 	WAIT_LISTING,		/* LIST/UIDL lines held back by a full queue */
 	WAIT_UPDATE,		/* QUIT's deletions */
+	WAIT_DEVICE,		/* an account's device password check */
 };
 
 struct session {
@@ -97,6 +99,7 @@ struct session {
 	char log_user[65];		/* the name as logs show it */
 	unsigned auth_failures;
 	char pending_reply[160];	/* sent when the login delay ends */
+	struct account_login *device_job; /* WAIT_DEVICE's (pop3_login.c) */
 
 	/* The running RETR or TOP. */
 	struct maildrop_msg *msg;
@@ -185,6 +188,8 @@ void pop3_login_done(struct session *s, enum upstream_status st,
 		     const char *why);
 /* The pause after a failed login ended: sends the held reply. */
 void pop3_login_delay_done(struct session *s);
+/* The session ends: forgets a device password check still running. */
+void pop3_login_abort(struct session *s);
 
 /* --- pop3_transfer.c ---------------------------------------------------- */
 

@@ -540,7 +540,8 @@ Test(config, unknown_sections_and_keys)
 {
 	cr_assert_str_eq(load_bad("[listen]\n[lisen]\npop3 = 127.0.0.1:1\n"),
 			 "t.ini:2: [lisen]: unknown section (expected listen, "
-			 "upstream, maildrop, state, limits, log or process)");
+			 "upstream, maildrop, state, limits, log, process, "
+			 "accounts or account NAME)");
 	/* An unknown section with no keys is still an error. */
 	assert_prefix(load_bad("[log]\nlevel = info\n\n[extra]\n"),
 		      "t.ini:4: [extra]: unknown section");
