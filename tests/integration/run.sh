@@ -40,7 +40,7 @@ LIB=$ROOT/tests/lib
 . "$LIB/dovecot.sh"
 
 TARGET=${POP3_TARGET:-popbridge}
-ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy daemon neomutt servers window upstream accounts}
+ONLY=${ONLY:-pop3 clients delete concurrency faults tls policies hostile proxy daemon neomutt servers window upstream accounts oauth}
 export PYTHONDONTWRITEBYTECODE=1
 export PYTHONUNBUFFERED=1
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-240}
@@ -265,6 +265,9 @@ want servers && SCRIPT_TIMEOUT=${SERVERS_TIMEOUT:-420} run_py servers test_serve
 # open, aborts, upstream cuts and expunges inside it, bounded memory.
 want window && run_py window test_window.py
 want accounts && run_py accounts test_accounts.py   # accounts, device passwords (own Dovecots)
+# The OAuth2 token side (issue 15, not wired into logins yet): a real
+# oidc-provider (npm) and a bearer-only Dovecot, driven by build/asan/oauth-driver.
+want oauth && run_py oauth test_oauth.py
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the
