@@ -30,11 +30,17 @@ int buf_appendf(struct buf *b, const char *fmt, ...)
 /* Writes v in decimal at p (at most 20 characters, no NUL) and returns
  * the end: for hot paths where printf's parsing costs more than the job. */
 char *buf_put_u64(char *p, uint64_t v);
+/* Writes p[0..n) as 2n lowercase hex digits at w (no NUL); returns the
+ * end. */
+char *buf_put_hex(char *w, const void *p, size_t n);
 /* Reads s[0..n) as a decimal number up to max: digits only, at least one
  * (leading zeros allowed). 0 and *v_r set, or -EBADMSG. */
 int buf_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *v_r);
 /* Drops the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
+/* Shrinks the contents back to len (<= b->len), wiping what is dropped:
+ * undoes appends that failed halfway, secrets included. */
+void buf_truncate(struct buf *b, size_t len);
 /* Empties the buffer but keeps its memory. */
 void buf_reset(struct buf *b);
 /* Overwrites the contents with zeros (for secrets), then empties it. */

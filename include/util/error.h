@@ -2,6 +2,7 @@
 #define POPBRIDGE_ERROR_H
 
 #include <errno.h>
+#include <stddef.h>
 
 /*
  * One error convention for every module: a function that can fail returns
@@ -23,5 +24,10 @@
 
 /* Text for a negative code (or a positive errno); never NULL. */
 const char *err_text(int code);
+
+/* Formats a reason into err[0..errlen) for the caller that asked for one;
+ * nothing when errlen is 0 (err may be NULL then). */
+void err_set(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -549,6 +549,8 @@ on_greeting(struct imap_client *c, const struct imap_resp *r)
 static void
 dispatch(struct imap_client *c, const struct imap_resp *r)
 {
+	struct pending *q = q_first(c);
+
 	if (r->kind == IMAP_RESP_UNTAGGED) {
 		if (r->status != IMAP_STATUS_NONE)
 			on_untagged_status(c, r);
@@ -570,8 +572,8 @@ dispatch(struct imap_client *c, const struct imap_resp *r)
 		on_tagged(c, r);
 		break;
 	case IMAP_RESP_UNTAGGED:
-		if (c->q_n > 0 && q_first(c)->cb.untagged != NULL)
-			q_first(c)->cb.untagged(q_first(c)->cb.ctx, r);
+		if (q != NULL && q->cb.untagged != NULL)
+			q->cb.untagged(q->cb.ctx, r);
 		break;
 	}
 }
@@ -1180,29 +1182,32 @@ route_body_begin(void *ctx, const char *item, size_t item_len, uint32_t uid,
 		 uint64_t size)
 {
 	struct imap_client *c = ctx;
+	struct pending *q = q_first(c);
 
 	(void)item;
 	(void)item_len;
-	if (c->q_n > 0 && c->q[c->q_head].cb.body_begin != NULL)
-		c->q[c->q_head].cb.body_begin(c->q[c->q_head].cb.ctx, uid, size);
+	if (q != NULL && q->cb.body_begin != NULL)
+		q->cb.body_begin(q->cb.ctx, uid, size);
 }
 
 static void
 route_body_data(void *ctx, const char *p, size_t n)
 {
 	struct imap_client *c = ctx;
+	struct pending *q = q_first(c);
 
-	if (c->q_n > 0 && c->q[c->q_head].cb.body_data != NULL)
-		c->q[c->q_head].cb.body_data(c->q[c->q_head].cb.ctx, p, n);
+	if (q != NULL && q->cb.body_data != NULL)
+		q->cb.body_data(q->cb.ctx, p, n);
 }
 
 static void
 route_body_end(void *ctx)
 {
 	struct imap_client *c = ctx;
+	struct pending *q = q_first(c);
 
-	if (c->q_n > 0 && c->q[c->q_head].cb.body_end != NULL)
-		c->q[c->q_head].cb.body_end(c->q[c->q_head].cb.ctx);
+	if (q != NULL && q->cb.body_end != NULL)
+		q->cb.body_end(q->cb.ctx);
 }
 
 struct imap_client *

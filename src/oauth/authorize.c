@@ -143,6 +143,20 @@ post(struct oauth_authorize *a, const char *url, http_done_cb cb)
 			  a, &a->req);
 }
 
+/* The form built (r == 0) goes to the token endpoint; a request that
+ * cannot be made ends the flow. */
+static void
+token_post(struct oauth_authorize *a, int r, http_done_cb cb)
+{
+	if (r == 0)
+		r = post(a, a->cfg.client.token_url, cb);
+	if (r < 0) {
+		snprintf(a->why, sizeof(a->why), "the token request could "
+			 "not be made (%s)", err_text(r));
+		end(a, r, a->why);
+	}
+}
+
 /* -- device grant ------------------------------------------------------------------- */
 
 static void on_poll_timer(uv_timer_t *t);
@@ -196,13 +210,7 @@ on_poll_timer(uv_timer_t *t)
 	r = oauth_form_device_poll(&a->form, &a->cfg.client,
 				   a->dev.device_code.data,
 				   a->dev.device_code.len);
-	if (r == 0)
-		r = post(a, a->cfg.client.token_url, on_polled);
-	if (r < 0) {
-		snprintf(a->why, sizeof(a->why), "the token request could "
-			 "not be made (%s)", err_text(r));
-		end(a, r, a->why);
-	}
+	token_post(a, r, on_polled);
 }
 
 static void
@@ -287,13 +295,7 @@ exchange(struct oauth_authorize *a, const char *code, size_t n)
 	buf_wipe(&a->form);
 	r = oauth_form_auth_code(&a->form, &a->cfg.client, code, n,
 				 a->pkce.verifier, a->redirect_uri);
-	if (r == 0)
-		r = post(a, a->cfg.client.token_url, on_exchanged);
-	if (r < 0) {
-		snprintf(a->why, sizeof(a->why), "the token request could not "
-			 "be made (%s)", err_text(r));
-		end(a, r, a->why);
-	}
+	token_post(a, r, on_exchanged);
 }
 
 static void

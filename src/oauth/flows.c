@@ -148,7 +148,7 @@ oauth_auth_url(struct buf *out, const struct oauth_client *cl,
 				(int)q.len, q.data);
 	buf_free(&q);
 	if (r < 0)
-		out->len = old;
+		buf_truncate(out, old);
 	return r;
 }
 

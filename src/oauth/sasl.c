@@ -105,11 +105,8 @@ oauth_sasl_response(struct buf *out, enum oauth_mech m, const char *user,
 		r = buf_append(out, token, token_len);
 	if (r == 0)
 		r = buf_append(out, "\1\1", 2);
-	if (r < 0) {
-		if (out->len > old)
-			OPENSSL_cleanse(out->data + old, out->len - old);
-		out->len = old;
-	}
+	if (r < 0)
+		buf_truncate(out, old);
 	return r;
 }
 
@@ -127,10 +124,8 @@ oauth_sasl_response_b64(struct buf *out, enum oauth_mech m, const char *user,
 	if (r == 0)
 		r = base64_encode(out, raw.data, raw.len);
 	buf_free(&raw);
-	if (r < 0 && out->len > old) {
-		OPENSSL_cleanse(out->data + old, out->len - old);
-		out->len = old;
-	}
+	if (r < 0)
+		buf_truncate(out, old);
 	return r;
 }
 

@@ -185,12 +185,8 @@ oauth_form_add(struct buf *out, const char *key, const char *value, size_t n)
 			r = buf_append(out, esc, 3);
 		}
 	}
-	if (r < 0) {
-		/* Leave out as it was (wiping what a secret left there). */
-		if (out->len > old)
-			OPENSSL_cleanse(out->data + old, out->len - old);
-		out->len = old;
-	}
+	if (r < 0)
+		buf_truncate(out, old);	/* wiping what a secret left there */
 	return r;
 }
 
@@ -227,11 +223,8 @@ good_token(const char *s, size_t n)
 static int
 form_end(struct buf *out, size_t old, int r)
 {
-	if (r < 0) {
-		if (out->len > old)
-			OPENSSL_cleanse(out->data + old, out->len - old);
-		out->len = old;
-	}
+	if (r < 0)
+		buf_truncate(out, old);
 	return r;
 }
 

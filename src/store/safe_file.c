@@ -6,7 +6,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 
 #include <openssl/rand.h>
 
+#include "util/buf.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -30,21 +30,6 @@
 #define SHOW_MAX 4352
 
 static const char hexdigits[] = "0123456789abcdef";
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* dir/name for a message. */
 static const char *
@@ -76,9 +61,9 @@ safe_file_open_dir(struct safe_file_dir *d, const char *path, char *err,
 		return 0;
 	e = errno;
 	if (e == ENOENT)
-		set_err(err, errlen, "directory %s does not exist", path);
+		err_set(err, errlen, "directory %s does not exist", path);
 	else
-		set_err(err, errlen, "cannot open directory %s: %s", path,
+		err_set(err, errlen, "cannot open directory %s: %s", path,
 			strerror(e));
 	return -e;
 }
@@ -94,7 +79,7 @@ safe_file_close_dir(struct safe_file_dir *d, char *err, size_t errlen)
 	d->fd = -1;
 	if (e == 0)
 		return 0;
-	set_err(err, errlen, "cannot close %s: %s", d->path, strerror(e));
+	err_set(err, errlen, "cannot close %s: %s", d->path, strerror(e));
 	return -e;
 }
 
@@ -129,16 +114,16 @@ checked_size(int fd, const char *path, size_t max, size_t *len_r, char *err,
 
 	if (fstat(fd, &st) < 0) {
 		e = errno;
-		set_err(err, errlen, "cannot stat %s: %s", path, strerror(e));
+		err_set(err, errlen, "cannot stat %s: %s", path, strerror(e));
 		return -e;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "%s is not a regular file", path);
+		err_set(err, errlen, "%s is not a regular file", path);
 		return -EINVAL;
 	}
 	/* The second test leaves room for the NUL on 32-bit systems. */
 	if ((uint64_t)st.st_size > max || (uint64_t)st.st_size >= SIZE_MAX) {
-		set_err(err, errlen, "%s is larger than %zu bytes", path, max);
+		err_set(err, errlen, "%s is larger than %zu bytes", path, max);
 		return -EFBIG;
 	}
 	*len_r = (size_t)st.st_size;
@@ -157,7 +142,7 @@ safe_file_read(const struct safe_file_dir *d, const char *name, size_t max,
 	*len_r = 0;
 	show(d->path, name, path);
 	if (!plain_name(name)) {
-		set_err(err, errlen, "bad file name \"%s\"", name);
+		err_set(err, errlen, "bad file name \"%s\"", name);
 		return -EINVAL;
 	}
 	/* O_NONBLOCK: a FIFO planted in its place must not hang the daemon
@@ -166,9 +151,9 @@ safe_file_read(const struct safe_file_dir *d, const char *name, size_t max,
 	if (fd < 0) {
 		e = errno;
 		if (e == ENOENT)
-			set_err(err, errlen, "%s does not exist", path);
+			err_set(err, errlen, "%s does not exist", path);
 		else
-			set_err(err, errlen, "cannot open %s: %s", path,
+			err_set(err, errlen, "cannot open %s: %s", path,
 				strerror(e));
 		return -e;
 	}
@@ -177,19 +162,19 @@ safe_file_read(const struct safe_file_dir *d, const char *name, size_t max,
 		/* The NUL makes text parsing safe. */
 		data = malloc(len + 1);
 		if (data == NULL) {
-			set_err(err, errlen, "%s: out of memory", path);
+			err_set(err, errlen, "%s: out of memory", path);
 			r = -ENOMEM;
 		}
 	}
 	if (r == 0) {
 		r = read_all(fd, data, len);
 		if (r < 0)
-			set_err(err, errlen, "cannot read %s: %s", path,
+			err_set(err, errlen, "cannot read %s: %s", path,
 				err_text(r));
 	}
 	if (close(fd) < 0 && r == 0) {
 		r = -errno;
-		set_err(err, errlen, "cannot close %s: %s", path, err_text(r));
+		err_set(err, errlen, "cannot close %s: %s", path, err_text(r));
 	}
 	if (r < 0) {
 		free(data);
@@ -228,16 +213,11 @@ create_temp(int dfd, const char *name, char tmp[TMP_NAME_MAX])
 	uint8_t rnd[TMP_RANDOM];
 	char hexr[2 * TMP_RANDOM + 1];
 	int i, fd, n;
-	size_t k;
 
 	for (i = 0; i < TMP_TRIES; i++) {
 		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 			return -EIO;
-		for (k = 0; k < sizeof(rnd); k++) {
-			hexr[2 * k] = hexdigits[rnd[k] >> 4];
-			hexr[2 * k + 1] = hexdigits[rnd[k] & 15];
-		}
-		hexr[2 * TMP_RANDOM] = '\0';
+		*buf_put_hex(hexr, rnd, sizeof(rnd)) = '\0';
 		n = snprintf(tmp, TMP_NAME_MAX, ".%s" TMP_MARK "%s", name,
 			     hexr);
 		if (n < 0 || n >= TMP_NAME_MAX)
@@ -283,7 +263,7 @@ replace(const struct safe_file_dir *d, const char *name, const char *path,
 
 	fd = create_temp(d->fd, name, tmp);
 	if (fd < 0) {
-		set_err(err, errlen, "cannot create a temporary file for %s: "
+		err_set(err, errlen, "cannot create a temporary file for %s: "
 			"%s", path, err_text(fd));
 		return fd;
 	}
@@ -296,10 +276,10 @@ replace(const struct safe_file_dir *d, const char *name, const char *path,
 	}
 	/* The old file stays; a failed unlink only leaves a stale one. */
 	if (unlinkat(d->fd, tmp, 0) < 0)
-		set_err(err, errlen, "cannot %s the new %s: %s (and %s stays: "
+		err_set(err, errlen, "cannot %s the new %s: %s (and %s stays: "
 			"%s)", what, path, err_text(r), tmp, strerror(errno));
 	else
-		set_err(err, errlen, "cannot %s the new %s: %s", what, path,
+		err_set(err, errlen, "cannot %s the new %s: %s", what, path,
 			err_text(r));
 	return r;
 }
@@ -313,7 +293,7 @@ safe_file_write(const struct safe_file_dir *d, const char *name,
 
 	show(d->path, name, path);
 	if (!plain_name(name)) {
-		set_err(err, errlen, "bad file name \"%s\"", name);
+		err_set(err, errlen, "bad file name \"%s\"", name);
 		return -EINVAL;
 	}
 	r = replace(d, name, path, data, len, err, errlen);
@@ -322,7 +302,7 @@ safe_file_write(const struct safe_file_dir *d, const char *name,
 	/* Makes the rename itself durable. */
 	if (fsync(d->fd) < 0) {
 		r = -errno;
-		set_err(err, errlen, "cannot fsync %s: %s", d->path,
+		err_set(err, errlen, "cannot fsync %s: %s", d->path,
 			err_text(r));
 		return r;
 	}

@@ -3,7 +3,6 @@
 #include "store/uidmap_file.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,33 +27,6 @@
 
 static const char hexdigits[] = "0123456789abcdef";
 #define HEXUPPER "0123456789ABCDEF"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static char *
-put_hex(char *w, const uint8_t *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		*w++ = hexdigits[p[i] >> 4];
-		*w++ = hexdigits[p[i] & 15];
-	}
-	return w;
-}
 
 /* 0, or -EIO when OpenSSL failed. */
 static int
@@ -100,7 +72,7 @@ uidmap_file_name(const char *host, uint16_t port, const char *user,
 	name_r[0] = '\0';
 	if (account_hash(host, port, user, user_len, md) < 0)
 		return;
-	*put_hex(name_r, md, 16) = '\0';
+	*buf_put_hex(name_r, md, 16) = '\0';
 }
 
 /* ---- parsing ---- */
@@ -497,12 +469,12 @@ uidmap_file_parse(struct uidmap *m, const char *data, size_t len, char *err,
 	int h, t;
 
 	if (len == 0) {
-		set_err(err, errlen, "%s is corrupt: empty", m->path);
+		err_set(err, errlen, "%s is corrupt: empty", m->path);
 		return -EBADMSG;
 	}
 	h = head(&r, &version);
 	if (h < 0) {
-		set_err(err, errlen, "%s is corrupt: line 1: %s", m->path,
+		err_set(err, errlen, "%s is corrupt: line 1: %s", m->path,
 			r.why);
 		return h;
 	}
@@ -511,15 +483,15 @@ uidmap_file_parse(struct uidmap *m, const char *data, size_t len, char *err,
 	case 0:
 		break;
 	case -EBADMSG:
-		set_err(err, errlen, "%s is corrupt: %s", m->path, why);
+		err_set(err, errlen, "%s is corrupt: %s", m->path, why);
 		return t;
 	default:
 		/* Not the file's fault: it is not called corrupt. */
-		set_err(err, errlen, "%s: %s", m->path, why);
+		err_set(err, errlen, "%s: %s", m->path, why);
 		return t;
 	}
 	if (h > 0) {
-		set_err(err, errlen, "%s: unsupported map version %llu "
+		err_set(err, errlen, "%s: unsupported map version %llu "
 			"(written by a newer popbridge?)", m->path,
 			(unsigned long long)version);
 		return -EPROTONOSUPPORT;
@@ -529,10 +501,10 @@ uidmap_file_parse(struct uidmap *m, const char *data, size_t len, char *err,
 	case 0:
 		break;
 	case -ENOMEM:
-		set_err(err, errlen, "%s: out of memory", m->path);
+		err_set(err, errlen, "%s: out of memory", m->path);
 		return -ENOMEM;
 	default:
-		set_err(err, errlen, "%s is corrupt: line %zu: %s", m->path,
+		err_set(err, errlen, "%s is corrupt: line %zu: %s", m->path,
 			r.line, r.why);
 		return r.code;
 	}
@@ -550,9 +522,9 @@ open_state_dir(struct safe_file_dir *d, const char *dir, char *err,
 	int r = safe_file_open_dir(d, dir, NULL, 0);
 
 	if (r == -ENOENT)
-		set_err(err, errlen, "state directory %s does not exist", dir);
+		err_set(err, errlen, "state directory %s does not exist", dir);
 	else if (r < 0)
-		set_err(err, errlen, "cannot open state directory %s: %s",
+		err_set(err, errlen, "cannot open state directory %s: %s",
 			dir, err_text(r));
 	return r;
 }
@@ -573,7 +545,7 @@ read_map(struct uidmap *m, const struct safe_file_dir *d, const char *name,
 	case -ENOENT:
 		return 0;	/* a new account */
 	case -EFBIG:
-		set_err(err, errlen, "%s is corrupt: too large", m->path);
+		err_set(err, errlen, "%s is corrupt: too large", m->path);
 		return -EBADMSG;
 	default:
 		return r;	/* not the file's fault: err says why */
@@ -600,13 +572,13 @@ uidmap_load(const char *dir, const char *file_name, struct uidmap **map_r,
 
 	*map_r = NULL;
 	if (dir[0] == '\0' || !valid_file_name(file_name)) {
-		set_err(err, errlen, "bad UID map location \"%s\", \"%s\"",
+		err_set(err, errlen, "bad UID map location \"%s\", \"%s\"",
 			dir, file_name);
 		return -EIO;
 	}
 	m = uidmap_new(dir, file_name);
 	if (m == NULL) {
-		set_err(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		return -EIO;
 	}
 	r = open_state_dir(&d, dir, err, errlen);
@@ -700,13 +672,13 @@ put_entry(char *w, const struct uidmap_entry *e)
 		*w++ = '-';
 	*w++ = ' ';
 	if (e->flags & UIDMAP_HAS_FP)
-		w = put_hex(w, e->fp, UIDMAP_FP_LEN);
+		w = buf_put_hex(w, e->fp, UIDMAP_FP_LEN);
 	else
 		*w++ = '-';
 	w = buf_put_u64(put_str(w, " "), e->listed);
 	*w++ = ' ';
 	if (e->flags & UIDMAP_HAS_OID)
-		w = put_hex(w, e->oid, UIDMAP_FP_LEN);
+		w = buf_put_hex(w, e->oid, UIDMAP_FP_LEN);
 	else
 		*w++ = '-';
 	*w++ = '\n';
@@ -736,7 +708,7 @@ uidmap_file_render(const struct uidmap *m, char **data_r, size_t *len_r,
 
 	data = malloc(render_bound(m));
 	if (data == NULL) {
-		set_err(err, errlen, "%s: out of memory", m->path);
+		err_set(err, errlen, "%s: out of memory", m->path);
 		return -ENOMEM;
 	}
 	w = buf_put_u64(put_str(data, MAGIC), UIDMAP_FILE_VERSION);
@@ -748,13 +720,13 @@ uidmap_file_render(const struct uidmap *m, char **data_r, size_t *len_r,
 		total += m->folders[i].count;
 	}
 	if (sha256(data, (size_t)(w - data), md) < 0) {
-		set_err(err, errlen, "%s: cannot compute the checksum",
+		err_set(err, errlen, "%s: cannot compute the checksum",
 			m->path);
 		free(data);
 		return -EIO;
 	}
 	w = buf_put_u64(put_str(w, "end "), total);
-	w = put_hex(put_str(w, " "), md, SHA256_LEN);
+	w = buf_put_hex(put_str(w, " "), md, SHA256_LEN);
 	*w++ = '\n';
 	*data_r = data;
 	*len_r = (size_t)(w - data);
@@ -773,7 +745,7 @@ write_map(const struct uidmap *m, const char *data, size_t len, char *err,
 
 	dir = strndup(m->path, dl);
 	if (dir == NULL) {
-		set_err(err, errlen, "%s: out of memory", m->path);
+		err_set(err, errlen, "%s: out of memory", m->path);
 		return -ENOMEM;
 	}
 	r = open_state_dir(&d, dir, err, errlen);
@@ -802,7 +774,7 @@ uidmap_save(struct uidmap *m, char *err, size_t errlen)
 		return r;
 	if (len > UIDMAP_FILE_MAX) {
 		/* uidmap_load would refuse it. */
-		set_err(err, errlen, "%s: map too large (%zu bytes)", m->path,
+		err_set(err, errlen, "%s: map too large (%zu bytes)", m->path,
 			len);
 		free(data);
 		return -EFBIG;

@@ -128,6 +128,29 @@ buf_put_u64(char *p, uint64_t v)
 	return p;
 }
 
+char *
+buf_put_hex(char *w, const void *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *s = p;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		*w++ = digits[s[i] >> 4];
+		*w++ = digits[s[i] & 15];
+	}
+	return w;
+}
+
+void
+buf_truncate(struct buf *b, size_t len)
+{
+	if (len >= b->len)
+		return;
+	OPENSSL_cleanse(b->data + len, b->len - len);
+	b->len = len;
+}
+
 int
 buf_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *v_r)
 {

@@ -1,7 +1,21 @@
 /* err_text: words for the negative error codes of util/error.h. */
 #include "util/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+
+void
+err_set(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
 
 const char *
 err_text(int code)

@@ -70,3 +70,30 @@ Test(buf, decimal_round_trip_and_limits)
 		     0);
 	cr_assert_eq(v, UINT64_MAX - 1);
 }
+
+Test(buf, put_hex)
+{
+	static const unsigned char b[] = { 0x00, 0x0f, 0xa5, 0xff };
+	char out[16];
+
+	*buf_put_hex(out, b, sizeof(b)) = '\0';
+	cr_assert_str_eq(out, "000fa5ff");
+	cr_assert_eq(buf_put_hex(out, b, 0), out);
+}
+
+Test(buf, truncate_wipes_what_it_drops)
+{
+	struct buf b;
+	char *p;
+
+	buf_init_secret(&b, 64);
+	cr_assert_eq(buf_append_str(&b, "keep:secret"), 0);
+	p = b.data;
+	buf_truncate(&b, 5);
+	cr_assert_eq(b.len, 5);
+	cr_assert(memcmp(p, "keep:", 5) == 0);
+	cr_assert(memcmp(p + 5, "\0\0\0\0\0\0", 6) == 0);
+	buf_truncate(&b, 9);		/* longer than the contents: nothing */
+	cr_assert_eq(b.len, 5);
+	buf_free(&b);
+}

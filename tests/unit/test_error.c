@@ -22,3 +22,12 @@ Test(error, unknown_code_has_text) {
 	cr_assert_not_null(t);
 	cr_assert_gt(strlen(t), 0);
 }
+
+Test(error, err_set_formats_or_stays_silent)
+{
+	char e[8];
+
+	err_set(e, sizeof(e), "%s %d", "code", 12345);
+	cr_assert_str_eq(e, "code 12");
+	err_set(NULL, 0, "%s", "nothing written");
+}
