@@ -60,7 +60,22 @@ enum unknown_users {
 /* How popbridge logs in upstream for an account. */
 enum account_auth {
 	ACCOUNT_AUTH_PASSWORD = 0,	/* the stored upstream secret */
-	ACCOUNT_AUTH_OAUTH2,		/* parsed, refused: not supported yet */
+	ACCOUNT_AUTH_OAUTH2,		/* a bearer token from the refresh
+					 * token stored (oauth/) */
+};
+
+/* An account's OAuth2 settings (auth = oauth2): a preset ("microsoft",
+ * "google") or "custom", and the keys that override or complete it. NULL
+ * means not set. */
+struct config_oauth {
+	char *preset;		/* "microsoft", "google" or "custom" */
+	char *client_id;
+	char *client_secret;	/* never printed */
+	char *auth_url;		/* oauth_authorization_url */
+	char *device_url;
+	char *token_url;
+	char *scope;
+	char *ca_file;		/* the token endpoints' CA; NULL: system */
 };
 
 /* An IP literal and a port, as written in a listen key ("127.0.0.1:1110",
@@ -177,6 +192,7 @@ struct config {
 		char *pop3_user;	/* default: name */
 		char *upstream_user;
 		enum account_auth auth;
+		struct config_oauth oauth;	/* with auth = oauth2 */
 		/* The section named a provider or a host: host, port, tls, ca_file
 		 * and verify did not come from [upstream]. */
 		bool own_upstream;

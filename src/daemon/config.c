@@ -5,12 +5,15 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
+#include <openssl/crypto.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "oauth/http.h"
+#include "oauth/preset.h"
 #include "util/buf.h"
 #include "util/error.h"
 
@@ -946,22 +949,68 @@ login_name_parse(struct config *cfg, const struct key_def *k,
 static const struct key_type type_login_name = { login_name_parse,
 						 string_print };
 
-/* oauth2 is a word of the interface already; the login it needs is not
- * there yet, so it is refused here rather than at the first login. */
+static const struct key_type type_auth = { enum_parse, enum_print };
+
+/* Text without control characters; empty unsets (client ids, scopes,
+ * secrets). */
+static const struct key_type type_text = { path_parse, string_print };
+
+static const char *const oauth_kinds[] = { "microsoft", "google", "custom" };
+
 static int
-auth_parse(struct config *cfg, const struct key_def *k, const char *value,
-	   char *why)
+oauth_parse(struct config *cfg, const struct key_def *k, const char *value,
+	    char *why)
 {
-	if (enum_parse(cfg, k, value, why) < 0)
-		return -EINVAL;
-	if (*FIELD(cfg, k, int) == ACCOUNT_AUTH_OAUTH2) {
-		snprintf(why, CONFIG_WHY_MAX, "oauth2 is not supported yet");
-		return -EINVAL;
+	char **field = FIELD(cfg, k, char *);
+	size_t i;
+
+	if (value[0] == '\0') {
+		free(*field);
+		*field = NULL;
+		return 0;
 	}
-	return 0;
+	for (i = 0; i < sizeof(oauth_kinds) / sizeof(oauth_kinds[0]); i++) {
+		if (strcasecmp(oauth_kinds[i], value) == 0)
+			return set_string(field, oauth_kinds[i]) < 0 ? oom(why)
+								      : 0;
+	}
+	snprintf(why, CONFIG_WHY_MAX, "unknown OAuth2 provider \"%s\"", value);
+	return -EINVAL;
 }
 
-static const struct key_type type_auth = { auth_parse, enum_print };
+static const struct key_type type_oauth = { oauth_parse, string_print };
+
+/* An endpoint: https://, or http:// to a loopback host (tests, a local
+ * relay); empty unsets. */
+static int
+url_parse(struct config *cfg, const struct key_def *k, const char *value,
+	  char *why)
+{
+	char **field = FIELD(cfg, k, char *);
+
+	if (value[0] == '\0') {
+		free(*field);
+		*field = NULL;
+		return 0;
+	}
+	switch (http_url_check(value)) {
+	case 0:
+		return set_string(field, value) < 0 ? oom(why) : 0;
+	case -EPERM:
+		snprintf(why, CONFIG_WHY_MAX, "plain http:// to a host that "
+			 "is not loopback");
+		return -EINVAL;
+	case -EPROTONOSUPPORT:
+		snprintf(why, CONFIG_WHY_MAX, "not an http(s) URL");
+		return -EINVAL;
+	default:
+		snprintf(why, CONFIG_WHY_MAX, "not a URL (or with a user or "
+			 "password in it)");
+		return -EINVAL;
+	}
+}
+
+static const struct key_type type_url = { url_parse, string_print };
 
 /* --- the table --- */
 
@@ -971,6 +1020,7 @@ static const struct key_type type_auth = { auth_parse, enum_print };
 
 #define ADDRS_EXPECT "a comma list of IPv4:port or [IPv6]:port, or empty"
 #define SECONDS_EXPECT "a whole number of seconds"
+#define URL_EXPECT "an https:// URL (http:// only to 127.0.0.1 or ::1)"
 
 static const struct key_def keys[] = {
 	KEY("listen", "pop3", type_addrs, listen.pop3,
@@ -1042,7 +1092,24 @@ static const struct key_def keys[] = {
 	KEY("account", "upstream_user", type_login_name,
 	    account.upstream_user, .expect = "the IMAP login name"),
 	KEY("account", "auth", type_auth, account.auth,
-	    .names = account_auth_names, .expect = "password"),
+	    .names = account_auth_names, .expect = "password or oauth2"),
+	KEY("account", "oauth", type_oauth, account.oauth.preset,
+	    .expect = "microsoft, google or custom"),
+	KEY("account", "oauth_client_id", type_text, account.oauth.client_id,
+	    .expect = "the client (application) ID of your app registration"),
+	KEY("account", "oauth_client_secret", type_text,
+	    account.oauth.client_secret, .secret = true,
+	    .expect = "the client secret of your app registration"),
+	KEY("account", "oauth_authorization_url", type_url,
+	    account.oauth.auth_url, .expect = URL_EXPECT),
+	KEY("account", "oauth_device_url", type_url, account.oauth.device_url,
+	    .expect = URL_EXPECT),
+	KEY("account", "oauth_token_url", type_url, account.oauth.token_url,
+	    .expect = URL_EXPECT),
+	KEY("account", "oauth_scope", type_text, account.oauth.scope,
+	    .expect = "space-separated scopes"),
+	KEY("account", "oauth_ca_file", type_path, account.oauth.ca_file,
+	    .expect = "a PEM file path, or empty for the system trust store"),
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -1055,6 +1122,11 @@ _Static_assert(N_KEYS <= sizeof(((struct parse_ctx *)0)->key_line) /
 static const char *const account_keys[][2] = {
 	{ "account", "pop3_user" }, { "account", "upstream_user" },
 	{ "account", "auth" },
+	{ "account", "oauth" }, { "account", "oauth_client_id" },
+	{ "account", "oauth_client_secret" },
+	{ "account", "oauth_authorization_url" },
+	{ "account", "oauth_device_url" }, { "account", "oauth_token_url" },
+	{ "account", "oauth_scope" }, { "account", "oauth_ca_file" },
 	{ "upstream", "provider" }, { "upstream", "host" },
 	{ "upstream", "port" }, { "upstream", "tls" },
 	{ "upstream", "ca_file" }, { "upstream", "verify" },
@@ -1064,8 +1136,10 @@ static const char *const account_keys[][2] = {
 };
 #define N_ACCOUNT_KEYS (sizeof(account_keys) / sizeof(account_keys[0]))
 #define ACCOUNT_KEYS_EXPECT \
-	"pop3_user, upstream_user, auth, provider, host, port, tls, ca_file, " \
-	"verify, folders, since, on_delete, trash or mark_seen"
+	"pop3_user, upstream_user, auth, oauth, oauth_client_id, " \
+	"oauth_client_secret, oauth_authorization_url, oauth_device_url, " \
+	"oauth_token_url, oauth_scope, oauth_ca_file, provider, host, port, " \
+	"tls, ca_file, verify, folders, since, on_delete, trash or mark_seen"
 
 /*
  * An [account NAME] section while and after it is read: the keys it set
@@ -1549,6 +1623,75 @@ account_trash_line(const struct acct_node *a)
 	return line != 0 ? line : a->own.account.line;
 }
 
+/* The line of the first oauth_* key the section set, else its own. */
+static int
+account_oauth_line(const struct acct_node *a)
+{
+	size_t i;
+
+	for (i = 0; i < N_ACCOUNT_KEYS; i++) {
+		int l = a->key_line[key_index(account_keys[i][0],
+					      account_keys[i][1])];
+
+		if (l != 0 && strncmp(account_keys[i][1], "oauth", 5) == 0)
+			return l;
+	}
+	return a->own.account.line;
+}
+
+/*
+ * auth = oauth2 needs a provider (a preset, or custom with its
+ * endpoints), a client id, a token endpoint and a way to authorize (a
+ * device or an authorization endpoint); oauth_* keys without it are a
+ * mistake. Returns whether the section is good.
+ */
+static bool
+account_oauth_finish(struct parse_ctx *c, struct acct_node *a)
+{
+	const struct config_oauth *o = &a->own.account.oauth;
+	const char *name = a->own.account.name, *missing = NULL;
+	struct oauth_client cl;
+
+	if (a->own.account.auth != ACCOUNT_AUTH_OAUTH2) {
+		if (account_oauth_line(a) == a->own.account.line)
+			return true;
+		ctx_fail(c, account_oauth_line(a),
+			 "[account %s]: oauth keys without auth = oauth2 "
+			 "(expected auth = oauth2, or no oauth keys)", name);
+		return false;
+	}
+	if (o->preset == NULL) {
+		ctx_fail(c, a->own.account.line,
+			 "[account %s]: auth = oauth2 without oauth (expected "
+			 "oauth = microsoft, google or custom)", name);
+		return false;
+	}
+	cl = oauth_preset_client(oauth_preset_find(o->preset),
+				 &(struct oauth_client){
+					 .token_url = o->token_url,
+					 .device_url = o->device_url,
+					 .auth_url = o->auth_url,
+					 .client_id = o->client_id,
+					 .client_secret = o->client_secret,
+					 .scope = o->scope,
+				 });
+	if (cl.client_id == NULL)
+		missing = "oauth_client_id (your app registration's client ID)";
+	else if (cl.token_url == NULL)
+		missing = "oauth_token_url";
+	else if (cl.device_url == NULL && cl.auth_url == NULL)
+		missing = "oauth_device_url or oauth_authorization_url";
+	else if (cl.scope == NULL)
+		missing = "oauth_scope";
+	if (missing != NULL) {
+		ctx_fail(c, a->own.account.line,
+			 "[account %s]: oauth = %s needs %s", name, o->preset,
+			 missing);
+		return false;
+	}
+	return true;
+}
+
 /*
  * Builds an account's view from the file's configuration (complete now)
  * and the section's keys. An account with its own upstream (provider or
@@ -1562,6 +1705,7 @@ account_finish(struct parse_ctx *c, struct acct_node *a)
 	struct config *v = &a->view, *o = &a->own;
 	const struct config *p = c->cfg;
 	const struct provider *pre = NULL;
+	const struct oauth_preset *oauth_pre;
 	const char *name = o->account.name;
 
 	*v = *p;
@@ -1580,9 +1724,15 @@ account_finish(struct parse_ctx *c, struct acct_node *a)
 			 "upstream_user = the IMAP login name)", name);
 		return;
 	}
-	/* "provider =" (empty) names no preset: the account inherits. */
+	if (!account_oauth_finish(c, a))
+		return;
+	/* "provider =" (empty) names no preset: the account inherits. An
+	 * OAuth2 preset brings its IMAP server (implicit TLS). */
+	oauth_pre = v->account.auth == ACCOUNT_AUTH_OAUTH2
+			    ? oauth_preset_find(o->account.oauth.preset) : NULL;
 	v->account.own_upstream = o->upstream.provider != NULL ||
-				  account_set(a, "upstream", "host");
+				  account_set(a, "upstream", "host") ||
+				  oauth_pre != NULL;
 	if (v->account.own_upstream) {
 		if (o->upstream.provider != NULL)
 			pre = provider_find(o->upstream.provider);
@@ -1591,9 +1741,17 @@ account_finish(struct parse_ctx *c, struct acct_node *a)
 			ctx_fail(c, 0, "out of memory");
 			return;
 		}
+		if (pre == NULL && oauth_pre != NULL &&
+		    !account_set(a, "upstream", "host") &&
+		    set_string(&o->upstream.host, oauth_pre->imap_host) < 0) {
+			ctx_fail(c, 0, "out of memory");
+			return;
+		}
 		v->upstream.provider = o->upstream.provider;
 		v->upstream.host = o->upstream.host;
-		v->upstream.port = pre != NULL ? pre->port : 993;
+		v->upstream.port = pre != NULL	     ? pre->port
+				   : oauth_pre != NULL ? oauth_pre->imap_port
+						       : 993;
 		v->upstream.tls = pre != NULL ? pre->tls : UPSTREAM_TLS_IMPLICIT;
 		v->upstream.ca_file = NULL;
 		v->upstream.verify = true;
@@ -1831,7 +1989,8 @@ config_load(const char *path, struct config **cfg_r, char *err, size_t errlen)
 static void
 key_print(const struct config *cfg, const struct key_def *k, FILE *out)
 {
-	if (k->secret) {
+	/* Only string keys are secret. */
+	if (k->secret && *CFIELD(cfg, k, char *) != NULL) {
 		fprintf(out, "; %s = (secret, not shown)\n", k->name);
 		return;
 	}
@@ -1848,9 +2007,13 @@ account_print(const struct config *v, FILE *out)
 	size_t i;
 
 	fprintf(out, "\n[account %s]\n", v->account.name);
-	for (i = 0; i < N_ACCOUNT_KEYS; i++)
+	for (i = 0; i < N_ACCOUNT_KEYS; i++) {
+		if (v->account.auth != ACCOUNT_AUTH_OAUTH2 &&
+		    strncmp(account_keys[i][1], "oauth", 5) == 0)
+			continue;
 		key_print(v, key_find(account_keys[i][0], account_keys[i][1]),
 			  out);
+	}
 }
 
 void
@@ -1939,6 +2102,17 @@ strings_free(struct config *c)
 	free(c->account.name);
 	free(c->account.pop3_user);
 	free(c->account.upstream_user);
+	free(c->account.oauth.preset);
+	free(c->account.oauth.client_id);
+	if (c->account.oauth.client_secret != NULL)
+		OPENSSL_cleanse(c->account.oauth.client_secret,
+				strlen(c->account.oauth.client_secret));
+	free(c->account.oauth.client_secret);
+	free(c->account.oauth.auth_url);
+	free(c->account.oauth.device_url);
+	free(c->account.oauth.token_url);
+	free(c->account.oauth.scope);
+	free(c->account.oauth.ca_file);
 }
 
 void

@@ -307,18 +307,21 @@ Test(config_accounts, errors_name_the_line)
 			 "upstream_user = the IMAP login name)");
 	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
 				  "auth = oauth2\n"),
-			 "t.ini:3: [account a] auth: oauth2 is not supported "
-			 "yet (expected password)");
+			 "t.ini:1: [account a]: auth = oauth2 without oauth "
+			 "(expected oauth = microsoft, google or custom)");
 	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
 				  "auth = kerberos\n"),
 			 "t.ini:3: [account a] auth: bad value \"kerberos\" "
-			 "(expected password)");
+			 "(expected password or oauth2)");
 	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
 				  "timeout = 3\n"),
 			 "t.ini:3: [account a] timeout: unknown key (expected "
-			 "pop3_user, upstream_user, auth, provider, host, port, "
-			 "tls, ca_file, verify, folders, since, on_delete, "
-			 "trash or mark_seen)");
+			 "pop3_user, upstream_user, auth, oauth, "
+			 "oauth_client_id, oauth_client_secret, "
+			 "oauth_authorization_url, oauth_device_url, "
+			 "oauth_token_url, oauth_scope, oauth_ca_file, "
+			 "provider, host, port, tls, ca_file, verify, folders, "
+			 "since, on_delete, trash or mark_seen)");
 	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
 				  "upstream_user = b\n"),
 			 "t.ini:3: [account a] upstream_user: set twice, "
@@ -501,4 +504,137 @@ Test(config_accounts, print_round_trip)
 	free(b);
 	config_free(&again);
 	config_free(&cfg);
+}
+
+/* --- auth = oauth2 --- */
+
+Test(config_accounts, oauth_preset_brings_its_imap_server)
+{
+	struct config *cfg = load_ok(
+		"[upstream]\nhost = 127.0.0.1\ntls = none\n"
+		"[account m]\nupstream_user = a@outlook.com\nauth = oauth2\n"
+		"oauth = Microsoft\noauth_client_id = 0000-11\n"
+		"[account g]\nupstream_user = b@gmail.com\nauth = oauth2\n"
+		"oauth = google\noauth_client_id = x.apps\n"
+		"oauth_client_secret = GOCSPX-s3cret\n"
+		"[account p]\nupstream_user = c\nauth = oauth2\n"
+		"oauth = microsoft\noauth_client_id = y\nprovider = gmail\n");
+	const struct config *m = config_account_named(cfg, "m");
+	const struct config *g = config_account_named(cfg, "g");
+	const struct config *p = config_account_named(cfg, "p");
+
+	cr_assert_eq(m->account.auth, ACCOUNT_AUTH_OAUTH2);
+	cr_assert_str_eq(m->account.oauth.preset, "microsoft");
+	cr_assert_str_eq(m->upstream.host, "outlook.office365.com");
+	cr_assert_eq(m->upstream.port, 993);
+	cr_assert_eq(m->upstream.tls, UPSTREAM_TLS_IMPLICIT);
+	cr_assert(m->upstream.verify);
+	cr_assert_str_eq(g->upstream.host, "imap.gmail.com");
+	cr_assert_str_eq(g->account.oauth.client_secret, "GOCSPX-s3cret");
+	/* The account's own provider wins over the preset's server. */
+	cr_assert_str_eq(p->upstream.host, "imap.gmail.com");
+	config_free(&cfg);
+}
+
+Test(config_accounts, oauth_custom_inherits_upstream)
+{
+	struct config *cfg = load_ok(
+		"[upstream]\nhost = 127.0.0.1\nport = 1143\ntls = none\n"
+		"[account c]\nupstream_user = c\nauth = oauth2\n"
+		"oauth = custom\noauth_client_id = id\n"
+		"oauth_token_url = http://127.0.0.1:9/token\n"
+		"oauth_authorization_url = https://auth.example/auth\n"
+		"oauth_scope = imap offline_access\n"
+		"oauth_ca_file = /etc/ssl/certs/ca-certificates.crt\n");
+	const struct config *c = config_account_named(cfg, "c");
+
+	cr_assert_str_eq(c->upstream.host, "127.0.0.1");
+	cr_assert_eq(c->upstream.port, 1143);
+	cr_assert_str_eq(c->account.oauth.token_url, "http://127.0.0.1:9/token");
+	cr_assert_str_eq(c->account.oauth.auth_url, "https://auth.example/auth");
+	cr_assert_null(c->account.oauth.device_url);
+	cr_assert_str_eq(c->account.oauth.scope, "imap offline_access");
+	cr_assert_str_eq(c->account.oauth.ca_file,
+			 "/etc/ssl/certs/ca-certificates.crt");
+	config_free(&cfg);
+}
+
+Test(config_accounts, oauth_errors)
+{
+	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
+				  "auth = oauth2\noauth = yahoo\n"),
+			 "t.ini:4: [account a] oauth: unknown OAuth2 provider "
+			 "\"yahoo\" (expected microsoft, google or custom)");
+	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
+				  "auth = oauth2\noauth = microsoft\n"),
+			 "t.ini:1: [account a]: oauth = microsoft needs "
+			 "oauth_client_id (your app registration's client ID)");
+	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
+				  "auth = oauth2\noauth = custom\n"
+				  "oauth_client_id = x\n"),
+			 "t.ini:1: [account a]: oauth = custom needs "
+			 "oauth_token_url");
+	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
+				  "auth = oauth2\noauth = custom\n"
+				  "oauth_client_id = x\n"
+				  "oauth_token_url = https://t.example/t\n"),
+			 "t.ini:1: [account a]: oauth = custom needs "
+			 "oauth_device_url or oauth_authorization_url");
+	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
+				  "auth = oauth2\noauth = custom\n"
+				  "oauth_client_id = x\n"
+				  "oauth_token_url = https://t.example/t\n"
+				  "oauth_device_url = https://t.example/d\n"),
+			 "t.ini:1: [account a]: oauth = custom needs "
+			 "oauth_scope");
+	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
+				  "oauth_token_url = http://example.com/t\n"),
+			 "t.ini:3: [account a] oauth_token_url: plain http:// "
+			 "to a host that is not loopback (expected an https:// "
+			 "URL (http:// only to 127.0.0.1 or ::1))");
+	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
+				  "oauth_token_url = ftp://example.com/t\n"),
+			 "t.ini:3: [account a] oauth_token_url: not an http(s) "
+			 "URL (expected an https:// URL (http:// only to "
+			 "127.0.0.1 or ::1))");
+	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
+				  "oauth_token_url = https://u:p@t.example/t\n"),
+			 "t.ini:3: [account a] oauth_token_url: not a URL (or "
+			 "with a user or password in it) (expected an https:// "
+			 "URL (http:// only to 127.0.0.1 or ::1))");
+	cr_assert_str_eq(load_bad("[account a]\nupstream_user = a\n"
+				  "auth = password\noauth = microsoft\n"),
+			 "t.ini:4: [account a]: oauth keys without auth = "
+			 "oauth2 (expected auth = oauth2, or no oauth keys)");
+}
+
+Test(config_accounts, oauth_print_masks_the_secret_and_loads_back)
+{
+	struct config *cfg = load_ok(
+		"[account g]\nupstream_user = b@gmail.com\nauth = oauth2\n"
+		"oauth = google\noauth_client_id = x.apps\n"
+		"oauth_client_secret = GOCSPX-s3cret\n"
+		"[account pw]\nupstream_user = pw\n");
+	struct config *again;
+	char *text = NULL, err[CONFIG_ERR_MAX] = "";
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	config_print(cfg, f);
+	fclose(f);
+	cr_assert_null(strstr(text, "GOCSPX-s3cret"));
+	cr_assert_not_null(strstr(text, "; oauth_client_secret = (secret, "
+					"not shown)"));
+	cr_assert_not_null(strstr(text, "oauth = google\n"));
+	/* A password account prints no oauth keys. */
+	cr_assert_null(strstr(strstr(text, "[account pw]"), "oauth"));
+	cr_assert_eq(config_load_string(text, "p.ini", &again, err,
+					sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(config_account_named(again, "g")->upstream.host,
+			 "imap.gmail.com");
+	cr_assert_null(config_account_named(again, "g")->account.oauth
+			       .client_secret);
+	config_free(&again);
+	config_free(&cfg);
+	free(text);
 }
