@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "accounts/account_file.h"
+#include "accounts/account_oauth.h"
 #include "accounts/account_store.h"
 #include "daemon/config.h"
 #include "daemon/passwd_cmd.h"
@@ -31,6 +32,8 @@ struct daemon {
 					 * holds a reference to its own */
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t grace;
+	uv_timer_t drain;		/* the stop waits for token requests */
+	uint64_t drain_until;
 	int exit_code;
 };
 
@@ -199,13 +202,33 @@ close_handle(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* A refresh in flight may rotate the refresh token: the stop waits for
+ * it (and for its save), at most the request's own bound. */
+static void
+on_drain(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	if (account_oauth_busy(d->srv.oauth) &&
+	    uv_now(d->loop) < d->drain_until)
+		return;
+	uv_timer_stop(t);
+	uv_stop(d->loop);
+}
+
 static void
 on_server_idle(struct server *srv)
 {
 	struct daemon *d = srv->loop->data;
 
 	log_info("all sessions ended; stopping");
-	uv_stop(d->loop);
+	if (!account_oauth_busy(d->srv.oauth)) {
+		uv_stop(d->loop);
+		return;
+	}
+	log_info("waiting for OAuth2 token requests to finish");
+	d->drain_until = uv_now(d->loop) + d->cfg->upstream.timeout * 1000ull;
+	uv_timer_start(&d->drain, on_drain, 100, 100);
 }
 
 static void
@@ -267,6 +290,8 @@ on_reload_signal(uv_signal_t *h, int signum)
 	config_free(&d->cfg);
 	d->cfg = cfg;
 	d->srv.cfg = cfg;
+	if (d->srv.oauth != NULL)
+		account_oauth_prune(d->srv.oauth, cfg);
 	log_set_level(cfg->log.level);
 	log_info("configuration reloaded from %s (listen addresses change "
 		 "only on restart); %zu account%s", cfg->path,
@@ -290,8 +315,9 @@ run(struct daemon *d)
 	uv_signal_init(d->loop, &d->sigint);
 	uv_signal_init(d->loop, &d->sighup);
 	uv_timer_init(d->loop, &d->grace);
+	uv_timer_init(d->loop, &d->drain);
 	d->sigterm.data = d->sigint.data = d->sighup.data = d;
-	d->grace.data = d;
+	d->grace.data = d->drain.data = d;
 	uv_signal_start(&d->sigterm, on_stop_signal, SIGTERM);
 	uv_signal_start(&d->sigint, on_stop_signal, SIGINT);
 	uv_signal_start(&d->sighup, on_reload_signal, SIGHUP);
@@ -302,6 +328,7 @@ run(struct daemon *d)
 		 d->cfg->accounts.unknown_users == UNKNOWN_USERS_REFUSE
 			 ? "refused" : "pass through");
 	uv_run(d->loop, UV_RUN_DEFAULT);
+	account_oauth_free(&d->srv.oauth);
 	/* Let every handle close so that memory checkers see no leak. */
 	uv_walk(d->loop, close_handle, NULL);
 	uv_run(d->loop, UV_RUN_DEFAULT);

@@ -32,10 +32,14 @@ enum account_verdict {
 
 /* The check is over, took_ms after account_login_start (the wait in the
  * queue included: a caller can make every answer take as long). secret
- * (a secret buffer) is wiped and freed when this returns: copy what is
- * needed. The job is gone by then; do not cancel it. */
+ * (a secret buffer) and key (the account key the device password
+ * unwrapped, with ACCOUNT_UNLOCKED and ACCOUNT_NO_SECRET; NULL
+ * otherwise: an OAuth2 login seals a rotated refresh token under it) are
+ * wiped and freed when this returns: copy what is needed. The job is
+ * gone by then; do not cancel it. */
 typedef void account_login_done_fn(void *ctx, enum account_verdict v,
-				   struct buf *secret, uint64_t took_ms);
+				   struct buf *secret, const uint8_t *key,
+				   uint64_t took_ms);
 
 /* The process's queue of checks; zero-initialised, one per process (the
  * server registry holds it). */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "oauth/token.h"
 #include "util/log.h"
 
 /* How many addresses one listen key may name, and folders one maildrop. */
@@ -252,6 +253,11 @@ const struct config *config_account_find(const struct config *cfg,
  * without regard to ASCII case), or NULL. */
 const struct config *config_account_named(const struct config *cfg,
 					  const char *name);
+
+/* The OAuth client of an account with auth = oauth2: its preset's
+ * endpoints and scope with its oauth_* keys over them (strings borrowed
+ * from the configuration and the preset). */
+struct oauth_client config_oauth_client(const struct config *acct);
 
 /* Frees *cfg and sets it to NULL; NULL is allowed. */
 void config_free(struct config **cfg);

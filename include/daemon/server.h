@@ -22,6 +22,7 @@
  * internals.
  */
 
+struct account_oauth;
 struct conn;
 struct tls_ctx;
 struct server_member;
@@ -45,6 +46,10 @@ struct server {
 	struct tls_ctx *tls_client;	/* NULL with upstream tls = none */
 	struct mapstore maps;		/* UID maps of logged-in accounts */
 	struct account_queue logins;	/* device password checks */
+	/* OAuth2 accounts' token caches, made at the first such login;
+	 * the owner frees them (account_oauth_free) before the loop's last
+	 * run. */
+	struct account_oauth *oauth;
 	struct server_member *members;
 	unsigned n_sessions;
 	unsigned n_holds;		/* handles still closing (listeners) */

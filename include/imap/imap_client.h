@@ -53,6 +53,8 @@ enum {
 	IMAP_CAP_STARTTLS = 1 << 9,
 	IMAP_CAP_OBJECTID = 1 << 10,	/* RFC 8474: EMAILID */
 	IMAP_CAP_X_GM_EXT_1 = 1 << 11,	/* Gmail: X-GM-MSGID */
+	IMAP_CAP_AUTH_OAUTHBEARER = 1 << 12,	/* RFC 7628 */
+	IMAP_CAP_AUTH_XOAUTH2 = 1 << 13,	/* Google's, Microsoft's */
 };
 
 /* Callbacks of one command. Any may be NULL. */
@@ -91,6 +93,19 @@ struct imap_client *imap_client_new(uv_loop_t *loop, const struct config *cfg,
 int imap_client_login(struct imap_client *c, const char *user, size_t user_len,
 		      const char *pass, size_t pass_len,
 		      const struct imap_cmd_cb *cb);
+
+/*
+ * The same with an OAuth2 access token (token[0..token_len), at most
+ * OAUTH_TOKEN_MAX octets): AUTHENTICATE OAUTHBEARER when the server
+ * offers it, else XOAUTH2 (SASL-IR when offered, else after "+"). A
+ * server that refuses the token sends a JSON error challenge: it is
+ * answered (RFC 7628 §3.2.3) and decoded into done's text. A server
+ * offering neither mechanism fails the login (IMAP_FAIL). Same returns
+ * as imap_client_login.
+ */
+int imap_client_login_bearer(struct imap_client *c, const char *user,
+			     size_t user_len, const char *token,
+			     size_t token_len, const struct imap_cmd_cb *cb);
 
 /*
  * Sends one command; the tag is added here. args is the command without

@@ -48,11 +48,19 @@ struct upstream *upstream_new(uv_loop_t *loop, const struct config *cfg,
 			      const struct upstream_events *ev, void *ctx);
 void upstream_free(struct upstream **u);
 
-/* Logs in and takes the snapshot into md (initialised with the folders)
- * through the account's UID map (borrowed; it must outlive u). Returns 0,
- * -EBUSY, or imap_client_login's error. */
+/* What an upstream login's secret is. */
+enum upstream_cred {
+	UPSTREAM_CRED_PASSWORD = 0,
+	UPSTREAM_CRED_BEARER,		/* an OAuth2 access token */
+};
+
+/* Logs in with secret (of kind cred) and takes the snapshot into md
+ * (initialised with the folders) through the account's UID map
+ * (borrowed; it must outlive u). Returns 0, -EBUSY, or
+ * imap_client_login's error. */
 int upstream_open(struct upstream *u, const char *user, size_t user_len,
-		  const char *pass, size_t pass_len, struct maildrop *md,
+		  const char *secret, size_t secret_len,
+		  enum upstream_cred cred, struct maildrop *md,
 		  struct uidmap *map);
 
 /* Streams part of message msg; for UPSTREAM_TEXT, length octets from

@@ -57,7 +57,8 @@ void oauth_transport_http(struct oauth_transport *tr, struct http_client *hc);
 
 /*
  * Where a rotated refresh token goes. save runs at once, before any
- * waiter hears of the new access token, and returns 0 or a negative code
+ * waiter hears of the new access token, and returns 0, -EINPROGRESS (it
+ * will be stored a little later: the file is busy) or a negative code
  * (logged; the token stays in memory and later logins use it). release
  * says the cache needs the saver no more. Implemented by the accounts
  * store (which encrypts under the account key the login unwrapped).

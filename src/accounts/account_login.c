@@ -21,6 +21,8 @@ struct account_login {
 	bool cancelled;
 	struct buf pass;
 	struct buf secret;
+	uint8_t key[ACCOUNT_KEY_LEN];	/* when unlocked */
+	bool have_key;
 	enum account_verdict verdict;
 	account_login_done_fn *done;
 	void *ctx;
@@ -32,6 +34,7 @@ job_free(struct account_login *j)
 {
 	buf_free(&j->pass);
 	buf_free(&j->secret);
+	OPENSSL_cleanse(j->key, sizeof(j->key));
 	OPENSSL_cleanse(&j->file, sizeof(j->file));
 	free(j);
 }
@@ -40,7 +43,6 @@ job_free(struct account_login *j)
 static void
 check(struct account_login *j)
 {
-	uint8_t key[ACCOUNT_KEY_LEN];
 	int r;
 
 	if (j->dummy) {
@@ -49,11 +51,12 @@ check(struct account_login *j)
 		buf_wipe(&j->pass);
 		return;
 	}
-	r = account_keys_unlock(&j->file, j->pass.data, j->pass.len, key, NULL);
+	r = account_keys_unlock(&j->file, j->pass.data, j->pass.len, j->key,
+				NULL);
 	buf_wipe(&j->pass);
 	if (r == 0) {
-		r = account_keys_open_secret(&j->file, key, &j->secret);
-		OPENSSL_cleanse(key, sizeof(key));
+		j->have_key = true;
+		r = account_keys_open_secret(&j->file, j->key, &j->secret);
 		j->verdict = r == 0	     ? ACCOUNT_UNLOCKED
 			     : r == -ENOENT  ? ACCOUNT_NO_SECRET
 			     : r == -EBADMSG ? ACCOUNT_DAMAGED
@@ -107,6 +110,9 @@ after_work(uv_work_t *req, int status)
 		j->verdict = ACCOUNT_FAILED;
 	if (!j->cancelled)
 		j->done(j->ctx, j->verdict, &j->secret,
+			j->have_key && (j->verdict == ACCOUNT_UNLOCKED ||
+					j->verdict == ACCOUNT_NO_SECRET)
+				? j->key : NULL,
 			uv_now(j->loop) - j->start_ms);
 	job_free(j);
 	pump(q);

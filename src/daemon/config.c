@@ -1666,15 +1666,7 @@ account_oauth_finish(struct parse_ctx *c, struct acct_node *a)
 			 "oauth = microsoft, google or custom)", name);
 		return false;
 	}
-	cl = oauth_preset_client(oauth_preset_find(o->preset),
-				 &(struct oauth_client){
-					 .token_url = o->token_url,
-					 .device_url = o->device_url,
-					 .auth_url = o->auth_url,
-					 .client_id = o->client_id,
-					 .client_secret = o->client_secret,
-					 .scope = o->scope,
-				 });
+	cl = config_oauth_client(&a->own);
 	if (cl.client_id == NULL)
 		missing = "oauth_client_id (your app registration's client ID)";
 	else if (cl.token_url == NULL)
@@ -2046,6 +2038,22 @@ config_print(const struct config *cfg, FILE *out)
 	}
 	for (i = 0; i < cfg->accounts.n; i++)
 		account_print(cfg->accounts.list[i], out);
+}
+
+struct oauth_client
+config_oauth_client(const struct config *acct)
+{
+	const struct config_oauth *o = &acct->account.oauth;
+	const struct oauth_client over = {
+		.token_url = o->token_url,
+		.device_url = o->device_url,
+		.auth_url = o->auth_url,
+		.client_id = o->client_id,
+		.client_secret = o->client_secret,
+		.scope = o->scope,
+	};
+
+	return oauth_preset_client(oauth_preset_find(o->preset), &over);
 }
 
 const struct config *

@@ -16,6 +16,8 @@
 #include "util/log.h"
 #include "net/tls.h"
 #include "daemon/version.h"
+#include "oauth/sasl.h"
+#include "oauth/token.h"
 
 /* Longest server text kept for error messages. */
 #define IMAP_TEXT_MAX 256
@@ -94,6 +96,10 @@ struct imap_client {
 	enum login_step step;
 	struct imap_cmd_cb login_cb;
 	struct buf user, pass;		/* secrets: wiped after login */
+	bool bearer;			/* pass is an OAuth2 access token */
+	enum oauth_mech mech;		/* the bearer login's mechanism */
+	bool sasl_answered;		/* the error challenge was answered */
+	char sasl_why[320];		/* what that challenge said */
 
 	unsigned caps;
 	bool caps_fresh;		/* caps were announced since login */
@@ -120,6 +126,8 @@ static const struct {
 	{ "IMAP4REV1", IMAP_CAP_IMAP4REV1 },
 	{ "AUTH=PLAIN", IMAP_CAP_AUTH_PLAIN },
 	{ "SASL-IR", IMAP_CAP_SASL_IR },
+	{ "AUTH=OAUTHBEARER", IMAP_CAP_AUTH_OAUTHBEARER },
+	{ "AUTH=XOAUTH2", IMAP_CAP_AUTH_XOAUTH2 },
 	{ "LOGINDISABLED", IMAP_CAP_LOGINDISABLED },
 	{ "LITERAL+", IMAP_CAP_LITERAL_PLUS },
 	{ "LITERAL-", IMAP_CAP_LITERAL_MINUS },
@@ -444,12 +452,46 @@ imap_client_command(struct imap_client *c, const char *args,
 	return send_command(c, args, cb);
 }
 
+/*
+ * A continuation after a bearer login's last segment is the server's
+ * error challenge (RFC 7628 §3.2.2): its JSON says why, for the log (it
+ * holds no token); the answer is the mechanism's dummy reply, after
+ * which the server sends its NO.
+ */
+static bool
+bearer_challenge(struct imap_client *c, const struct imap_resp *r)
+{
+	struct oauth_sasl_error e;
+	const char *reply;
+
+	if (!c->bearer || c->step != LOGIN_AUTH || c->sasl_answered ||
+	    c->q_n != 1 || c->seg_next < c->nsegs)
+		return false;
+	c->sasl_answered = true;
+	if (oauth_sasl_parse_error(r->text, r->text_len, &e) == 0)
+		snprintf(c->sasl_why, sizeof(c->sasl_why), "status=%.63s%s%.200s",
+			 e.status[0] ? e.status : "?",
+			 e.scope[0] ? " scope=" : "", e.scope);
+	else
+		snprintf(c->sasl_why, sizeof(c->sasl_why),
+			 "an error challenge that is not JSON");
+	log_debug("session=%s imap< + (%s)", c->sid, c->sasl_why);
+	reply = oauth_sasl_error_reply(c->mech);
+	if (conn_write(c->conn, reply, strlen(reply)) < 0)
+		client_fail(c, "upstream write failed");
+	else
+		send_segment(c, "\r\n", 2);
+	return true;
+}
+
 /* Hands the next segment to the server after a continuation request. */
 static void
-on_continuation(struct imap_client *c)
+on_continuation(struct imap_client *c, const struct imap_resp *r)
 {
 	size_t off = 0, i;
 
+	if (bearer_challenge(c, r))
+		return;
 	if (c->q_n == 0 || c->seg_next >= c->nsegs) {
 		client_fail(c, "unexpected continuation request from upstream");
 		return;
@@ -566,7 +608,7 @@ dispatch(struct imap_client *c, const struct imap_resp *r)
 	}
 	switch (r->kind) {
 	case IMAP_RESP_CONTINUATION:
-		on_continuation(c);
+		on_continuation(c, r);
 		break;
 	case IMAP_RESP_TAGGED:
 		on_tagged(c, r);
@@ -855,6 +897,7 @@ login_finish(struct imap_client *c, enum imap_result res, const char *text)
 
 	buf_free(&c->user);
 	buf_free(&c->pass);
+	c->bearer = false;
 	c->step = res == IMAP_OK ? LOGIN_DONE : LOGIN_IDLE;
 	memset(&c->login_cb, 0, sizeof(c->login_cb));
 	if (cb.done != NULL)
@@ -898,6 +941,12 @@ on_login_step_done(void *ctx, enum imap_result res, const char *text)
 	struct imap_client *c = ctx;
 
 	if (res != IMAP_OK && c->step == LOGIN_AUTH) {
+		char why[IMAP_TEXT_MAX + sizeof(c->sasl_why) + 16];
+
+		if (c->sasl_why[0] != '\0') {
+			snprintf(why, sizeof(why), "%s (%s)", text, c->sasl_why);
+			text = why;
+		}
 		login_void_rest(c);
 		login_finish(c, res == IMAP_FAIL ? IMAP_FAIL :
 			     auth_failure_kind(c, res), text);
@@ -1055,6 +1104,67 @@ build_authenticate(struct imap_client *c, struct buf *first)
 	return r;
 }
 
+/* AUTHENTICATE OAUTHBEARER or XOAUTH2 with the token, in the command
+ * (SASL-IR) or after "+". */
+static int
+build_bearer(struct imap_client *c, struct buf *first)
+{
+	const char *name = oauth_sasl_name(c->mech);
+	struct buf b64;
+	int r;
+
+	buf_init_secret(&b64, IMAP_CMD_MAX);
+	r = oauth_sasl_response_b64(&b64, c->mech, c->user.data,
+				    c->cfg->upstream.host,
+				    c->cfg->upstream.port, c->pass.data,
+				    c->pass.len);
+	if (r == 0 && (c->caps & IMAP_CAP_SASL_IR)) {
+		r = buf_appendf(first, "AUTHENTICATE %s %.*s\r\n", name,
+				(int)b64.len, b64.data);
+	} else if (r == 0) {
+		r = buf_appendf(first, "AUTHENTICATE %s\r\n", name);
+		if (r == 0)
+			r = buf_append(&c->segs, b64.data, b64.len);
+		if (r == 0)
+			r = buf_append(&c->segs, "\r\n", 2);
+		c->seg_len[0] = b64.len + 2;
+		c->nsegs = 1;
+	}
+	buf_free(&b64);
+	return r;
+}
+
+/* The bearer login: the mechanism the server offers, then its command. */
+static void
+login_bearer(struct imap_client *c, struct buf *first,
+	     const struct imap_cmd_cb *cb)
+{
+	int r;
+
+	c->mech = oauth_sasl_pick(c->caps & IMAP_CAP_AUTH_OAUTHBEARER,
+				  c->caps & IMAP_CAP_AUTH_XOAUTH2);
+	c->sasl_answered = false;
+	c->sasl_why[0] = '\0';
+	if (c->mech == OAUTH_MECH_NONE) {
+		login_finish(c, IMAP_FAIL, "upstream offers neither "
+			     "AUTH=OAUTHBEARER nor AUTH=XOAUTH2");
+		return;
+	}
+	log_debug("session=%s logging in with %s", c->sid,
+		  oauth_sasl_name(c->mech));
+	r = build_bearer(c, first);
+	if (r == -EINVAL) {
+		login_finish(c, IMAP_AUTHFAIL, "the user name or the token "
+			     "cannot go into a SASL response");
+		return;
+	}
+	c->caps_fresh = false;
+	if (r == 0)
+		r = start_segments(c, first, cb, true);
+	if (r < 0)
+		login_finish(c, IMAP_FAIL, "cannot build the login command");
+}
+
 static void
 login_authenticate(struct imap_client *c)
 {
@@ -1071,6 +1181,12 @@ login_authenticate(struct imap_client *c)
 	buf_init_secret(&first, IMAP_CMD_MAX);
 	buf_wipe(&c->segs);
 	c->nsegs = c->seg_next = 0;
+	cb.ctx = c;
+	if (c->bearer) {
+		login_bearer(c, &first, &cb);
+		buf_free(&first);
+		return;
+	}
 	if (c->caps & IMAP_CAP_AUTH_PLAIN) {
 		r = build_authenticate(c, &first);
 	} else if (c->caps & IMAP_CAP_LOGINDISABLED) {
@@ -1081,7 +1197,6 @@ login_authenticate(struct imap_client *c)
 	} else {
 		r = build_login(c, &first);
 	}
-	cb.ctx = c;
 	c->caps_fresh = false;
 	if (r == 0)
 		r = start_segments(c, &first, &cb, true);
@@ -1150,10 +1265,10 @@ login_next(struct imap_client *c)
 			     "cannot send command upstream");
 }
 
-int
-imap_client_login(struct imap_client *c, const char *user, size_t user_len,
-		  const char *pass, size_t pass_len,
-		  const struct imap_cmd_cb *cb)
+static int
+login_start(struct imap_client *c, const char *user, size_t user_len,
+	    const char *pass, size_t pass_len, bool bearer,
+	    const struct imap_cmd_cb *cb)
 {
 	int r;
 
@@ -1161,8 +1276,10 @@ imap_client_login(struct imap_client *c, const char *user, size_t user_len,
 		return -ENOTCONN;
 	if (c->step != LOGIN_IDLE)
 		return -EBUSY;
-	if (user_len > IMAP_CRED_MAX || pass_len > IMAP_CRED_MAX)
+	if (user_len > IMAP_CRED_MAX ||
+	    pass_len > (bearer ? OAUTH_TOKEN_MAX : IMAP_CRED_MAX))
 		return -EINVAL;
+	c->bearer = bearer;
 	r = buf_append(&c->user, user, user_len);
 	if (r == 0)
 		r = buf_append(&c->pass, pass, pass_len);
@@ -1175,6 +1292,22 @@ imap_client_login(struct imap_client *c, const char *user, size_t user_len,
 	}
 	c->login_cb = *cb;
 	return 0;
+}
+
+int
+imap_client_login(struct imap_client *c, const char *user, size_t user_len,
+		  const char *pass, size_t pass_len,
+		  const struct imap_cmd_cb *cb)
+{
+	return login_start(c, user, user_len, pass, pass_len, false, cb);
+}
+
+int
+imap_client_login_bearer(struct imap_client *c, const char *user,
+			 size_t user_len, const char *token, size_t token_len,
+			 const struct imap_cmd_cb *cb)
+{
+	return login_start(c, user, user_len, token, token_len, true, cb);
 }
 
 static void
@@ -1227,7 +1360,7 @@ imap_client_new(uv_loop_t *loop, const struct config *cfg,
 	/* A pause takes effect between responses: at most a few reads wait. */
 	buf_init(&c->held, 4 * CONN_READ_MAX);
 	buf_init_secret(&c->user, IMAP_CRED_MAX);
-	buf_init_secret(&c->pass, IMAP_CRED_MAX);
+	buf_init_secret(&c->pass, OAUTH_TOKEN_MAX);
 	c->body.begin = route_body_begin;
 	c->body.data = route_body_data;
 	c->body.end = route_body_end;

@@ -143,12 +143,12 @@ upstream__select_folder(struct upstream *u, size_t f)
 
 int
 upstream_open(struct upstream *u, const char *user, size_t user_len,
-	      const char *pass, size_t pass_len, struct maildrop *md,
-	      struct uidmap *map)
+	      const char *secret, size_t secret_len, enum upstream_cred cred,
+	      struct maildrop *md, struct uidmap *map)
 {
 	u->in_call++;
-	return call_end(u, upstream__start_open(u, user, user_len, pass,
-						pass_len, md, map));
+	return call_end(u, upstream__start_open(u, user, user_len, secret,
+						secret_len, cred, md, map));
 }
 
 int

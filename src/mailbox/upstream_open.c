@@ -504,7 +504,8 @@ open_early(struct upstream *u)
 
 int
 upstream__start_open(struct upstream *u, const char *user, size_t user_len,
-		     const char *pass, size_t pass_len, struct maildrop *md,
+		     const char *secret, size_t secret_len,
+		     enum upstream_cred cred, struct maildrop *md,
 		     struct uidmap *map)
 {
 	struct imap_cmd_cb cb = { .done = on_login_done, .ctx = u };
@@ -516,7 +517,11 @@ upstream__start_open(struct upstream *u, const char *user, size_t user_len,
 	u->map = map;
 	u->op = OP_OPEN;
 	u->list_early = u->list_sent = false;
-	r = imap_client_login(u->imap, user, user_len, pass, pass_len, &cb);
+	r = cred == UPSTREAM_CRED_BEARER
+		    ? imap_client_login_bearer(u->imap, user, user_len, secret,
+					       secret_len, &cb)
+		    : imap_client_login(u->imap, user, user_len, secret,
+					secret_len, &cb);
 	if (r < 0) {
 		u->op = OP_NONE;
 		return r;

@@ -144,7 +144,8 @@ int upstream__select_folder(struct upstream *u, size_t f);
 /* --- upstream_open.c: login and snapshot -------------------------------- */
 
 int upstream__start_open(struct upstream *u, const char *user,
-			 size_t user_len, const char *pass, size_t pass_len,
+			 size_t user_len, const char *secret,
+			 size_t secret_len, enum upstream_cred cred,
 			 struct maildrop *md, struct uidmap *map);
 void upstream__open_after_select(struct upstream *u, enum imap_result res,
 				 const char *text);

@@ -453,7 +453,10 @@ rotate(struct oauth_tokens *t, const struct buf *fresh)
 		r = t->saver->save(t->saver, t->refresh.data, t->refresh.len);
 	else
 		r = -ENOSYS;
-	if (r < 0)
+	if (r == -EINPROGRESS)
+		log_info("oauth: account %s: refresh token rotated; it is "
+			 "stored once the account file is free", t->account);
+	else if (r < 0)
 		log_error("oauth: account %s: the rotated refresh token could "
 			  "not be saved (%s); it is kept in memory until restart",
 			  t->account, err_text(r));

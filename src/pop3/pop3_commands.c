@@ -427,6 +427,7 @@ pop3_upstream_done(struct session *s, enum upstream_status st,
 	case WAIT_AUTH_LINE:
 	case WAIT_LISTING:
 	case WAIT_DEVICE:
+	case WAIT_TOKEN:
 		/* Nothing asked for this: a bug, not something to ignore. */
 		log_error("session=%s unexpected upstream completion (%s) "
 			  "while waiting for %d", s->id, why, (int)s->wait);

@@ -1,15 +1,21 @@
 /* The AUTHORIZATION state: USER/PASS, AUTH PLAIN, the plaintext policy,
  * pass-through or an account (its device password checked off the loop,
- * then its upstream and secret), the upstream login and its answer, the
- * pause after a failed login. */
+ * then its upstream and secret, or for OAuth2 an access token from the
+ * refresh token), the upstream login and its answer, the pause after a
+ * failed login. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
+#include "accounts/account_oauth.h"
 #include "accounts/account_store.h"
 #include "net/tls.h"
 #include "session_priv.h"
 #include "util/base64.h"
+#include "util/error.h"
 #include "util/log.h"
 
 /* RFC 2595 §2: where passwords may not travel in clear, say so (and CAPA
@@ -71,12 +77,13 @@ login_undo(struct session *s)
 			  account_store_root_tls(account_store_of(s->cfg)));
 }
 
-/* The upstream login with user and pass, through the UID map kept under
- * map_user (the POP3 name for pass-through). */
+/* The upstream login with user and pass (a password, or an access
+ * token), through the UID map kept under map_user (the POP3 name for
+ * pass-through). */
 static void
 upstream_login(struct session *s, const char *user, size_t user_len,
-	       const char *pass, size_t pass_len, const char *map_user,
-	       size_t map_user_len)
+	       const char *pass, size_t pass_len, enum upstream_cred cred,
+	       const char *map_user, size_t map_user_len)
 {
 	const struct config *cfg = s->cfg;
 	struct upstream *up = session_upstream(s);
@@ -97,7 +104,7 @@ upstream_login(struct session *s, const char *user, size_t user_len,
 		session_reply_temp(s, "cannot open the UID map", "state directory");
 		return;
 	}
-	if (upstream_open(up, user, user_len, pass, pass_len, &s->md,
+	if (upstream_open(up, user, user_len, pass, pass_len, cred, &s->md,
 			  s->map) < 0) {
 		login_undo(s);
 		session_reply_temp(s, "cannot start login", "internal");
@@ -127,17 +134,15 @@ login_refused(struct session *s, const char *why, uint64_t spent_ms)
 	pop3_login_delay_done(s);
 }
 
-/* The device password opened the account: its upstream, with its
- * secret. */
+/* The account's upstream (s->cfg is its view), with its secret. */
 static void
-account_login(struct session *s, const struct config *acct,
-	      const struct buf *secret)
+account_upstream_login(struct session *s, const char *secret, size_t len,
+		       enum upstream_cred cred)
 {
-	struct account_store *st = account_store_of(s->cfg);
+	const struct config *acct = s->cfg;
 	char map_user[ACCOUNT_STORE_MAP_USER_MAX];
 	size_t n;
 
-	login_use(s, acct, account_store_tls(st, acct));
 	n = account_store_map_user(acct, map_user, sizeof(map_user));
 	if (n == 0) {
 		login_undo(s);
@@ -145,8 +150,222 @@ account_login(struct session *s, const struct config *acct,
 		return;
 	}
 	upstream_login(s, acct->account.upstream_user,
-		       strlen(acct->account.upstream_user), secret->data,
-		       secret->len, map_user, n);
+		       strlen(acct->account.upstream_user), secret, len, cred,
+		       map_user, n);
+}
+
+/* The device password opened the account: its upstream, with its
+ * secret. */
+static void
+account_login(struct session *s, const struct config *acct,
+	      const struct buf *secret)
+{
+	struct account_store *st = account_store_of(s->cfg);
+
+	login_use(s, acct, account_store_tls(st, acct));
+	account_upstream_login(s, secret->data, secret->len,
+			       UPSTREAM_CRED_PASSWORD);
+}
+
+/* --- OAuth2 accounts ----------------------------------------------------- */
+
+/*
+ * An OAuth2 login between the device check and the upstream's answer:
+ * the refresh token the file held and the account key (a second try and
+ * the saver of a rotation need them), the access token being tried. All
+ * secret; wiped when the login ends either way.
+ */
+struct oauth_login {
+	struct oauth_wait *wait;	/* WAIT_TOKEN's */
+	struct buf refresh;
+	struct buf bearer;
+	uint8_t key[ACCOUNT_KEY_LEN];
+	unsigned requests;		/* the cache's count when asked */
+	bool fresh;			/* the token came from a refresh */
+	bool retried;
+};
+
+static void
+oauth_end(struct session *s)
+{
+	struct oauth_login *o = s->oauth;
+
+	if (o == NULL)
+		return;
+	s->oauth = NULL;
+	oauth_wait_cancel(&o->wait);
+	buf_free(&o->refresh);
+	buf_free(&o->bearer);
+	OPENSSL_cleanse(o->key, sizeof(o->key));
+	free(o);
+}
+
+static struct oauth_tokens *
+oauth_tokens_of(struct session *s)
+{
+	return account_oauth_tokens(s->srv->oauth, s->cfg);
+}
+
+static void on_token(void *ctx, int err, const char *token, size_t len);
+
+/* Asks the account's cache for an access token (s->cfg is the
+ * account's view). */
+static void
+oauth_ask(struct session *s)
+{
+	struct oauth_login *o = s->oauth;
+	struct oauth_tokens *t = oauth_tokens_of(s);
+	struct oauth_saver *saver;
+
+	if (t == NULL) {
+		oauth_end(s);
+		login_undo(s);
+		session_reply_temp(s, "out of memory", "login");
+		return;
+	}
+	saver = account_oauth_saver(s->srv->oauth, s->cfg, o->key);
+	o->requests = oauth_tokens_requests(t);
+	if (oauth_tokens_get(t, o->refresh.data, o->refresh.len, saver,
+			     on_token, s, &o->wait) < 0) {
+		log_error("session=%s account=%s: the stored refresh token is "
+			  "unusable (popbridge authorize %s)", s->id,
+			  s->cfg->account.name, s->cfg->account.name);
+		oauth_end(s);
+		login_undo(s);
+		session_reply_temp(s, "account unavailable", "no usable "
+				   "refresh token");
+		return;
+	}
+	session_set_wait(s, WAIT_TOKEN);
+}
+
+/* The device password opened an OAuth2 account: secret is its refresh
+ * token, key the account key. */
+static void
+oauth_login(struct session *s, const struct config *acct,
+	    const struct buf *secret, const uint8_t *key)
+{
+	struct account_store *st = account_store_of(s->cfg);
+	struct oauth_login *o;
+
+	login_use(s, acct, account_store_tls(st, acct));
+	o = calloc(1, sizeof(*o));
+	if (o == NULL || key == NULL ||
+	    (s->srv->oauth == NULL &&
+	     account_oauth_new(s->srv->loop, &s->srv->oauth) < 0)) {
+		free(o);
+		login_undo(s);
+		session_reply_temp(s, "cannot start the OAuth2 login",
+				   "internal");
+		return;
+	}
+	s->oauth = o;
+	buf_init_secret(&o->refresh, ACCOUNT_SECRET_MAX);
+	buf_init_secret(&o->bearer, OAUTH_TOKEN_MAX);
+	memcpy(o->key, key, ACCOUNT_KEY_LEN);
+	if (buf_append(&o->refresh, secret->data, secret->len) < 0) {
+		oauth_end(s);
+		login_undo(s);
+		session_reply_temp(s, "out of memory", "login");
+		return;
+	}
+	oauth_ask(s);
+}
+
+/* Why there is no token, for the POP3 client. -EACCES (the grant is
+ * refused) is a login failure: the cache logged what to do, once. */
+static void
+oauth_failed(struct session *s, int err)
+{
+	const char *name = s->cfg->account.name;
+	char why[160];
+
+	oauth_end(s);
+	login_undo(s);
+	switch (err) {
+	case -EACCES:
+		snprintf(why, sizeof(why), "account %s: its OAuth2 grant is "
+			 "refused by the provider", name);
+		login_refused(s, why, 0);
+		return;
+	case -EPERM:
+		session_reply(s, "-ERR [SYS/PERM] account %s is not set up "
+			      "right at its OAuth2 provider (see the log)",
+			      name);
+		return;
+	case -EAGAIN:
+		session_reply(s, TEMP_FAIL "the mail provider's sign-in is "
+			      "failing" WAIT_HINT);
+		return;
+	default:
+		log_info("session=%s account=%s: no access token: %s", s->id,
+			 name, err_text(err));
+		session_reply_temp(s, "the mail provider's sign-in is "
+				   "unavailable", err_text(err));
+		return;
+	}
+}
+
+static void
+on_token(void *ctx, int err, const char *token, size_t len)
+{
+	struct session *s = ctx;
+	struct oauth_login *o = s->oauth;
+	struct oauth_tokens *t = oauth_tokens_of(s);
+
+	o->wait = NULL;
+	session_set_wait(s, WAIT_NONE);
+	if (err == 0) {
+		buf_wipe(&o->bearer);
+		err = buf_append(&o->bearer, token, len);
+	}
+	if (err < 0) {
+		oauth_failed(s, err);
+		session_resume(s);
+		return;
+	}
+	o->fresh = t == NULL || oauth_tokens_requests(t) != o->requests;
+	account_upstream_login(s, o->bearer.data, o->bearer.len,
+			       UPSTREAM_CRED_BEARER);
+	session_resume(s);
+}
+
+/*
+ * The IMAP server refused the access token. A token from the cache may
+ * have been revoked early: it is forgotten and the login tries once more
+ * with a new one. A fresh one refused is an answer: -ERR [AUTH], with the
+ * server's reason in the log.
+ */
+static void
+oauth_refused(struct session *s, const char *why)
+{
+	struct oauth_login *o = s->oauth;
+	struct oauth_tokens *t = oauth_tokens_of(s);
+	const struct config *acct = config_ref(s->cfg);
+	struct tls_ctx *tls = tls_ctx_ref(s->tls_client);
+	char line[320];
+	bool again = !o->fresh && !o->retried;
+
+	if (t != NULL)
+		oauth_tokens_reject(t, o->bearer.data, o->bearer.len);
+	buf_wipe(&o->bearer);
+	login_undo(s);
+	if (again) {
+		log_info("session=%s account=%s: the IMAP server refused the "
+			 "cached access token (%s); getting a new one", s->id,
+			 acct->account.name, why);
+		o->retried = true;
+		login_use(s, acct, tls);
+		oauth_ask(s);
+	} else {
+		snprintf(line, sizeof(line), "account %s: the IMAP server "
+			 "refused the OAuth2 token: %s", acct->account.name,
+			 why);
+		oauth_end(s);
+		login_refused(s, line, 0);
+	}
+	config_unref(&acct);
+	tls_ctx_unref(&tls);
 }
 
 /* A refusal is timed from PASS, so that the answer takes as long for an
@@ -154,7 +373,7 @@ account_login(struct session *s, const struct config *acct,
  * is longer than the checks). */
 static void
 device_checked(void *ctx, enum account_verdict v, struct buf *secret,
-	       uint64_t took_ms)
+	       const uint8_t *key, uint64_t took_ms)
 {
 	struct session *s = ctx;
 	/* The name the check was for: s->user is not touched meanwhile (no
@@ -171,7 +390,10 @@ device_checked(void *ctx, enum account_verdict v, struct buf *secret,
 		v = ACCOUNT_DENIED;
 	switch (v) {
 	case ACCOUNT_UNLOCKED:
-		account_login(s, acct, secret);
+		if (acct->account.auth == ACCOUNT_AUTH_OAUTH2)
+			oauth_login(s, acct, secret, key);
+		else
+			account_login(s, acct, secret);
 		break;
 	case ACCOUNT_DENIED:
 		snprintf(why, sizeof(why), "account %s: wrong device password",
@@ -189,6 +411,14 @@ device_checked(void *ctx, enum account_verdict v, struct buf *secret,
 		login_refused(s, why, took_ms);
 		break;
 	case ACCOUNT_NO_SECRET:
+		if (acct->account.auth == ACCOUNT_AUTH_OAUTH2) {
+			log_warn("session=%s account=%s: device password "
+				 "right, but the account is not authorized yet "
+				 "(popbridge authorize %s)", s->id, name, name);
+			session_reply_temp(s, "account not ready", "not "
+					   "authorized at its provider yet");
+			break;
+		}
 		log_warn("session=%s account=%s: device password right, but no "
 			 "upstream secret is stored (popbridge passwd %s "
 			 "--upstream)", s->id, name, name);
@@ -268,8 +498,8 @@ start_login(struct session *s, const char *user, size_t user_len,
 	/* An account's name never passes through, whatever the setting. */
 	if (acct == NULL && config_root(s->cfg)->accounts.unknown_users ==
 				    UNKNOWN_USERS_PASSTHROUGH) {
-		upstream_login(s, user, user_len, pass, pass_len, user,
-			       user_len);
+		upstream_login(s, user, user_len, pass, pass_len,
+			       UPSTREAM_CRED_PASSWORD, user, user_len);
 		return;
 	}
 	device_check(s, acct, pass, pass_len);
@@ -279,6 +509,7 @@ void
 pop3_login_abort(struct session *s)
 {
 	account_login_cancel(&s->device_job);
+	oauth_end(s);
 }
 
 void
@@ -404,6 +635,11 @@ pop3_login_done(struct session *s, enum upstream_status st, const char *why)
 	 * session holds its configuration). */
 	const char *account = s->cfg->account.name;
 
+	if (st == UPSTREAM_AUTH && s->oauth != NULL) {
+		oauth_refused(s, why);
+		return;
+	}
+	oauth_end(s);
 	if (st == UPSTREAM_OK) {
 		/* The baseline and new UIDLs must survive a crash now. */
 		mapstore_save(&s->srv->maps, s->map);

@@ -55,6 +55,7 @@ static const char *const wait_names[] = {
 	[WAIT_LISTING] = "listing output",
 	[WAIT_UPDATE] = "QUIT's update",
 	[WAIT_DEVICE] = "device password check",
+	[WAIT_TOKEN] = "OAuth2 access token",
 };
 
 void

@@ -66,7 +66,10 @@ enum session_wait {
 	WAIT_LISTING,		/* LIST/UIDL lines held back by a full queue */
 	WAIT_UPDATE,		/* QUIT's deletions */
 	WAIT_DEVICE,		/* an account's device password check */
+	WAIT_TOKEN,		/* an OAuth2 account's access token */
 };
+
+struct oauth_login;
 
 struct session {
 	struct server *srv;
@@ -100,6 +103,7 @@ struct session {
 	unsigned auth_failures;
 	char pending_reply[160];	/* sent when the login delay ends */
 	struct account_login *device_job; /* WAIT_DEVICE's (pop3_login.c) */
+	struct oauth_login *oauth;	/* an OAuth2 login (pop3_login.c) */
 
 	/* The running RETR or TOP. */
 	struct maildrop_msg *msg;

@@ -22,16 +22,22 @@ struct result {
 	int calls;
 	enum account_verdict v;
 	char secret[64];
+	bool have_key;
+	uint8_t key[ACCOUNT_KEY_LEN];
 	uint64_t took_ms;
 };
 
 static void
-done(void *ctx, enum account_verdict v, struct buf *secret, uint64_t took_ms)
+done(void *ctx, enum account_verdict v, struct buf *secret, const uint8_t *key,
+     uint64_t took_ms)
 {
 	struct result *r = ctx;
 
 	r->calls++;
 	r->v = v;
+	r->have_key = key != NULL;
+	if (key != NULL)
+		memcpy(r->key, key, ACCOUNT_KEY_LEN);
 	r->took_ms = took_ms;
 	snprintf(r->secret, sizeof(r->secret), "%.*s", (int)secret->len,
 		 secret->data);
@@ -93,6 +99,20 @@ Test(account_login, verdicts)
 	cr_assert_eq(r[3].v, ACCOUNT_NO_SECRET);
 	cr_assert_eq(r[4].v, ACCOUNT_DAMAGED);
 	cr_assert_eq(r[4].calls, 1);
+	/* The account key comes with an unlocked account (an OAuth2 login
+	 * seals a rotated refresh token under it), and only then. */
+	cr_assert(r[0].have_key);
+	cr_assert(r[3].have_key);
+	cr_assert(!r[1].have_key && !r[2].have_key && !r[4].have_key);
+	{
+		struct buf out;
+
+		buf_init_secret(&out, 64);
+		cr_assert_eq(account_keys_open_secret(&f, r[0].key, &out), 0);
+		cr_assert_eq(out.len, 6);
+		cr_assert_eq(memcmp(out.data, "app-pw", 6), 0);
+		buf_free(&out);
+	}
 	cr_assert_eq(uv_loop_close(&loop), 0);
 }
 
