@@ -1110,11 +1110,17 @@ static int
 build_bearer(struct imap_client *c, struct buf *first)
 {
 	const char *name = oauth_sasl_name(c->mech);
+	char user[OAUTH_SASL_NAME_MAX + 1];
 	struct buf b64;
 	int r;
 
+	if (c->user.len > OAUTH_SASL_NAME_MAX ||
+	    memchr(c->user.data, '\0', c->user.len) != NULL)
+		return -EINVAL;
+	memcpy(user, c->user.data, c->user.len);
+	user[c->user.len] = '\0';
 	buf_init_secret(&b64, IMAP_CMD_MAX);
-	r = oauth_sasl_response_b64(&b64, c->mech, c->user.data,
+	r = oauth_sasl_response_b64(&b64, c->mech, user,
 				    c->cfg->upstream.host,
 				    c->cfg->upstream.port, c->pass.data,
 				    c->pass.len);
