@@ -265,9 +265,12 @@ want servers && SCRIPT_TIMEOUT=${SERVERS_TIMEOUT:-420} run_py servers test_serve
 # open, aborts, upstream cuts and expunges inside it, bounded memory.
 want window && run_py window test_window.py
 want accounts && run_py accounts test_accounts.py   # accounts, device passwords (own Dovecots)
-# The OAuth2 token side (issue 15, not wired into logins yet): a real
-# oidc-provider (npm) and a bearer-only Dovecot, driven by build/asan/oauth-driver.
+# OAuth2 (issue 15), against a real oidc-provider (npm) and bearer-only
+# Dovecots: the token code driven by build/asan/oauth-driver, then OAuth2
+# accounts end to end (popbridge authorize, POP3 clients, refresh,
+# failures of the token endpoint and of the IMAP login).
 want oauth && run_py oauth test_oauth.py
+want oauth && run_py oauth test_oauth_login.py
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the
