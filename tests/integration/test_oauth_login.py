@@ -16,6 +16,9 @@ The accounts:
       (auth_mechanisms xoauth2 only): XOAUTH2
   mm  device flow, upstream_user bob: the token is alice's, so Dovecot
       refuses it
+  fp  device flow; the scripted IMAP peer (tests/lib/imapfault.py) for
+      what Dovecot will not do on demand: no SASL-IR, a challenge that is
+      not base64, a second challenge, BYE, a dropped connection
 Access tokens live 10 s (popbridge uses one for half its life, 5 s).
 
 What it checks:
@@ -30,7 +33,8 @@ What it checks:
     refresh token is used again);
   - two devices of one account logging in at the same moment: one refresh;
   - a token the IMAP server refuses: -ERR [AUTH], the server's reason in
-    the log;
+    the log; odd bearer exchanges (above) get a clear -ERR and leave
+    popbridge serving;
   - the token endpoint answering 503, down, or hanging: -ERR [SYS/TEMP]
     ... wait, a burst of logins costs at most a few requests (backoff), a
     login works again once it recovers;
@@ -52,6 +56,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import corpus  # noqa: E402
+import imapfault  # noqa: E402
 import imapfetch  # noqa: E402
 import pbtest  # noqa: E402
 import oauthserver  # noqa: E402
@@ -60,9 +65,10 @@ from oauthserver import Browser, OAuthServer, CONF_CLIENT, CONF_SECRET, PUBLIC_C
 R = pbtest.Report()
 DRIVER = os.environ.get("OAUTH_DRIVER") or os.path.join(pbtest.ROOT, "build", "asan", "oauth-driver")
 ACCESS_TTL = 10
-DEV_PW = {"ob": "Ob-device-pw-41", "xo": "Xo-device-pw-52", "mm": "Mm-device-pw-63"}
+DEV_PW = {"ob": "Ob-device-pw-41", "xo": "Xo-device-pw-52", "mm": "Mm-device-pw-63",
+          "fp": "Fp-device-pw-85"}
 SECOND_PW = "Ob-second-pw-74"
-USER = {"ob": "alice-ob", "xo": "alice-xo", "mm": "bob-mm"}
+USER = {"ob": "alice-ob", "xo": "alice-xo", "mm": "bob-mm", "fp": "alice-fp"}
 MSGS = ("plain", "dot-lines", "leading-dot", "latin1-8bit", "utf8-8bit", "no-final-crlf",
         "body-dot", "dots-everywhere")
 
@@ -75,7 +81,8 @@ OUTPUTS = []    # every command's output, for the leak check
 def accounts_text(token_url=None):
     srv, a, b = S["srv"], S["dv_a"], S["dv_b"]
 
-    def account(name, upstream_user, dv, client=PUBLIC_CLIENT, secret=None, device=True):
+    def account(name, upstream_user, dv, client=PUBLIC_CLIENT, secret=None, device=True,
+                port=None):
         lines = ["[account %s]" % name, "pop3_user = %s" % USER[name],
                  "upstream_user = %s" % upstream_user, "auth = oauth2", "oauth = custom",
                  "oauth_client_id = %s" % client]
@@ -85,14 +92,15 @@ def accounts_text(token_url=None):
                   "oauth_authorization_url = %s" % srv.auth_url]
         if device:
             lines.append("oauth_device_url = %s" % srv.device_url)
-        lines += ["oauth_scope = %s" % SCOPE, "host = 127.0.0.1", "port = %d" % dv.port,
+        lines += ["oauth_scope = %s" % SCOPE, "host = 127.0.0.1", "port = %d" % (port or dv.port),
                   "tls = none", ""]
         return "\n".join(lines)
 
     return ("[accounts]\nunknown_users = refuse\n\n" +
             account("ob", "alice", a) +
             account("xo", "alice", b, client=CONF_CLIENT, secret=CONF_SECRET, device=False) +
-            account("mm", "bob", a))
+            account("mm", "bob", a) +
+            account("fp", "alice", a, port=S["peer"].port))
 
 
 def cli(*args, lines=(), timeout=60):
@@ -311,7 +319,8 @@ def case_authorize_device():
     before = refreshes()
     probs = authorize_device("ob", DEV_PW["ob"])
     probs += authorize_device("mm", DEV_PW["mm"])
-    for name in ("ob", "mm"):
+    probs += authorize_device("fp", DEV_PW["fp"])
+    for name in ("ob", "mm", "fp"):
         path = account_file(name)
         pbtest.expect(os.path.exists(path), probs, "no account file for %s" % name)
         if os.path.exists(path):
@@ -429,6 +438,60 @@ def case_imap_refuses_token():
     r = pop3_login("mm")
     pbtest.expect(r.startswith(b"-ERR [AUTH]"), probs, "again: %r" % r)
     pbtest.expect(refreshes() - n0 == 1, probs, "a refused cached token: %d refreshes, want 1" % (refreshes() - n0))
+    return probs
+
+
+CAPS_BOTH = ["IMAP4rev1", "SASL-IR", "ID", "UIDPLUS", "AUTH=XOAUTH2", "AUTH=OAUTHBEARER"]
+BEARER_FAULTS = [
+    # label, capabilities, the peer's bearer mode, faults, reply, log text
+    ("XOAUTH2 without SASL-IR: the response after the continuation",
+     ["IMAP4rev1", "ID", "UIDPLUS", "AUTH=XOAUTH2"], "accept", [], b"+OK", "logging in with XOAUTH2"),
+    ("OAUTHBEARER with SASL-IR preferred to XOAUTH2", CAPS_BOTH, "accept", [], b"+OK",
+     "logging in with OAUTHBEARER"),
+    ("the JSON error challenge answered with AQ==, then NO: [AUTH], the status logged", CAPS_BOTH,
+     "refuse", [], b"-ERR [AUTH]", "status=invalid_token"),
+    ("XOAUTH2's error challenge answered with an empty line",
+     ["IMAP4rev1", "SASL-IR", "AUTH=XOAUTH2"], "refuse", [], b"-ERR [AUTH]", "status=invalid_token"),
+    ("a challenge that is not base64: answered, then [AUTH]", CAPS_BOTH, "garbage", [],
+     b"-ERR [AUTH]", "not JSON"),
+    ("a second challenge: the connection is given up, [SYS/TEMP]", CAPS_BOTH, "twice", [],
+     b"-ERR [SYS/TEMP]", "unexpected continuation"),
+    ("no bearer mechanism offered: [SYS/TEMP], said in the log", ["IMAP4rev1", "SASL-IR", "AUTH=PLAIN"],
+     "accept", [], b"-ERR [SYS/TEMP]", "neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2"),
+    ("BYE instead of the AUTHENTICATE answer: [SYS/TEMP]", CAPS_BOTH, "accept",
+     [imapfault.Fault("AUTHENTICATE", "bye")], b"-ERR [SYS/TEMP]", None),
+    ("the connection dropped at AUTHENTICATE: [SYS/TEMP]", CAPS_BOTH, "accept",
+     [imapfault.Fault("AUTHENTICATE", "drop")], b"-ERR [SYS/TEMP]", None),
+    ("NO [UNAVAILABLE] at AUTHENTICATE: [SYS/TEMP]", CAPS_BOTH, "accept",
+     [imapfault.Fault("AUTHENTICATE", "no", code="UNAVAILABLE")], b"-ERR [SYS/TEMP]", None),
+]
+
+
+def case_bearer_exchange(caps, mode, plan, want, needle):
+    probs = []
+    peer = S["peer"]
+    peer.reset(caps=caps, plan=plan, bearer=mode)
+    off = S["pb"].offset()
+    r = pop3_login("fp")
+    pbtest.expect(r.startswith(want), probs, "the login answered %r, want %r" % (r, want))
+    said = S["pb"].text(off)
+    if needle:
+        pbtest.expect(needle in said, probs, "the log does not say %r: %s" % (needle, S["pb"].tail(5, off)))
+    auths = peer.commands("AUTHENTICATE")
+    pbtest.expect(auths, probs, "no AUTHENTICATE reached the peer")
+    for c in auths:
+        if c.bearer is None:
+            continue
+        mech, user, token = c.bearer
+        pbtest.expect(user == b"alice", probs, "%s for user %r" % (mech, user))
+        pbtest.expect(token.decode() in S["srv"].issued("access_token"), probs,
+                      "the token sent is not one the provider issued")
+        if mode == "refuse":
+            reply = b"AQ==" if mech == "OAUTHBEARER" else b""
+            pbtest.expect(c.sasl_reply == reply, probs, "%s: the challenge was answered %r" % (mech, c.sasl_reply))
+    pbtest.expect(not peer.violations(), probs, "protocol violations: %s" % peer.violations()[:3])
+    pbtest.expect(not peer.mutations(), probs, "the mailbox was changed: %s" % peer.mutations()[:2])
+    pbtest.expect(S["pb"].alive(), probs, "popbridge died")
     return probs
 
 
@@ -566,6 +629,8 @@ def body(tmp):
         return
     S["tmp"] = tmp
     S["timeout"] = 3
+    S["peer"] = imapfault.FaultPeer()
+    S["peer"].start()
     srv = S["srv"] = OAuthServer(os.path.join(tmp, "provider"), access_ttl=ACCESS_TTL).start()
     conf = {}
     for name, mechs in (("dv_a", "xoauth2 oauthbearer"), ("dv_b", "xoauth2")):
@@ -596,6 +661,9 @@ def body(tmp):
     R.case("two devices of one account logging in at once: one refresh", case_two_devices_one_refresh)
     R.case("the IMAP server refuses the token: -ERR [AUTH], its reason in the log",
            case_imap_refuses_token)
+    for label, caps, mode, plan, want, needle in BEARER_FAULTS:
+        R.case("bearer login, scripted peer: " + label, case_bearer_exchange, caps, mode, plan, want,
+               needle)
     R.case("token endpoint answers 503: [SYS/TEMP] ... wait, backoff, works again after",
            case_endpoint_503)
     R.case("token endpoint down: [SYS/TEMP], backoff, works again after", case_endpoint_down)
@@ -607,6 +675,7 @@ def body(tmp):
     pbtest.final_checks(R, [pb], running="popbridge is still running after the cases",
                         sigterm="popbridge exits 0 on SIGTERM",
                         sanitizer="no sanitizer reports in popbridge's log")
+    S["peer"].stop()
 
 
 if __name__ == "__main__":

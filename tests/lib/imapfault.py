@@ -173,6 +173,9 @@ class Command:
         self.literals = literals    # [(size, nonsync, data, early)]
         self.continuation = None    # AUTHENTICATE: the client's answer line
         self.auth = None            # AUTHENTICATE: (user, password) decoded
+        self.bearer = None          # OAUTHBEARER/XOAUTH2: (mech, user, token)
+        self.sasl_reply = None      # the answer to an error challenge
+        self.sasl_reply2 = None
         self.time = time.time()
 
     @property
@@ -552,6 +555,9 @@ class Connection(threading.Thread):
         cmd.auth for answer()). False when it already answered."""
         toks = _tokens(cmd.segments, cmd.literals)
         caps = [c.upper() for c in self.peer.cfg["caps"]]
+        if len(toks) >= 2 and isinstance(toks[1], bytes) and \
+                toks[1].upper() in (b"OAUTHBEARER", b"XOAUTH2"):
+            return self.authenticate_bearer(cmd, f, toks, caps)
         if len(toks) < 2 or toks[1].upper() != b"PLAIN":
             self.line(cmd.tag + b" NO [CANNOT] unsupported mechanism")
             return False
@@ -580,6 +586,56 @@ class Connection(threading.Thread):
             return False
         cmd.auth = (user, pw)
         return True
+
+    def authenticate_bearer(self, cmd, f, toks, caps):
+        """OAUTHBEARER (RFC 7628) or XOAUTH2 with the peer's bearer mode:
+        "accept" any token; "refuse" with the JSON error challenge (the
+        client's answer recorded in cmd.sasl_reply), then NO; "garbage": a
+        challenge that is not base64; "twice": a second challenge after
+        the client's answer. cmd.bearer = (mech, user, token)."""
+        mech = toks[1].upper()
+        if "AUTH=" + mech.decode() not in caps:
+            self.peer.note("c%d: AUTHENTICATE %s but not advertised" % (self.cid, mech.decode()))
+        if len(toks) > 2:
+            if "SASL-IR" not in caps:
+                self.peer.note("c%d: SASL-IR used but not advertised" % self.cid)
+            resp = toks[2]
+        else:
+            if f is not None and f.opts.get("at") == "continuation":
+                self.apply_fault(cmd, f)
+                return False
+            self.line(b"+ ")
+            resp = self.readline()
+            cmd.continuation = resp
+        try:
+            raw = base64.b64decode(resp, validate=True)
+        except (ValueError, TypeError):
+            self.peer.note("c%d: malformed %s response" % (self.cid, mech.decode()))
+            self.line(cmd.tag + b" BAD invalid base64")
+            return False
+        if mech == b"OAUTHBEARER":
+            m = re.match(rb"n,a=([^,]*),\x01(?:host=[^\x01]*\x01)?(?:port=\d+\x01)?"
+                         rb"auth=Bearer ([^\x01]+)\x01\x01$", raw)
+        else:
+            m = re.match(rb"user=([^\x01]*)\x01auth=Bearer ([^\x01]+)\x01\x01$", raw)
+        if not m:
+            self.peer.note("c%d: malformed %s message" % (self.cid, mech.decode()))
+            self.line(cmd.tag + b" BAD malformed message")
+            return False
+        cmd.bearer = (mech.decode(), m.group(1), m.group(2))
+        mode = self.peer.cfg["bearer"]
+        if mode == "accept":
+            cmd.auth = ("bearer", m.group(1))
+            return True
+        challenge = base64.b64encode(b'{"status":"invalid_token","schemes":"bearer",'
+                                     b'"scope":"imap"}')
+        self.line(b"+ " + (b"!!not base64!!" if mode == "garbage" else challenge))
+        cmd.sasl_reply = self.readline()
+        if mode == "twice":
+            self.line(b"+ " + challenge)
+            cmd.sasl_reply2 = self.readline()
+        self.line(cmd.tag + b" NO [AUTHENTICATIONFAILED] Authentication failed.")
+        return False
 
     def login_result(self, cmd, user, pw):
         users = self.peer.cfg["users"]
@@ -611,6 +667,13 @@ class Connection(threading.Thread):
         if n == "LOGOUT":
             return ([b"* BYE Logging out" + CRLF], t + b" OK Logout completed." + CRLF,
                     self._close_after)
+        if n == "AUTHENTICATE" and cmd.auth[0] == "bearer":
+            self.authed = True
+            self.peer.last_login = (cmd.auth[1], None)
+            text = b"Logged in"
+            if self.peer.cfg["ok_caps"]:
+                text = b"[CAPABILITY " + " ".join(self.post_caps()).encode() + b"] " + text
+            return [], t + b" OK " + text + CRLF, None
         if n == "AUTHENTICATE":
             return self.login_result(cmd, *cmd.auth)
         if n == "STARTTLS":
@@ -864,7 +927,7 @@ class FaultPeer:
 
     # -- control -------------------------------------------------------------
     def reset(self, caps=None, plan=(), users=None, greeting_caps=True,
-              ok_caps=True, messages=None):
+              ok_caps=True, messages=None, bearer="accept"):
         """A fresh mailbox, an empty log and a new plan; connections still
         open from an earlier case are closed first."""
         self.close_connections()
@@ -874,6 +937,7 @@ class FaultPeer:
                 "users": dict(users or self.default_users),
                 "greeting_caps": greeting_caps,
                 "ok_caps": ok_caps,
+                "bearer": bearer,
             }
             msgs = messages or self.base_messages
             self.mailbox = [Message(u, d) for u, d in msgs]
