@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,8 @@ accounts_print(const struct config *cfg, FILE *out)
 	fputc('\n', out);
 	for (i = 0; i < cfg->accounts.n; i++) {
 		const char *name = cfg->accounts.list[i]->account.name;
+		bool oauth = cfg->accounts.list[i]->account.auth ==
+			     ACCOUNT_AUTH_OAUTH2;
 
 		r = opened;
 		if (r == 0)
@@ -139,9 +142,17 @@ accounts_print(const struct config *cfg, FILE *out)
 		for (j = 0; j < f->n_devices; j++)
 			fprintf(out, "%s%s", j ? ", " : " (",
 				f->devices[j].label);
-		fprintf(out, "%s; upstream secret %s\n",
-			f->n_devices ? ")" : "",
-			f->has_upstream ? "stored (not shown)" : "not stored");
+		if (oauth)
+			fprintf(out, "%s; %s\n", f->n_devices ? ")" : "",
+				f->has_upstream ? "authorized (refresh token "
+						  "stored, not shown)"
+						: "not authorized yet (popbridge "
+						  "authorize ACCOUNT)");
+		else
+			fprintf(out, "%s; upstream secret %s\n",
+				f->n_devices ? ")" : "",
+				f->has_upstream ? "stored (not shown)"
+						: "not stored");
 	}
 	safe_file_close_dir(&d, NULL, 0);
 	free(f);

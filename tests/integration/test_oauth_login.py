@@ -336,6 +336,11 @@ def case_authorize_loopback():
     probs = authorize_loopback("xo", DEV_PW["xo"])
     rc, out, err = cli("passwd", "xo", "--list")
     pbtest.expect(rc == 0 and "upstream secret: stored" in out, probs, "passwd --list: %r %r" % (out, err))
+    rc, out, err = cli("--check-config")
+    pbtest.expect(rc == 0 and "; account xo: 1 device (default); authorized" in out, probs,
+                  "--check-config: %r" % [ln for ln in out.splitlines() if "account xo" in ln])
+    pbtest.expect(CONF_SECRET not in out + err and "; oauth_client_secret = (secret, not shown)" in out,
+                  probs, "--check-config shows the client secret, or not that there is one")
     return probs
 
 
