@@ -130,7 +130,8 @@ void oauth_wait_cancel(struct oauth_wait **w);
  * refreshes. */
 void oauth_tokens_reject(struct oauth_tokens *t, const char *token, size_t n);
 
-/* A refresh request is in flight (shutdown waits for it). */
+/* A refresh request is in flight, or a login waits for its answer
+ * (shutdown waits for them; a reload keeps the cache). */
 bool oauth_tokens_busy(const struct oauth_tokens *t);
 
 /* How many token requests were sent (tests). */

@@ -309,7 +309,8 @@ oauth_tokens_free(struct oauth_tokens **tp)
 bool
 oauth_tokens_busy(const struct oauth_tokens *t)
 {
-	return t->flight != NULL;
+	return t->flight != NULL || t->pending.head != NULL ||
+	       t->ready.head != NULL;
 }
 
 unsigned

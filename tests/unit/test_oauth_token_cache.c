@@ -283,6 +283,7 @@ Test(oauth_tokens, concurrent_logins_share_one_refresh)
 	for (i = 0; i < 5; i++)
 		cr_expect_eq(w[i].calls, 0);
 	answer(0, 0, 200, OK_ANSWER("at-1", 3600));
+	cr_expect_not(oauth_tokens_busy(tok), "answered: nobody waits");
 	for (i = 0; i < 5; i++) {
 		cr_expect_eq(w[i].calls, 1);
 		cr_expect_eq(w[i].err, 0);
