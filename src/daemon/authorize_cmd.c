@@ -602,7 +602,7 @@ done(void *ctx, int err, const struct oauth_token_resp *tokens,
 
 /* The one line for a flow that failed. */
 static int
-flow_failed(const struct authz *z, const struct config *acct)
+flow_failed(const struct authz *z)
 {
 	const char *a = z->account;
 
@@ -613,11 +613,9 @@ flow_failed(const struct authz *z, const struct config *acct)
 		return cmd_fail("account %s: not authorized: %s (run "
 				"popbridge authorize %s again and allow "
 				"access)", a, z->why, a);
-	case -ETIMEDOUT:
+	case -ETIMEDOUT:	/* the code expired, or a request's bound */
 		return cmd_fail("account %s: %s (run popbridge authorize %s "
-				"again; each request may take [upstream] "
-				"timeout = %u s)", a, z->why, a,
-				acct->upstream.timeout);
+				"again)", a, z->why, a);
 	case -EPERM:
 		return cmd_fail("account %s: %s (check oauth_client_id, "
 				"oauth_client_secret and the app "
@@ -692,7 +690,7 @@ run_flow(struct authz *z, const struct config *acct, enum authorize_flow flow,
 		fprintf(stderr, "popbridge: handles left open at exit\n");
 	if (z->err == 0 && z->refresh.len > ACCOUNT_SECRET_MAX)
 		z->err = -EMSGSIZE;
-	return z->err == 0 ? 0 : flow_failed(z, acct);
+	return z->err == 0 ? 0 : flow_failed(z);
 }
 
 /* -- after the flow: the file ------------------------------------------------ */

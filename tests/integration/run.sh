@@ -268,6 +268,9 @@ want accounts && run_py accounts test_accounts.py   # accounts, device passwords
 # The OAuth2 token side (issue 15, not wired into logins yet): a real
 # oidc-provider (npm) and a bearer-only Dovecot, driven by build/asan/oauth-driver.
 want oauth && run_py oauth test_oauth.py
+# popbridge authorize against its own oidc-provider: device and loopback
+# flows, the refresh token sealed into the account file.
+want oauth && run_py authorize test_authorize.py
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the
