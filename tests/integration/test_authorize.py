@@ -27,6 +27,9 @@ What it checks:
   - the loopback flow by a pasted URL (the browser does not follow the
     redirect): garbage, then the URL with another state, each refused
     with a message, then the right one;
+  - the file changed during the flow (a first device added by someone
+    else, the password changed, another device added): read again and
+    unlocked again, the other device kept;
   - access_denied and expired_token: exit 1 with a line saying so;
     invalid_client: exit 1 naming oauth_client_id; an endpoint that is
     down: exit 1;
@@ -96,6 +99,7 @@ def config_text(srv, down_port):
             + account("dev")
             + account("web", device=False)
             + account("tty", device=False)
+            + account("race")
             + account("conf", client=CONF_CLIENT, secret=CONF_SECRET)
             + account("badsecret", client=CONF_CLIENT, secret="not-the-secret-5e")
             + account("down", base="http://127.0.0.1:%d" % down_port)
@@ -420,6 +424,45 @@ def case_down(tmp, srv):
     return probs + sanitizer(err)
 
 
+def _meanwhile(tmp, srv, pw, change):
+    """A device flow on account race, with change() run while it waits
+    for the browser: (exit, stderr)."""
+    run = Run(tmp, "race", lines=[pw])
+    run.need_line("verification URL")
+    code = run.need_line("user code")
+    change()
+    Browser(srv).approve_device(code)
+    rc, out, err = run.finish()
+    return rc, err
+
+
+def case_file_changed_meanwhile(tmp, srv):
+    """The file is read again at the end: a first device that someone else
+    added meanwhile, a password changed meanwhile, a device added
+    meanwhile (kept)."""
+    probs = []
+    pw_a, pw_b, pw_c, pw_d = "Race-pw-a-0001", "Race-pw-b-0002", "Race-pw-c-0003", "Race-pw-d-0004"
+
+    def ok(*args, lines=()):
+        rc, out, err = passwd(*args, lines=lines)
+        pbtest.need(rc == 0, "passwd %s: %d %s" % (" ".join(args), rc, err))
+
+    rc, err = _meanwhile(tmp, srv, pw_a, lambda: ok("race", "--device", "other", lines=[pw_b]))
+    pbtest.expect(rc == 1 and "a device was added meanwhile" in err, probs, "first device raced: %s %s" % (rc, err[-300:]))
+    rc, lout, _ = passwd("race", "--list")
+    pbtest.expect("device other " in lout and "device default" not in lout and "not stored" in lout, probs,
+                  "after the race: %r" % lout)
+    rc, err = _meanwhile(tmp, srv, pw_b, lambda: ok("race", "--device", "other", lines=[pw_c, pw_b]))
+    pbtest.expect(rc == 1 and "no device's any more" in err, probs, "password changed meanwhile: %s %s" % (rc, err[-300:]))
+    rc, err = _meanwhile(tmp, srv, pw_c, lambda: ok("race", "--device", "second", lines=[pw_d, pw_c]))
+    pbtest.expect(rc == 0, probs, "device added meanwhile: %s %s" % (rc, err[-300:]))
+    rc, lout, _ = passwd("race", "--list")
+    pbtest.expect("device other " in lout and "device second " in lout and "upstream secret: stored" in lout,
+                  probs, "the device added meanwhile was lost: %r" % lout)
+    stored_refresh(probs, srv, "race", pw_d)
+    return probs + sanitizer(err)
+
+
 # -- the loopback flow -----------------------------------------------------------------
 
 def redirect_of(url):
@@ -635,6 +678,8 @@ def body(tmp):
            case_confidential, tmp, srv)
     R.case("a wrong client secret: exit 1, invalid_client, check oauth_client_id", case_bad_secret, tmp, srv)
     R.case("endpoints down: exit 1 with one line", case_down, tmp, srv)
+    R.case("the file changed during the flow: read again, unlocked again, a device added meanwhile kept",
+           case_file_changed_meanwhile, tmp, srv)
     R.case("loopback flow through the listener (a foreign state ignored); stdin a file that ends",
            case_loopback_listener, tmp, srv)
     R.case("loopback flow by a pasted URL: garbage and a wrong state refused, the right URL taken",
