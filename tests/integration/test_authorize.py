@@ -9,8 +9,10 @@ The configuration has accounts with auth = oauth2 and oauth = custom at
 that server: "dev" (device and authorization endpoints: the device flow
 by default), "web" (the authorization endpoint only: the loopback flow),
 "conf" (a confidential client, its secret in the file), "badsecret" (the
-same client with a wrong secret), "down" (endpoints on a closed port) and
-"pw" (auth = password). No IMAP server: authorize never connects to one.
+same client with a wrong secret), "down" (endpoints on a closed port),
+"tty" (loopback, driven through a pty), "race" (device flow, its file
+changed by passwd during the flow) and "pw" (auth = password). No IMAP
+server: authorize never connects to one.
 
 What it checks:
   - the device flow end to end: standard output is exactly the
@@ -27,6 +29,8 @@ What it checks:
   - the loopback flow by a pasted URL (the browser does not follow the
     redirect): garbage, then the URL with another state, each refused
     with a message, then the right one;
+  - on a terminal (a pty): the first device password asked twice without
+    echo, the paste prompt, asked again after garbage, echo on at the end;
   - the file changed during the flow (a first device added by someone
     else, the password changed, another device added): read again and
     unlocked again, the other device kept;
