@@ -114,8 +114,8 @@ prompt_line(const char *prompt, struct buf *out, size_t max)
 	struct termios t;
 	int r;
 
-	fputs(prompt, stderr);
-	fflush(stderr);
+	/* Echo off before the prompt shows, as getpass does: what is typed
+	 * once it shows must neither be echoed nor flushed away. */
 	if (tcgetattr(STDIN_FILENO, &saved_tty) < 0)
 		return -EIO;
 	t = saved_tty;
@@ -126,6 +126,8 @@ prompt_line(const char *prompt, struct buf *out, size_t max)
 		echo_off = 0;
 		return -EIO;
 	}
+	fputs(prompt, stderr);
+	fflush(stderr);
 	r = cmd_read_line(out, max);
 	restore_tty();
 	return r;
