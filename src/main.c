@@ -14,6 +14,7 @@
 #include "accounts/account_file.h"
 #include "accounts/account_oauth.h"
 #include "accounts/account_store.h"
+#include "daemon/authorize_cmd.h"
 #include "daemon/config.h"
 #include "daemon/passwd_cmd.h"
 #include "daemon/privs.h"
@@ -189,6 +190,9 @@ usage(FILE *out)
 		"       popbridge [-c FILE] passwd ACCOUNT [--device LABEL] "
 		"[--revoke]\n"
 		"                 [--upstream] [--generate] [--list]\n"
+		"       popbridge [-c FILE] authorize ACCOUNT "
+		"[--flow device|loopback]\n"
+		"                 [--device LABEL]\n"
 		"       popbridge --version | --help\n"
 		"\n"
 		"A POP3 server whose maildrop is an IMAP mailbox.\n"
@@ -201,7 +205,11 @@ usage(FILE *out)
 		"\n"
 		"passwd sets, revokes and lists an account's device "
 		"passwords and stores\n"
-		"its upstream secret (popbridge passwd --help).\n",
+		"its upstream secret (popbridge passwd --help). authorize "
+		"obtains an OAuth2\n"
+		"grant for an auth = oauth2 account and stores its refresh "
+		"token (popbridge\n"
+		"authorize --help).\n",
 		DEFAULT_CONFIG);
 }
 
@@ -385,6 +393,8 @@ main(int argc, char **argv)
 	}
 	if (optind < argc && strcmp(argv[optind], "passwd") == 0 && !check)
 		return passwd_cmd(path, argc - optind, argv + optind);
+	if (optind < argc && strcmp(argv[optind], "authorize") == 0 && !check)
+		return authorize_cmd(path, argc - optind, argv + optind);
 	if (optind != argc) {
 		usage(stderr);
 		return 2;

@@ -270,6 +270,9 @@ want accounts && run_py accounts test_accounts.py   # accounts, device passwords
 # accounts end to end (popbridge authorize, POP3 clients, refresh,
 # failures of the token endpoint and of the IMAP login).
 want oauth && run_py oauth test_oauth.py
+# popbridge authorize on its own: device and loopback flows, the refresh
+# token sealed into the account file.
+want oauth && run_py authorize test_authorize.py
 want oauth && run_py oauth test_oauth_login.py
 
 # ---------------------------------------------------------------------------
