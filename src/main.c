@@ -129,7 +129,8 @@ accounts_print(const struct config *cfg, FILE *out)
 			r = account_file_load(&d, name, f, err, sizeof(err));
 		if (r == -ENOENT) {
 			fprintf(out, "; account %s: no device yet (popbridge "
-				"passwd %s --device LABEL)\n", name, name);
+				"%s %s%s)\n", name, oauth ? "authorize" : "passwd",
+				name, oauth ? "" : " --device LABEL");
 			continue;
 		}
 		if (r < 0) {
@@ -143,12 +144,12 @@ accounts_print(const struct config *cfg, FILE *out)
 		for (j = 0; j < f->n_devices; j++)
 			fprintf(out, "%s%s", j ? ", " : " (",
 				f->devices[j].label);
-		if (oauth)
-			fprintf(out, "%s; %s\n", f->n_devices ? ")" : "",
-				f->has_upstream ? "authorized (refresh token "
-						  "stored, not shown)"
-						: "not authorized yet (popbridge "
-						  "authorize ACCOUNT)");
+		if (oauth && f->has_upstream)
+			fprintf(out, "%s; authorized (refresh token stored, not "
+				"shown)\n", f->n_devices ? ")" : "");
+		else if (oauth)
+			fprintf(out, "%s; not authorized yet (popbridge authorize "
+				"%s)\n", f->n_devices ? ")" : "", name);
 		else
 			fprintf(out, "%s; upstream secret %s\n",
 				f->n_devices ? ")" : "",
