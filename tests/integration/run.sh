@@ -273,7 +273,7 @@ want oauth && run_py oauth test_oauth.py
 # popbridge authorize on its own: device and loopback flows, the refresh
 # token sealed into the account file.
 want oauth && run_py authorize test_authorize.py
-want oauth && run_py oauth test_oauth_login.py
+want oauth && run_py oauth-login test_oauth_login.py
 
 # ---------------------------------------------------------------------------
 # The upstream dies: a second Dovecot and a second popbridge, so that the
