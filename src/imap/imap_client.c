@@ -1069,6 +1069,27 @@ build_login(struct imap_client *c, struct buf *first)
 	return 0;
 }
 
+/* "AUTHENTICATE MECH" into first, with the initial response b64 in it
+ * (SASL-IR) or as the segment sent on the server's "+". */
+static int
+sasl_first(struct imap_client *c, struct buf *first, const char *mech,
+	   const struct buf *b64)
+{
+	int r;
+
+	if (c->caps & IMAP_CAP_SASL_IR)
+		return buf_appendf(first, "AUTHENTICATE %s %.*s\r\n", mech,
+				   (int)b64->len, b64->data);
+	r = buf_appendf(first, "AUTHENTICATE %s\r\n", mech);
+	if (r == 0)
+		r = buf_append(&c->segs, b64->data, b64->len);
+	if (r == 0)
+		r = buf_append(&c->segs, "\r\n", 2);
+	c->seg_len[0] = b64->len + 2;
+	c->nsegs = 1;
+	return r;
+}
+
 static int
 build_authenticate(struct imap_client *c, struct buf *first)
 {
@@ -1087,18 +1108,8 @@ build_authenticate(struct imap_client *c, struct buf *first)
 		r = buf_append(&plain, c->pass.data, c->pass.len);
 	if (r == 0)
 		r = base64_encode(&b64, plain.data, plain.len);
-	if (r == 0 && (c->caps & IMAP_CAP_SASL_IR)) {
-		r = buf_appendf(first, "AUTHENTICATE PLAIN %.*s\r\n",
-				(int)b64.len, b64.data);
-	} else if (r == 0) {
-		r = buf_append_str(first, "AUTHENTICATE PLAIN\r\n");
-		if (r == 0)
-			r = buf_append(&c->segs, b64.data, b64.len);
-		if (r == 0)
-			r = buf_append(&c->segs, "\r\n", 2);
-		c->seg_len[0] = b64.len + 2;
-		c->nsegs = 1;
-	}
+	if (r == 0)
+		r = sasl_first(c, first, "PLAIN", &b64);
 	buf_free(&plain);
 	buf_free(&b64);
 	return r;
@@ -1124,18 +1135,8 @@ build_bearer(struct imap_client *c, struct buf *first)
 				    c->cfg->upstream.host,
 				    c->cfg->upstream.port, c->pass.data,
 				    c->pass.len);
-	if (r == 0 && (c->caps & IMAP_CAP_SASL_IR)) {
-		r = buf_appendf(first, "AUTHENTICATE %s %.*s\r\n", name,
-				(int)b64.len, b64.data);
-	} else if (r == 0) {
-		r = buf_appendf(first, "AUTHENTICATE %s\r\n", name);
-		if (r == 0)
-			r = buf_append(&c->segs, b64.data, b64.len);
-		if (r == 0)
-			r = buf_append(&c->segs, "\r\n", 2);
-		c->seg_len[0] = b64.len + 2;
-		c->nsegs = 1;
-	}
+	if (r == 0)
+		r = sasl_first(c, first, name, &b64);
 	buf_free(&b64);
 	return r;
 }

@@ -381,6 +381,7 @@ device_checked(void *ctx, enum account_verdict v, struct buf *secret,
 	const struct config *acct = config_account_find(s->cfg, s->user.data,
 							s->user.len);
 	const char *name = acct != NULL ? acct->account.name : "-";
+	bool oauth = acct != NULL && acct->account.auth == ACCOUNT_AUTH_OAUTH2;
 	char why[160];
 
 	s->device_job = NULL;
@@ -403,27 +404,24 @@ device_checked(void *ctx, enum account_verdict v, struct buf *secret,
 	case ACCOUNT_NO_DEVICE:
 		if (acct != NULL)
 			snprintf(why, sizeof(why), "account %s has no device "
-				 "password yet (popbridge passwd %s --device "
-				 "LABEL)", name, name);
+				 "password yet (popbridge %s %s%s)", name,
+				 oauth ? "authorize" : "passwd", name,
+				 oauth ? "" : " --device LABEL");
 		else
 			snprintf(why, sizeof(why), "no such account "
 				 "(unknown_users = refuse)");
 		login_refused(s, why, took_ms);
 		break;
 	case ACCOUNT_NO_SECRET:
-		if (acct->account.auth == ACCOUNT_AUTH_OAUTH2) {
-			log_warn("session=%s account=%s: device password "
-				 "right, but the account is not authorized yet "
-				 "(popbridge authorize %s)", s->id, name, name);
-			session_reply_temp(s, "account not ready", "not "
-					   "authorized at its provider yet");
-			break;
-		}
-		log_warn("session=%s account=%s: device password right, but no "
-			 "upstream secret is stored (popbridge passwd %s "
-			 "--upstream)", s->id, name, name);
-		session_reply_temp(s, "account not ready", "no upstream "
-				   "password stored");
+		log_warn("session=%s account=%s: device password right, but %s "
+			 "(popbridge %s %s%s)", s->id, name,
+			 oauth ? "the account is not authorized yet"
+			       : "no upstream secret is stored",
+			 oauth ? "authorize" : "passwd", name,
+			 oauth ? "" : " --upstream");
+		session_reply_temp(s, "account not ready",
+				   oauth ? "not authorized at its provider yet"
+					 : "no upstream password stored");
 		break;
 	case ACCOUNT_DAMAGED:
 		log_error("session=%s account=%s: a device's wrapped key does "

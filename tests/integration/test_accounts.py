@@ -215,17 +215,7 @@ def check_session(user, pw, box):
 def client_fetch(client, label, user, pw, box):
     """One run of fetchmail or mpop as device label: everything in box,
     byte for byte (as each client hands a message to its MDA)."""
-    if client == "fetchmail":
-        c = pbtest.Fetchmail(TMP, "fetchmail-" + label, PB.port, user, pw, timeout=60)
-        want = pbtest.fetchmail_want
-    else:
-        c = pbtest.Mpop(TMP, "mpop-" + label, PB.port, user, pw)
-        want = pbtest.mpop_want
-    run = c.run()
-    probs = []
-    if run.rc != 0:
-        probs.append("%s exit %d: %s" % (client, run.rc, " | ".join(pbtest.tail(run.output))))
-    return probs + pbtest.compare_deliveries(box, run.new, want, client)
+    return pbtest.client_fetch(client, TMP, "%s-%s" % (client, label), PB.port, user, pw, box)
 
 
 # -- logs -------------------------------------------------------------------------

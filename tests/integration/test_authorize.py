@@ -132,8 +132,8 @@ class Run:
             stdin.close()
         elif data:
             self.send_raw(data)
-        self.out = []
-        self.buf = b""
+        self.reader = pbtest.LineReader(self.proc.stdout)
+        self.out = self.reader.lines
         self.rc = None
 
     def send_raw(self, data):
@@ -146,24 +146,7 @@ class Run:
     def line(self, timeout=30):
         """The next line of standard output (None at its end or after
         timeout)."""
-        deadline = time.time() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.time()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([self.proc.stdout], [], [], left)
-            if not r:
-                return None
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                if not self.buf:
-                    return None
-                chunk = b"\n"
-            self.buf += chunk
-        ln, _, self.buf = self.buf.partition(b"\n")
-        s = ln.decode("utf-8", "replace")
-        self.out.append(s)
-        return s
+        return self.reader.line(timeout)
 
     def need_line(self, what, timeout=30):
         s = self.line(timeout)

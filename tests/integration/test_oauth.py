@@ -36,7 +36,6 @@ What it checks:
 
 import base64
 import os
-import select
 import socket
 import stat
 import subprocess
@@ -77,29 +76,14 @@ class Driver:
                 "--access", self.access, "--account", ACCOUNT] + list(extra) + list(args)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=open(self.log, "wb"), preexec_fn=pbtest.die_with_parent)
-        self.out = []
-        self.buf = b""
+        self.reader = pbtest.LineReader(self.proc.stdout)
+        self.out = self.reader.lines
 
     def line(self, timeout=30):
         """The next line of output (None at the end or after timeout)."""
-        deadline = time.time() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.time()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([self.proc.stdout], [], [], left)
-            if not r:
-                return None
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                if not self.buf:
-                    return None
-                self.buf += b"\n"
-            self.buf += chunk
-        ln, _, self.buf = self.buf.partition(b"\n")
-        s = ln.decode("utf-8", "replace")
-        self.out.append(s)
-        OUTPUTS.append(s)
+        s = self.reader.line(timeout)
+        if s is not None:
+            OUTPUTS.append(s)
         return s
 
     def until(self, prefix, timeout=30):

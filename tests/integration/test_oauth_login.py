@@ -47,7 +47,6 @@ What it checks:
 import base64
 import imaplib
 import os
-import select
 import subprocess
 import sys
 import threading
@@ -125,30 +124,17 @@ class Authorize:
                                      stderr=open(self.err, "wb"), preexec_fn=pbtest.die_with_parent)
         self.proc.stdin.write((pw + "\n").encode())
         self.proc.stdin.flush()
-        self.out = []
-        self.buf = b""
+        self.reader = pbtest.LineReader(self.proc.stdout)
+        self.out = self.reader.lines
 
     def line(self, timeout=30):
         """The next non-empty line of stdout, or None (the end, or
         timeout)."""
         deadline = time.time() + timeout
         while True:
-            while b"\n" in self.buf:
-                ln, _, self.buf = self.buf.partition(b"\n")
-                s = ln.decode("utf-8", "replace").strip()
-                self.out.append(s)
-                if s:
-                    return s
-            left = deadline - time.time()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([self.proc.stdout], [], [], left)
-            if not r:
-                return None
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                return None
-            self.buf += chunk
+            s = self.reader.line(max(0, deadline - time.time()))
+            if s is None or s.strip():
+                return s if s is None else s.strip()
 
     def finish(self, timeout=90):
         try:
@@ -160,7 +146,7 @@ class Authorize:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = "still running after %d s" % timeout
-        rest = (self.buf + self.proc.stdout.read()).decode("utf-8", "replace")
+        rest = (self.reader.buf + self.proc.stdout.read()).decode("utf-8", "replace")
         self.out += rest.splitlines()
         err = pbtest.read_text(self.err)
         OUTPUTS.extend(self.out + [err])
@@ -354,18 +340,8 @@ def case_poplib(account, mech):
 
 
 def case_clients(client):
-    box = S["box_a"]
-    if client == "fetchmail":
-        c = pbtest.Fetchmail(S["tmp"], "fetchmail-ob", S["pb"].port, USER["ob"], DEV_PW["ob"], timeout=60)
-        want = pbtest.fetchmail_want
-    else:
-        c = pbtest.Mpop(S["tmp"], "mpop-ob", S["pb"].port, USER["ob"], DEV_PW["ob"])
-        want = pbtest.mpop_want
-    run = c.run()
-    probs = []
-    if run.rc != 0:
-        probs.append("%s exit %d: %s" % (client, run.rc, " | ".join(pbtest.tail(run.output))))
-    return probs + pbtest.compare_deliveries(box, run.new, want, client)
+    return pbtest.client_fetch(client, S["tmp"], client + "-ob", S["pb"].port, USER["ob"],
+                               DEV_PW["ob"], S["box_a"])
 
 
 def case_expiry_refresh_saved():

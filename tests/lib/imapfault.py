@@ -550,6 +550,21 @@ class Connection(threading.Thread):
         if m:
             self.peer.expunge_seq(int(m.group(1)))
 
+    def initial_response(self, cmd, f, toks, caps):
+        """The client's SASL initial response: in the command (SASL-IR), or
+        its answer to our "+" (recorded in cmd.continuation). None when a
+        fault planned "at" the continuation answered instead."""
+        if len(toks) > 2:
+            if "SASL-IR" not in caps:
+                self.peer.note("c%d: SASL-IR used but not advertised" % self.cid)
+            return toks[2]
+        if f is not None and f.opts.get("at") == "continuation":
+            self.apply_fault(cmd, f)    # instead of the "+"
+            return None
+        self.line(b"+ ")
+        cmd.continuation = self.readline()
+        return cmd.continuation
+
     def authenticate(self, cmd, f):
         """The SASL PLAIN exchange up to the decoded credentials (kept in
         cmd.auth for answer()). False when it already answered."""
@@ -564,17 +579,9 @@ class Connection(threading.Thread):
         if "AUTH=PLAIN" not in caps:
             self.peer.note("c%d: AUTHENTICATE PLAIN but AUTH=PLAIN not advertised"
                            % self.cid)
-        if len(toks) > 2:
-            if "SASL-IR" not in caps:
-                self.peer.note("c%d: SASL-IR used but not advertised" % self.cid)
-            resp = toks[2]
-        else:
-            if f is not None and f.opts.get("at") == "continuation":
-                self.apply_fault(cmd, f)    # instead of the "+"
-                return False
-            self.line(b"+ ")
-            resp = self.readline()
-            cmd.continuation = resp
+        resp = self.initial_response(cmd, f, toks, caps)
+        if resp is None:
+            return False
         if resp == b"*":
             self.line(cmd.tag + b" BAD authentication cancelled")
             return False
@@ -596,17 +603,9 @@ class Connection(threading.Thread):
         mech = toks[1].upper()
         if "AUTH=" + mech.decode() not in caps:
             self.peer.note("c%d: AUTHENTICATE %s but not advertised" % (self.cid, mech.decode()))
-        if len(toks) > 2:
-            if "SASL-IR" not in caps:
-                self.peer.note("c%d: SASL-IR used but not advertised" % self.cid)
-            resp = toks[2]
-        else:
-            if f is not None and f.opts.get("at") == "continuation":
-                self.apply_fault(cmd, f)
-                return False
-            self.line(b"+ ")
-            resp = self.readline()
-            cmd.continuation = resp
+        resp = self.initial_response(cmd, f, toks, caps)
+        if resp is None:
+            return False
         try:
             raw = base64.b64decode(resp, validate=True)
         except (ValueError, TypeError):

@@ -32,6 +32,7 @@ import collections
 import hashlib
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -461,6 +462,38 @@ def file_size(path):
         return os.path.getsize(path)
     except OSError:
         return 0
+
+
+class LineReader:
+    """The lines of a child's output pipe, each waited for at most timeout
+    seconds: line() is the next one (str, without its LF; a last line
+    without one counts), or None at the end or after the timeout. Every
+    line read is kept in .lines."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.buf = b""
+        self.lines = []
+
+    def line(self, timeout=30):
+        deadline = time.time() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.time()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.stream], [], [], left)
+            if not r:
+                return None
+            chunk = os.read(self.stream.fileno(), 65536)
+            if not chunk:
+                if not self.buf:
+                    return None
+                chunk = b"\n"
+            self.buf += chunk
+        ln, _, self.buf = self.buf.partition(b"\n")
+        s = ln.decode("utf-8", "replace")
+        self.lines.append(s)
+        return s
 
 
 def read_text(path, off=0):
@@ -1604,6 +1637,24 @@ def mpop_want(E, i, got):
     """mpop hands an MDA LF line ends."""
     e = E.retr[i - 1].replace(b"\r\n", b"\n")
     return None if got == e else first_diff(got, e)
+
+
+def client_fetch(client, base, name, port, user, password, E):
+    """One run of fetchmail or mpop (client) against 127.0.0.1:port, its
+    files under base/name: problems unless it exits 0 having delivered
+    everything in E (an Expected) byte for byte, as each client hands a
+    message to its MDA."""
+    if client == "fetchmail":
+        c = Fetchmail(base, name, port, user, password, timeout=60)
+        want = fetchmail_want
+    else:
+        c = Mpop(base, name, port, user, password)
+        want = mpop_want
+    run = c.run()
+    probs = []
+    if run.rc != 0:
+        probs.append("%s exit %d: %s" % (client, run.rc, " | ".join(tail(run.output))))
+    return probs + compare_deliveries(E, run.new, want, client)
 
 
 def compare_deliveries(E, got, want_fn, who):
