@@ -104,7 +104,7 @@ integration: build/asan/popbridge build/popbridge
 valgrind: build/popbridge
 	@rm -rf build/valgrind && mkdir -p build/valgrind
 	VG_LOG_DIR=$(CURDIR)/build/valgrind POPBRIDGE=$(CURDIR)/tests/lib/valgrind-popbridge.sh \
-		ONLY="pop3 delete faults accounts" bash tests/integration/run.sh
+		ONLY="pop3 delete faults accounts oauth" bash tests/integration/run.sh
 	@if [ -n "$$(find build/valgrind -name 'vg.*.log' -size +0)" ]; then \
 		cat build/valgrind/vg.*.log; echo "valgrind: reports above"; exit 1; \
 	else echo "valgrind: clean ($$(ls build/valgrind | wc -l) processes)"; fi
