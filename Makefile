@@ -142,8 +142,8 @@ build/fuzz/fuzz_pop3_parse: src/pop3/pop3_parse.c src/util/buf.c
 build/fuzz/fuzz_pop3_parse: FUZZ_LIBS := -lcrypto
 build/fuzz/fuzz_imap_parse: src/imap/imap_parse.c src/util/buf.c
 build/fuzz/fuzz_imap_parse: FUZZ_LIBS := -lcrypto
-build/fuzz/fuzz_config: src/daemon/config.c src/util/buf.c
-build/fuzz/fuzz_config: FUZZ_LIBS := -linih -lcrypto
+build/fuzz/fuzz_config: src/daemon/config.c src/util/buf.c src/oauth/preset.c src/oauth/http.c
+build/fuzz/fuzz_config: FUZZ_LIBS = $(PKG_LIBS)
 # The whole daemon but main.c, driven over loopback sockets.
 build/fuzz/fuzz_session: $(LIBSRCS)
 build/fuzz/fuzz_session: FUZZ_LIBS = $(PKG_LIBS)
