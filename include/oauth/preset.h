@@ -14,18 +14,19 @@
  *
  *   microsoft  login.microsoftonline.com, tenant "common" (work, school and
  *              personal accounts); device and code grants; IMAP
- *              outlook.office365.com:993, XOAUTH2
+ *              the "outlook" provider (outlook.office365.com), XOAUTH2
  *   google     accounts.google.com / oauth2.googleapis.com; the code grant
  *              only (Google's device grant does not allow the Gmail scope);
- *              access_type=offline; IMAP imap.gmail.com:993, XOAUTH2 and
- *              OAUTHBEARER
+ *              access_type=offline; IMAP the "gmail" provider
+ *              (imap.gmail.com), XOAUTH2 and OAUTHBEARER
  */
 
 struct oauth_preset {
 	const char *name;
 	struct oauth_client client;	/* client_id and client_secret NULL */
-	const char *imap_host;
-	uint16_t imap_port;
+	/* Its IMAP server: the name of a [upstream] provider preset
+	 * (daemon/config), which knows the host, port and TLS. */
+	const char *imap_provider;
 };
 
 /* The preset called name (case-insensitive), or NULL. */

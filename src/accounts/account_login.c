@@ -21,8 +21,7 @@ struct account_login {
 	bool cancelled;
 	struct buf pass;
 	struct buf secret;
-	uint8_t key[ACCOUNT_KEY_LEN];	/* when unlocked */
-	bool have_key;
+	uint8_t key[ACCOUNT_KEY_LEN];	/* UNLOCKED and NO_SECRET only */
 	enum account_verdict verdict;
 	account_login_done_fn *done;
 	void *ctx;
@@ -55,7 +54,6 @@ check(struct account_login *j)
 				NULL);
 	buf_wipe(&j->pass);
 	if (r == 0) {
-		j->have_key = true;
 		r = account_keys_open_secret(&j->file, j->key, &j->secret);
 		j->verdict = r == 0	     ? ACCOUNT_UNLOCKED
 			     : r == -ENOENT  ? ACCOUNT_NO_SECRET
@@ -110,8 +108,8 @@ after_work(uv_work_t *req, int status)
 		j->verdict = ACCOUNT_FAILED;
 	if (!j->cancelled)
 		j->done(j->ctx, j->verdict, &j->secret,
-			j->have_key && (j->verdict == ACCOUNT_UNLOCKED ||
-					j->verdict == ACCOUNT_NO_SECRET)
+			j->verdict == ACCOUNT_UNLOCKED ||
+					j->verdict == ACCOUNT_NO_SECRET
 				? j->key : NULL,
 			uv_now(j->loop) - j->start_ms);
 	job_free(j);

@@ -205,7 +205,7 @@ save_now(const struct config *acct, const uint8_t key[ACCOUNT_KEY_LEN],
 	struct safe_file_dir d = { .fd = -1 };
 	struct account_file *f;
 	struct buf old;
-	char err[512];
+	char err[512] = "";
 	int r;
 
 	if (n > ACCOUNT_SECRET_MAX) {

@@ -608,12 +608,14 @@ folder_parse(struct config *cfg, const struct key_def *k, const char *value,
 
 static const struct key_type type_folder = { folder_parse, string_print };
 
+/* The [upstream] provider preset called name, or NULL (also for NULL). */
 static const struct provider *
 provider_find(const char *name)
 {
 	size_t i;
 
-	for (i = 0; i < sizeof(providers) / sizeof(providers[0]); i++) {
+	for (i = 0; name != NULL && i < sizeof(providers) / sizeof(providers[0]);
+	     i++) {
 		if (strcasecmp(providers[i].name, name) == 0)
 			return &providers[i];
 	}
@@ -1726,24 +1728,18 @@ account_finish(struct parse_ctx *c, struct acct_node *a)
 				  account_set(a, "upstream", "host") ||
 				  oauth_pre != NULL;
 	if (v->account.own_upstream) {
-		if (o->upstream.provider != NULL)
-			pre = provider_find(o->upstream.provider);
+		pre = provider_find(o->upstream.provider != NULL
+					    ? o->upstream.provider
+				    : oauth_pre != NULL ? oauth_pre->imap_provider
+							: NULL);
 		if (pre != NULL && !account_set(a, "upstream", "host") &&
 		    set_string(&o->upstream.host, pre->host) < 0) {
 			ctx_fail(c, 0, "out of memory");
 			return;
 		}
-		if (pre == NULL && oauth_pre != NULL &&
-		    !account_set(a, "upstream", "host") &&
-		    set_string(&o->upstream.host, oauth_pre->imap_host) < 0) {
-			ctx_fail(c, 0, "out of memory");
-			return;
-		}
 		v->upstream.provider = o->upstream.provider;
 		v->upstream.host = o->upstream.host;
-		v->upstream.port = pre != NULL	     ? pre->port
-				   : oauth_pre != NULL ? oauth_pre->imap_port
-						       : 993;
+		v->upstream.port = pre != NULL ? pre->port : 993;
 		v->upstream.tls = pre != NULL ? pre->tls : UPSTREAM_TLS_IMPLICIT;
 		v->upstream.ca_file = NULL;
 		v->upstream.verify = true;

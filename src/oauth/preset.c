@@ -13,8 +13,7 @@ static const struct oauth_preset presets[] = {
 			.device_url = "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode",
 			.scope = "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
 		},
-		.imap_host = "outlook.office365.com",
-		.imap_port = 993,
+		.imap_provider = "outlook",
 	},
 	{
 		.name = "google",
@@ -25,8 +24,7 @@ static const struct oauth_preset presets[] = {
 			.scope = "https://mail.google.com/",
 			.auth_extra = "access_type=offline",
 		},
-		.imap_host = "imap.gmail.com",
-		.imap_port = 993,
+		.imap_provider = "gmail",
 	},
 };
 

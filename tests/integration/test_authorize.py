@@ -161,17 +161,7 @@ class Run:
         deadline = time.time() + timeout
         while self.line(max(0.1, deadline - time.time())) is not None:
             pass
-        if self.proc.stdin is not None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-        try:
-            self.rc = self.proc.wait(max(1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.rc = "killed after %ds" % timeout
+        self.rc = pbtest.end_child(self.proc, max(1, deadline - time.time()))
         OUTPUTS.append((self.name + " stdout", "\n".join(self.out)))
         OUTPUTS.append((self.name + " stderr", self.err()))
         return self.rc, self.out, self.err()

@@ -106,16 +106,7 @@ class Driver:
         """Runs to the end: (exit status, every output line)."""
         while self.line(timeout) is not None:
             pass
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait(10)
-        return rc, self.out
+        return pbtest.end_child(self.proc, timeout), self.out
 
     def text(self):
         return pbtest.read_text(self.log)

@@ -137,15 +137,7 @@ class Authorize:
                 return s if s is None else s.strip()
 
     def finish(self, timeout=90):
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = "still running after %d s" % timeout
+        rc = pbtest.end_child(self.proc, timeout)
         rest = (self.reader.buf + self.proc.stdout.read()).decode("utf-8", "replace")
         self.out += rest.splitlines()
         err = pbtest.read_text(self.err)

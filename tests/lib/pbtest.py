@@ -464,6 +464,22 @@ def file_size(path):
         return 0
 
 
+def end_child(proc, timeout):
+    """Closes a child's stdin (its end of input) and waits for its exit:
+    the status, or "killed after N s" when it had to be killed."""
+    if proc.stdin is not None:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        return "killed after %g s" % timeout
+
+
 class LineReader:
     """The lines of a child's output pipe, each waited for at most timeout
     seconds: line() is the next one (str, without its LF; a last line

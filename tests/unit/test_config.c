@@ -6,34 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config_fixture.h"
 #include "daemon/config.h"
-
-static struct config *
-load_ok(const char *text)
-{
-	struct config *cfg = NULL;
-	char err[CONFIG_ERR_MAX] = "";
-
-	cr_assert_eq(config_load_string(text, "t.ini", &cfg, err, sizeof(err)),
-		     0, "unexpected error: %s\n--- input:\n%s", err, text);
-	cr_assert_not_null(cfg);
-	return cfg;
-}
-
-/* Loads text that must fail; returns the message for further checks. */
-static const char *
-load_bad(const char *text)
-{
-	static char err[CONFIG_ERR_MAX];
-	struct config *cfg = (struct config *)&err;
-
-	err[0] = '\0';
-	cr_assert_eq(config_load_string(text, "t.ini", &cfg, err, sizeof(err)),
-		     -EINVAL, "accepted:\n%s", text);
-	cr_assert_null(cfg);
-	cr_assert(strchr(err, '\n') == NULL, "not one line: %s", err);
-	return err;
-}
 
 static void
 assert_prefix(const char *s, const char *prefix)
@@ -46,30 +20,6 @@ static void
 assert_contains(const char *s, const char *part)
 {
 	cr_assert(strstr(s, part) != NULL, "\"%s\" lacks \"%s\"", s, part);
-}
-
-/* Prints cfg into a string the caller frees. */
-static char *
-print_to_string(const struct config *cfg)
-{
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-
-	cr_assert_not_null(f);
-	config_print(cfg, f);
-	cr_assert_eq(fclose(f), 0);
-	return text;
-}
-
-/* The text after the first line, which names the source file. */
-static const char *
-body(const char *printed)
-{
-	const char *nl = strchr(printed, '\n');
-
-	cr_assert_not_null(nl);
-	return nl + 1;
 }
 
 static void

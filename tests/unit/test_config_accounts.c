@@ -6,55 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_fixture.h"
 #include "daemon/config.h"
-
-static struct config *
-load_ok(const char *text)
-{
-	struct config *cfg = NULL;
-	char err[CONFIG_ERR_MAX] = "";
-
-	cr_assert_eq(config_load_string(text, "t.ini", &cfg, err, sizeof(err)),
-		     0, "unexpected error: %s\n--- input:\n%s", err, text);
-	cr_assert_not_null(cfg);
-	return cfg;
-}
-
-static const char *
-load_bad(const char *text)
-{
-	static char err[CONFIG_ERR_MAX];
-	struct config *cfg = (struct config *)&err;
-
-	err[0] = '\0';
-	cr_assert_eq(config_load_string(text, "t.ini", &cfg, err, sizeof(err)),
-		     -EINVAL, "accepted:\n%s", text);
-	cr_assert_null(cfg);
-	cr_assert(strchr(err, '\n') == NULL, "not one line: %s", err);
-	return err;
-}
-
-static char *
-print_to_string(const struct config *cfg)
-{
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-
-	cr_assert_not_null(f);
-	config_print(cfg, f);
-	cr_assert_eq(fclose(f), 0);
-	return text;
-}
-
-static const char *
-body(const char *printed)
-{
-	const char *nl = strchr(printed, '\n');
-
-	cr_assert_not_null(nl);
-	return nl + 1;
-}
 
 Test(config_accounts, none_by_default)
 {
@@ -530,6 +483,8 @@ Test(config_accounts, oauth_preset_brings_its_imap_server)
 	cr_assert_eq(m->upstream.tls, UPSTREAM_TLS_IMPLICIT);
 	cr_assert(m->upstream.verify);
 	cr_assert_str_eq(g->upstream.host, "imap.gmail.com");
+	cr_assert_eq(g->upstream.port, 993);
+	cr_assert_eq(g->upstream.tls, UPSTREAM_TLS_IMPLICIT);
 	cr_assert_str_eq(g->account.oauth.client_secret, "GOCSPX-s3cret");
 	/* The account's own provider wins over the preset's server. */
 	cr_assert_str_eq(p->upstream.host, "imap.gmail.com");
@@ -616,12 +571,7 @@ Test(config_accounts, oauth_print_masks_the_secret_and_loads_back)
 		"oauth_client_secret = GOCSPX-s3cret\n"
 		"[account pw]\nupstream_user = pw\n");
 	struct config *again;
-	char *text = NULL, err[CONFIG_ERR_MAX] = "";
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-
-	config_print(cfg, f);
-	fclose(f);
+	char *text = print_to_string(cfg), err[CONFIG_ERR_MAX] = "";
 	cr_assert_null(strstr(text, "GOCSPX-s3cret"));
 	cr_assert_not_null(strstr(text, "; oauth_client_secret = (secret, "
 					"not shown)"));

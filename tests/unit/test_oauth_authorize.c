@@ -9,74 +9,22 @@
 
 #include "oauth/authorize.h"
 #include "oauth/http.h"
+#include "oauth_fake_transport.h"
 #include "oauth_fixture.h"
 
-#define MAXREQ 64
-
-struct fake_req {
-	char url[256];
-	char form[4096];
-	http_done_cb cb;
-	void *ctx;
-	int live;
-};
-
 static uv_loop_t loop;
-static struct fake_req reqs[MAXREQ];
-static int nreq;
-
-static int
-fake_post(void *tctx, const char *url, const char *form, size_t n,
-	  const struct http_opts *opts, http_done_cb cb, void *ctx, void **req_r)
-{
-	struct fake_req *r;
-
-	(void)tctx;
-	(void)opts;
-	cr_assert_lt(nreq, MAXREQ);
-	r = &reqs[nreq++];
-	snprintf(r->url, sizeof(r->url), "%s", url);
-	cr_assert_lt(n, sizeof(r->form));
-	memcpy(r->form, form, n);
-	r->form[n] = '\0';
-	r->cb = cb;
-	r->ctx = ctx;
-	r->live = 1;
-	*req_r = r;
-	uv_stop(&loop);
-	return 0;
-}
-
-static void
-fake_cancel(void *tctx, void **req)
-{
-	(void)tctx;
-	((struct fake_req *)*req)->live = 0;
-	*req = NULL;
-}
 
 static uint64_t
-fake_now(void *tctx)
+loop_now(void)
 {
-	(void)tctx;
 	return uv_now(&loop);
 }
 
-static const struct oauth_transport fake = {
-	.post = fake_post, .cancel = fake_cancel, .now_ms = fake_now,
-};
-
+/* Each request ends a uv_run(): the test answers it. */
 static void
-answer(int i, int err, long status, const char *body)
+loop_stop(void)
 {
-	struct http_response resp = {
-		.status = status, .body = body, .body_len = body ? strlen(body) : 0,
-		.content_type = "application/json",
-	};
-
-	cr_assert(reqs[i].live, "request %d not running", i);
-	reqs[i].live = 0;
-	reqs[i].cb(reqs[i].ctx, err, err == 0 ? &resp : NULL, err == 0 ? "" : "connection refused");
+	uv_stop(&loop);
 }
 
 struct run {
@@ -161,6 +109,8 @@ setup(void)
 	memset(reqs, 0, sizeof(reqs));
 	nreq = 0;
 	memset(&run, 0, sizeof(run));
+	fake_clock = loop_now;
+	fake_posted = loop_stop;
 	cr_assert_eq(uv_loop_init(&loop), 0);
 }
 
