@@ -83,9 +83,15 @@ int cmd_unlock(const struct account_file *f, const char *account,
 	       const char *pass, size_t n, const char *refused,
 	       uint8_t key_r[ACCOUNT_KEY_LEN]);
 
-/* As root, gives account's file in d to the directory's owner (the
- * daemon's user; privs.c hands the directory over the same way); does
- * nothing otherwise. Returns 0 or 1. */
-int cmd_give_to_owner(const struct safe_file_dir *d, const char *account);
+/* Writes f as its account's file in d (crash-safe, 0600) and, as root,
+ * gives it to the directory's owner (the daemon's user; privs.c hands the
+ * directory over the same way). Returns 0 or 1. */
+int cmd_account_save(const struct safe_file_dir *d,
+		     const struct account_file *f);
+
+/* Loads the configuration at path into *cfg_r and finds its account
+ * name: the account's view, or NULL after saying why (*cfg_r freed). */
+const struct config *cmd_config_account(const char *path, const char *name,
+					struct config **cfg_r);
 
 #endif

@@ -709,7 +709,7 @@ store(const struct opts *o, const struct config *cfg, const char *name,
 	const struct account_kdf kdf = ACCOUNT_KDF_DEFAULT;
 	struct safe_file_dir d = { .fd = -1 };
 	uint8_t key[ACCOUNT_KEY_LEN];
-	char err[512], refused[256];
+	char refused[256];
 	bool added = false;
 	int r;
 
@@ -751,10 +751,8 @@ store(const struct opts *o, const struct config *cfg, const char *name,
 		r = cmd_fail("account %s: cannot seal the refresh token",
 			     o->account);
 	OPENSSL_cleanse(key, sizeof(key));
-	if (r == 0 && account_file_save(&d, f, err, sizeof(err)) < 0)
-		r = cmd_fail("%s", err);
 	if (r == 0)
-		r = cmd_give_to_owner(&d, name);
+		r = cmd_account_save(&d, f);
 	safe_file_close_dir(&d, NULL, 0);
 	if (r == 0 && added)
 		fprintf(stderr, "popbridge: account %s: device %s added (1 "
@@ -769,7 +767,6 @@ int
 authorize_cmd(const char *config_path, int argc, char **argv)
 {
 	struct opts o = { .config = config_path };
-	char err[CONFIG_ERR_MAX];
 	struct config *cfg = NULL;
 	const struct config *acct;
 	const struct config_oauth *oa;
@@ -784,15 +781,9 @@ authorize_cmd(const char *config_path, int argc, char **argv)
 	r = parse_opts(argc, argv, &o);
 	if (r != 0)
 		return r;
-	if (config_load(o.config, &cfg, err, sizeof(err)) < 0)
-		return cmd_fail("%s", err);
-	acct = config_account_named(cfg, o.account);
-	if (acct == NULL) {
-		r = cmd_fail("%s: no [account %s] section (expected an account "
-			     "the configuration names)", o.config, o.account);
-		config_free(&cfg);
-		return r;
-	}
+	acct = cmd_config_account(o.config, o.account, &cfg);
+	if (acct == NULL)
+		return 1;
 	if (acct->account.auth != ACCOUNT_AUTH_OAUTH2) {
 		r = cmd_fail("account %s has auth = password, not oauth2 "
 			     "(store its password with popbridge passwd %s "
@@ -801,15 +792,7 @@ authorize_cmd(const char *config_path, int argc, char **argv)
 		return r;
 	}
 	oa = &acct->account.oauth;
-	client = oauth_preset_client(oauth_preset_find(oa->preset),
-				     &(struct oauth_client){
-					     .token_url = oa->token_url,
-					     .device_url = oa->device_url,
-					     .auth_url = oa->auth_url,
-					     .client_id = oa->client_id,
-					     .client_secret = oa->client_secret,
-					     .scope = oa->scope,
-				     });
+	client = config_oauth_client(acct);
 	flow = authorize_flow_pick(oa->preset, &client, o.flow, &why);
 	if (flow < 0) {
 		cmd_fail("authorize: account %s: %s", o.account, why);

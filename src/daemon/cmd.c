@@ -249,17 +249,38 @@ cmd_unlock(const struct account_file *f, const char *account,
 }
 
 int
-cmd_give_to_owner(const struct safe_file_dir *d, const char *account)
+cmd_account_save(const struct safe_file_dir *d, const struct account_file *f)
 {
-	char name[ACCOUNT_FILE_NAME_MAX];
+	char name[ACCOUNT_FILE_NAME_MAX], err[512];
 	struct stat st;
 
+	if (account_file_save(d, f, err, sizeof(err)) < 0)
+		return cmd_fail("%s", err);
 	if (geteuid() != 0 || fstat(d->fd, &st) < 0 || st.st_uid == 0)
 		return 0;
-	account_file_name(account, name);
+	account_file_name(f->name, name);
 	if (fchownat(d->fd, name, st.st_uid, st.st_gid,
 		     AT_SYMLINK_NOFOLLOW) < 0)
 		return cmd_fail("cannot give %s/%s to the state directory's "
 				"owner: %s", d->path, name, strerror(errno));
 	return 0;
+}
+
+const struct config *
+cmd_config_account(const char *path, const char *name, struct config **cfg_r)
+{
+	char err[CONFIG_ERR_MAX];
+	const struct config *acct;
+
+	if (config_load(path, cfg_r, err, sizeof(err)) < 0) {
+		cmd_fail("%s", err);
+		return NULL;
+	}
+	acct = config_account_named(*cfg_r, name);
+	if (acct == NULL) {
+		cmd_fail("%s: no [account %s] section (expected an account "
+			 "the configuration names)", path, name);
+		config_free(cfg_r);
+	}
+	return acct;
 }

@@ -319,7 +319,6 @@ run(const struct opts *o, const struct config *cfg, const struct config *acct,
 	struct safe_file_dir d = { .fd = -1 };
 	const char *name = acct->account.name;
 	bool tty = isatty(STDIN_FILENO);
-	char err[512];
 	int r = 0;
 
 	if (cmd_state_open(cfg, true, &d) != 0)
@@ -343,10 +342,8 @@ run(const struct opts *o, const struct config *cfg, const struct config *acct,
 		r = revoke_device(o, f);
 		break;
 	}
-	if (r == 0 && account_file_save(&d, f, err, sizeof(err)) < 0)
-		r = cmd_fail("%s", err);
 	if (r == 0)
-		r = cmd_give_to_owner(&d, name);
+		r = cmd_account_save(&d, f);
 	safe_file_close_dir(&d, NULL, 0);
 	return r;
 }
@@ -372,7 +369,6 @@ int
 passwd_cmd(const char *config_path, int argc, char **argv)
 {
 	struct opts o = { .config = config_path };
-	char err[CONFIG_ERR_MAX];
 	struct config *cfg = NULL;
 	const struct config *acct;
 	struct account_file *f;
@@ -382,15 +378,9 @@ passwd_cmd(const char *config_path, int argc, char **argv)
 	r = parse_opts(argc, argv, &o);
 	if (r != 0)
 		return r;
-	if (config_load(o.config, &cfg, err, sizeof(err)) < 0)
-		return cmd_fail("%s", err);
-	acct = config_account_named(cfg, o.account);
-	if (acct == NULL) {
-		r = cmd_fail("%s: no [account %s] section (expected an account "
-			     "the configuration names)", o.config, o.account);
-		config_free(&cfg);
-		return r;
-	}
+	acct = cmd_config_account(o.config, o.account, &cfg);
+	if (acct == NULL)
+		return 1;
 	/* Its secret is the refresh token only authorize obtains. */
 	if (o.mode == MODE_UPSTREAM &&
 	    acct->account.auth == ACCOUNT_AUTH_OAUTH2) {
